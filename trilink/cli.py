@@ -1,0 +1,71 @@
+"""The ``trilink`` command line.
+
+Each part of the project registers its own subcommands through a ``register(subparsers)``
+function in its ``cli`` module; this file only wires them together and turns the project's
+typed errors into one clear line and a non-zero exit code (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from pydantic import ValidationError
+
+from trilink.errors import BrokerNotReadyError, TrilinkError
+
+#: Modules that contribute subcommands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "trilink.platform.cli",
+    "schemas.cli",
+    "producers.cli",
+    "consumers.cli",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trilink",
+        description="Simulate and measure real-time missile-warning data sharing over Apache Kafka.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part of the project is not written yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except BrokerNotReadyError as exc:
+        print(f"trilink: error {exc}", file=sys.stderr)
+        if exc.log_tail:
+            print("--- last lines of the broker log ---", file=sys.stderr)
+            print(exc.log_tail, file=sys.stderr)
+        return 2
+    except TrilinkError as exc:
+        print(f"trilink: error {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"trilink: error [invalid_config] {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trilink: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

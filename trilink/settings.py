@@ -1,0 +1,96 @@
+"""Runtime settings: one validated object, read from the environment and an optional TOML file.
+
+Precedence (highest first): ``TRILINK_*`` environment variables, the TOML file named by
+``TRILINK_CONFIG`` (or ``./trilink.toml`` when present), then the defaults below.
+Every port, path and timeout the project uses has its one default here.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from trilink import REPO_ROOT
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("TRILINK_CONFIG")
+    if named:
+        return Path(named)
+    local = Path("trilink.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Where trilink finds Kafka, where it keeps state, and the ports it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="TRILINK_", extra="forbid")
+
+    bootstrap: str | None = Field(
+        default=None,
+        description="host:port[,host:port] of an existing Kafka cluster; when set, trilink starts no broker.",
+    )
+    state_dir: Path = Field(
+        default=REPO_ROOT / ".trilink",
+        description="Where local broker data, logs and the cluster state file live.",
+    )
+    kafka_home: Path | None = Field(
+        default_factory=lambda: Path(os.environ["KAFKA_HOME"]) if os.environ.get("KAFKA_HOME") else None,
+        description="An unpacked Apache Kafka release; its libs/ replace the Maven resolution.",
+    )
+    kafka_cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "trilink" / "kafka",
+        description="Cache of the Kafka jars resolved from Maven Central (outside the work tree).",
+    )
+    kafka_port_base: int = Field(
+        default=9092,
+        ge=1024,
+        le=65000,
+        description="Node i (0-based) listens for clients on base+2i and for the controller on base+2i+1.",
+    )
+    broker_heap_mb: int = Field(default=768, ge=256, description="JVM heap per broker process.")
+    broker_ready_timeout_s: float = Field(default=90.0, gt=0)
+    broker_stop_timeout_s: float = Field(default=30.0, gt=0)
+    topics_file: Path = Field(default=REPO_ROOT / "deploy" / "topics.toml")
+    host: str = Field(default="127.0.0.1", description="Loopback address every local service binds to.")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap_form(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for part in value.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
