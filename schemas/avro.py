@@ -232,7 +232,7 @@ def load_schema_file(path: Path, version: int = 0) -> ReleasedSchema:
     """Read and parse one .avsc file (a release or a candidate)."""
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
-        parsed = parse_schema(schema, _write_hint=False)
+        parsed = parse_schema(schema)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SchemaDefinitionError("bad_schema", f"{path}: {exc}") from exc
     if not isinstance(schema, dict):
