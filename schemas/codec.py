@@ -15,6 +15,7 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from schemas import avro
 from schemas._guard import make_checker
@@ -104,8 +105,11 @@ def _describe(exc: ValidationError) -> str:
 def _to_record(event: WarningEvent) -> dict[str, Any]:
     payload = event.payload
     return {
-        "header": event.header.model_dump(),
-        "payload": (f"{avro.NAMESPACE}.{type(payload).__name__}", payload.model_dump()),
+        "header": event.header.model_dump(warnings="error"),
+        "payload": (
+            f"{avro.NAMESPACE}.{type(payload).__name__}",
+            payload.model_dump(warnings="error"),
+        ),
     }
 
 
@@ -119,14 +123,21 @@ def encode_event(event: WarningEvent, *, revalidate: bool = False) -> bytes:
         raise EncodeError("invalid_value", f"expected a WarningEvent, got {type(event).__name__}")
     if revalidate:
         try:
-            event = WarningEvent.model_validate(event.model_dump())
+            event = WarningEvent.model_validate(event.model_dump(warnings=False))
         except ValidationError as exc:
             raise EncodeError("invalid_value", _describe(exc)) from None
     buffer = BytesIO()
     buffer.write(_prefix())
     try:
         schemaless_writer(buffer, avro.current().parsed, _to_record(event))
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        OverflowError,
+        PydanticSerializationError,
+    ) as exc:
         raise EncodeError("invalid_value", f"not encodable: {exc}"[:_MAX_DETAIL_CHARS]) from None
     data = buffer.getvalue()
     if len(data) > MAX_MESSAGE_BYTES:
