@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from schemas import avro
-from schemas.errors import BadHeaderError
+from schemas.errors import BadHeaderError, EncodeError
 from schemas.models import EventKind, WarningEvent
 
 __all__ = [
@@ -89,7 +89,7 @@ def kafka_headers(event: WarningEvent, source: str) -> list[tuple[str, bytes]]:
     ``source`` is a URI-reference naming the producer, e.g. ``/trilink/sensors/us-tpy2-1``.
     """
     if not _SOURCE_RE.match(source):
-        raise ValueError(f"ce_source must be a non-empty URI-reference, got {source!r}")
+        raise EncodeError("invalid_value", f"ce_source must be a URI-reference, got {source!r}")
     header = event.header
     values = (
         ("ce_id", str(header.event_id)),
