@@ -79,9 +79,7 @@ def track_updates(draw: st.DrawFn) -> m.WarningEvent:
 @st.composite
 def impact_predictions(draw: st.DrawFn) -> m.WarningEvent:
     impact = draw(_TIMES)
-    launch = draw(
-        st.none() | st.timedeltas(timedelta(microseconds=1), timedelta(hours=2))
-    )
+    launch = draw(st.none() | st.timedeltas(timedelta(microseconds=1), timedelta(hours=2)))
     major = draw(_float(0, 1e6))
     payload = m.ImpactPrediction(
         impact_point=draw(_POINTS),
@@ -107,7 +105,9 @@ def alerts(draw: st.DrawFn) -> m.WarningEvent:
     else:
         status = draw(st.sampled_from([m.AlertStatus.ACTUAL, m.AlertStatus.TEST]))
     refs: list[Any] = (
-        [] if msg_type is m.AlertMsgType.ALERT else draw(st.lists(st.uuids(), min_size=1, max_size=3, unique=True))
+        []
+        if msg_type is m.AlertMsgType.ALERT
+        else draw(st.lists(st.uuids(), min_size=1, max_size=3, unique=True))
     )
     payload = m.Alert(
         level=draw(st.sampled_from(m.AlertLevel)),

@@ -89,7 +89,7 @@ def test_v1_message_resolves_to_a_newer_reader(reader_v2: avro.ReleasedSchema) -
     old = codec.encode_event(event)  # written while v2 is current: carries v2's fingerprint
     assert int.from_bytes(old[2:10], "little") == reader_v2.fingerprint
     v1_bytes = old[:2] + v1.fingerprint.to_bytes(8, "little") + old[10:]
-    writer, reader, _ = codec._readers()[v1.fingerprint]
+    _writer, reader, _check = codec._readers()[v1.fingerprint]
     assert reader is not None, "a v1 message must go through schema resolution"
     assert codec.decode_event(v1_bytes) == event
     assert event.payload.missile_class is MissileClass.IRBM  # type: ignore[union-attr]

@@ -112,7 +112,8 @@ def test_models_and_avsc_agree_field_by_field() -> None:
             assert avro_nullable == model_nullable, where
             assert ("default" in field) == (field["name"] not in required), where
     model_classes = {
-        n for n, c in vars(models).items()
+        n
+        for n, c in vars(models).items()
         if isinstance(c, type) and issubclass(c, models._Model) and n != "_Model"
     }
     assert model_classes <= set(named), model_classes - set(named)
