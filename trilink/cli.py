@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from trilink.errors import BrokerNotReadyError, TrilinkError
@@ -61,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as exc:
         print(f"trilink: error [invalid_config] {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"trilink: error [kafka_error] the Kafka client failed: {exc!r}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("trilink: interrupted", file=sys.stderr)

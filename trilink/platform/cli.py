@@ -1,0 +1,104 @@
+"""``trilink up|down|status|topics|smoke``: the local platform."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from trilink.platform.cluster import LocalCluster
+from trilink.platform.connection import apply_declared_topics, bootstrap_servers, ensure_cluster
+from trilink.platform.smoke import round_trip
+from trilink.settings import get_settings
+
+
+def register(subparsers: Any) -> None:
+    up = subparsers.add_parser("up", help="start the local Kafka cluster (KRaft) and apply the topics")
+    up.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="cluster size (default 1)")
+    up.add_argument(
+        "--refresh-jars",
+        action="store_true",
+        help="resolve the newest Kafka 4.x from Maven Central again",
+    )
+    up.set_defaults(handler=_up)
+
+    down = subparsers.add_parser("down", help="stop the local Kafka cluster")
+    down.add_argument("--purge", action="store_true", help="also delete broker data and logs")
+    down.set_defaults(handler=_down)
+
+    status = subparsers.add_parser("status", help="show what runs where")
+    status.set_defaults(handler=_status)
+
+    topics = subparsers.add_parser("topics", help="apply deploy/topics.toml to the cluster")
+    topics.set_defaults(handler=_topics)
+
+    smoke = subparsers.add_parser("smoke", help="time a few records through the broker and back")
+    smoke.add_argument("--count", type=int, default=20)
+    smoke.set_defaults(handler=_smoke)
+
+
+def _up(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.bootstrap:
+        print(f"TRILINK_BOOTSTRAP={settings.bootstrap}: using that cluster, starting nothing")
+    bootstrap, report, state = ensure_cluster(settings, brokers=args.brokers)
+    if state is not None:
+        print(f"Kafka {state.kafka_version}: {len(state.nodes)} node(s) ready at {bootstrap}")
+    for line in report.lines():
+        print(f"  topics: {line}")
+    return 1 if report.drift else 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.bootstrap:
+        print(f"TRILINK_BOOTSTRAP={settings.bootstrap} is not trilink's to stop; nothing done")
+        return 0
+    for line in LocalCluster(settings).down(purge=args.purge):
+        print(line)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.bootstrap:
+        print(f"external cluster: TRILINK_BOOTSTRAP={settings.bootstrap} (trilink starts nothing)")
+        return 0
+    cluster = LocalCluster(settings)
+    state = cluster.load_state()
+    if state is None:
+        print(f"no local cluster in {settings.state_dir}; `trilink up` starts one")
+        return 1
+    print(f"Kafka {state.kafka_version}, cluster id {state.cluster_id}, state in {settings.state_dir}")
+    all_up = True
+    for st in cluster.status():
+        n = st.node
+        word = f"running (pid {n.pid})" if st.running else "stopped"
+        all_up = all_up and st.running
+        print(
+            f"  node {n.node_id}: {word}  client {state.host}:{n.client_port}  "
+            f"controller {state.host}:{n.controller_port}  log {n.log_file}"
+        )
+    print(f"bootstrap: {state.bootstrap}")
+    return 0 if all_up else 1
+
+
+def _topics(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    bootstrap = bootstrap_servers(settings)
+    state = LocalCluster(settings).load_state()
+    count = len(state.nodes) if state is not None and not settings.bootstrap else 1
+    report = apply_declared_topics(bootstrap, count, settings)
+    for line in report.lines():
+        print(line)
+    return 1 if report.drift else 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    bootstrap = bootstrap_servers()
+    result = round_trip(bootstrap, count=args.count)
+    print(
+        f"smoke round trip: {result.count} records via {bootstrap}: "
+        f"p50 {result.percentile_us(50) / 1000:.2f} ms, p99 {result.percentile_us(99) / 1000:.2f} ms, "
+        f"max {max(result.round_trip_us) / 1000:.2f} ms"
+    )
+    return 0

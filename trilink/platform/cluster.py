@@ -1,0 +1,403 @@
+"""A local Apache Kafka cluster in KRaft mode: 1 or 3 combined broker+controller processes
+on loopback, started with ``java`` from the jars in :mod:`trilink.platform.distribution`.
+
+State lives in ``settings.state_dir``: ``cluster.json`` (what runs where), and per node a
+``node-<id>/`` folder with its ``server.properties``, data and ``broker.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from trilink.errors import BrokerNotReadyError, PlatformError
+from trilink.platform.distribution import LOG4J_CONFIG, KafkaDistribution, locate
+from trilink.settings import Settings
+
+STATE_FILE = "cluster.json"
+_LOG_TAIL_LINES = 25
+
+
+@dataclass
+class NodeState:
+    node_id: int
+    client_port: int
+    controller_port: int
+    node_dir: str
+    pid: int | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.node_dir) / "broker.log"
+
+    @property
+    def properties_file(self) -> Path:
+        return Path(self.node_dir) / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.node_dir) / "data"
+
+
+@dataclass
+class ClusterState:
+    cluster_id: str
+    host: str
+    kafka_version: str
+    classpath: str
+    nodes: list[NodeState]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{self.host}:{n.client_port}" for n in self.nodes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterState:
+        raw = json.loads(text)
+        raw["nodes"] = [NodeState(**n) for n in raw["nodes"]]
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: NodeState
+    running: bool
+
+
+def is_port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pid_runs_broker(pid: int | None, properties_file: Path) -> bool:
+    """True when ``pid`` is alive and is the broker started with this properties file
+    (guards against a recycled pid belonging to some other process)."""
+    if pid is None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited already
+        return False
+    return b"kafka.Kafka" in cmdline and str(properties_file).encode() in cmdline
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+class LocalCluster:
+    """Start, inspect and stop the project's own local Kafka cluster."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir
+        self.state_path = self.state_dir / STATE_FILE
+        self._spawned: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- state -----------------------------------------------------------------------------
+    def load_state(self) -> ClusterState | None:
+        if not self.state_path.is_file():
+            return None
+        try:
+            return ClusterState.from_json(self.state_path.read_text())
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PlatformError(
+                "state_corrupt",
+                f"{self.state_path} is unreadable ({exc}); run `trilink down --purge` to start afresh",
+            ) from exc
+
+    def _save_state(self, state: ClusterState) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        tmp.replace(self.state_path)
+
+    def status(self) -> list[NodeStatus]:
+        state = self.load_state()
+        if state is None:
+            return []
+        return [NodeStatus(n, pid_runs_broker(n.pid, n.properties_file)) for n in state.nodes]
+
+    # -- up ------------------------------------------------------------------------------------
+    def up(self, brokers: int = 1, refresh_jars: bool = False) -> tuple[ClusterState, str]:
+        """Start (or find running) a cluster of ``brokers`` nodes; returns the state and what happened."""
+        if brokers not in (1, 3):
+            raise PlatformError("bad_broker_count", f"--brokers must be 1 or 3, got {brokers}")
+        state = self.load_state()
+        if state is not None and len(state.nodes) != brokers:
+            running = any(pid_runs_broker(n.pid, n.properties_file) for n in state.nodes)
+            raise PlatformError(
+                "cluster_size_mismatch",
+                f"a {len(state.nodes)}-broker cluster is {'running' if running else 'set up'} in "
+                f"{self.state_dir}; run `trilink down --purge` before starting {brokers} broker(s)",
+            )
+        if state is not None and all(pid_runs_broker(n.pid, n.properties_file) for n in state.nodes):
+            self.wait_ready(state)
+            return state, "already running"
+
+        dist = locate(self.settings.kafka_cache_dir, self.settings.kafka_home, refresh=refresh_jars)
+        fresh = state is None or not all((n.data_dir / "meta.properties").is_file() for n in state.nodes)
+        if fresh:
+            state = self._new_state(brokers, dist)
+        assert state is not None
+        state.classpath = dist.classpath
+        state.kafka_version = dist.version
+        for node in state.nodes:
+            if pid_runs_broker(node.pid, node.properties_file):
+                continue
+            for port in (node.client_port, node.controller_port):
+                if not is_port_free(state.host, port):
+                    raise PlatformError(
+                        "port_in_use",
+                        f"port {port} on {state.host} is already in use, so Kafka node {node.node_id} "
+                        "cannot listen on it; stop whatever holds it or choose other ports with "
+                        "TRILINK_KAFKA_PORT_BASE",
+                    )
+        for node in state.nodes:
+            self._write_properties(state, node)
+            if fresh:
+                self._format(state, node, dist)
+        for node in state.nodes:
+            if not pid_runs_broker(node.pid, node.properties_file):
+                node.pid = self._spawn(state, node)
+        self._save_state(state)
+        self.wait_ready(state)
+        return state, "started fresh" if fresh else "restarted on existing data"
+
+    def _new_state(self, brokers: int, dist: KafkaDistribution) -> ClusterState:
+        if self.state_dir.exists():
+            for node_dir in self.state_dir.glob("node-*"):
+                shutil.rmtree(node_dir)
+        base = self.settings.kafka_port_base
+        nodes = [
+            NodeState(
+                node_id=i + 1,
+                client_port=base + 2 * i,
+                controller_port=base + 2 * i + 1,
+                node_dir=str(self.state_dir / f"node-{i + 1}"),
+            )
+            for i in range(brokers)
+        ]
+        return ClusterState(
+            cluster_id=_kafka_cluster_id(),
+            host=self.settings.host,
+            kafka_version=dist.version,
+            classpath=dist.classpath,
+            nodes=nodes,
+        )
+
+    def _write_properties(self, state: ClusterState, node: NodeState) -> None:
+        n = len(state.nodes)
+        voters = ",".join(f"{m.node_id}@{state.host}:{m.controller_port}" for m in state.nodes)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{state.host}:{node.client_port},CONTROLLER://{state.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{state.host}:{node.client_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(node.data_dir),
+            "num.partitions": "3",
+            "default.replication.factor": str(min(3, n)),
+            "min.insync.replicas": str(min(2, n)),
+            "offsets.topic.replication.factor": str(min(3, n)),
+            "offsets.topic.num.partitions": "12",
+            "transaction.state.log.replication.factor": str(min(3, n)),
+            "transaction.state.log.min.isr": str(min(2, n)),
+            "share.coordinator.state.topic.replication.factor": str(min(3, n)),
+            "share.coordinator.state.topic.min.isr": str(min(2, n)),
+            "auto.create.topics.enable": "false",
+            # A consumer group of a fresh service should not wait 3 s before its first rebalance.
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        node.properties_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def _java_base(self, state: ClusterState) -> list[str]:
+        heap = self.settings.broker_heap_mb
+        return [
+            "java",
+            f"-Xms{heap // 2}m",
+            f"-Xmx{heap}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "-cp",
+            state.classpath,
+        ]
+
+    def _format(self, state: ClusterState, node: NodeState, dist: KafkaDistribution) -> None:
+        cmd = [
+            *self._java_base(state)[:1],
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "-cp",
+            dist.classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={state.cluster_id}",
+            "--config",
+            str(node.properties_file),
+            "--ignore-formatted",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+        if proc.returncode != 0:
+            raise PlatformError(
+                "storage_format_failed",
+                f"formatting KRaft storage for node {node.node_id} failed:\n"
+                + "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:]),
+            )
+
+    def _spawn(self, state: ClusterState, node: NodeState) -> int:
+        node.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with node.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [*self._java_base(state), "kafka.Kafka", str(node.properties_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI that started it
+            )
+        self._spawned[node.node_id] = proc
+        return proc.pid
+
+    def _alive(self, node: NodeState) -> bool:
+        proc = self._spawned.get(node.node_id)
+        if proc is not None:  # started by us: the child handle is exact, /proc may lag an exec
+            return proc.poll() is None
+        return pid_runs_broker(node.pid, node.properties_file)
+
+    def wait_ready(self, state: ClusterState) -> None:
+        """Block until every node is registered and answers metadata requests, or fail with its log tail."""
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + self.settings.broker_ready_timeout_s
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            for node in state.nodes:
+                if not self._alive(node):
+                    raise BrokerNotReadyError(
+                        "broker_exited",
+                        f"Kafka node {node.node_id} exited during start-up (log: {node.log_file})",
+                        log_tail(node.log_file),
+                    )
+            if not all(_accepts(state.host, n.client_port) for n in state.nodes):
+                last_error = "client ports not listening yet"
+                time.sleep(0.25)
+                continue
+            try:
+                brokers = describe_brokers(state.bootstrap)
+            except (KafkaError, OSError) as exc:
+                last_error = repr(exc)
+            else:
+                if len(brokers) == len(state.nodes):
+                    return
+                last_error = f"{len(brokers)} of {len(state.nodes)} brokers registered"
+            time.sleep(0.25)
+        worst = state.nodes[0]
+        raise BrokerNotReadyError(
+            "broker_not_ready",
+            f"the cluster did not become ready within {self.settings.broker_ready_timeout_s:.0f} s "
+            f"({last_error}); log: {worst.log_file}",
+            log_tail(worst.log_file),
+        )
+
+    # -- down ----------------------------------------------------------------------------------
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop every node (SIGTERM, then SIGKILL after the stop timeout); optionally delete data."""
+        said: list[str] = []
+        state = self.load_state()
+        if state is not None:
+            running = [n for n in state.nodes if pid_runs_broker(n.pid, n.properties_file)]
+            for node in running:
+                assert node.pid is not None
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(node.pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.settings.broker_stop_timeout_s
+            while time.monotonic() < deadline and any(
+                pid_runs_broker(n.pid, n.properties_file) for n in running
+            ):
+                time.sleep(0.1)
+            for node in running:
+                if pid_runs_broker(node.pid, node.properties_file):
+                    assert node.pid is not None
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(node.pid, signal.SIGKILL)
+                    said.append(f"node {node.node_id} (pid {node.pid}) did not stop in time: killed")
+                else:
+                    said.append(f"node {node.node_id} (pid {node.pid}) stopped")
+            for node in state.nodes:
+                node.pid = None
+            if not running:
+                said.append("no broker was running")
+            if not purge:
+                self._save_state(state)
+        else:
+            said.append("no local cluster here")
+        if purge and self.state_dir.exists():
+            for child in ("cluster.json", "cluster.tmp"):
+                (self.state_dir / child).unlink(missing_ok=True)
+            for node_dir in self.state_dir.glob("node-*"):
+                shutil.rmtree(node_dir, ignore_errors=True)
+            said.append(f"purged broker data in {self.state_dir}")
+        return said
+
+
+def _kafka_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
+    import base64
+
+    while True:  # like Kafka's own, never start with '-' (command lines would read an option)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def describe_brokers(bootstrap: str, timeout_ms: int = 3000) -> list[dict[str, Any]]:
+    """The brokers a metadata request to ``bootstrap`` reports."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","),
+        request_timeout_ms=timeout_ms,
+        client_id="trilink-probe",
+    )
+    try:
+        brokers: list[dict[str, Any]] = admin.describe_cluster()["brokers"]
+        return brokers
+    finally:
+        admin.close()
