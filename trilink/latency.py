@@ -28,6 +28,12 @@ from hdrh.histogram import HdrHistogram
 SENT_NS_HEADER = "trilink_sent_ns"
 _NS = struct.Struct(">q")
 
+#: Kafka header saying how the producer paced its events; ``sensor_to_send`` is measured only
+#: when its value is :data:`REALTIME_PACING` (a replay's send time has nothing to do with the
+#: simulated ``measured_at``).
+PACING_HEADER = "trilink_pacing"
+REALTIME_PACING = b"realtime"
+
 #: The pipeline latency objective: p99 of ``end_to_end`` at or below this.
 PIPELINE_P99_OBJECTIVE_S = 0.050
 
