@@ -23,6 +23,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "schemas.cli",
     "producers.cli",
     "consumers.cli",
+    "trilink.pipeline",
+    "trilink.replay.cli",
+    "trilink.loadtest.cli",
+    "trilink.monitoring.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of the project is not written yet
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                # that part of the project is not installed in this build
                 continue
             raise
         module.register(subparsers)
