@@ -70,6 +70,41 @@ def _segments_cross(p1: LatLon, p2: LatLon, q1: LatLon, q2: LatLon) -> bool:
     return ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0))
 
 
+_Box = tuple[float, float, float, float]  # lat min, lat max, lon min, lon max
+
+
+def _box(points: Sequence[LatLon]) -> _Box:
+    lats, lons = [p[0] for p in points], [p[1] for p in points]
+    return min(lats), max(lats), min(lons), max(lons)
+
+
+_Segment = tuple[LatLon, LatLon, float, float, float, float]
+
+
+def _segments(track: Sequence[LatLon]) -> list[_Segment]:
+    return [
+        (a, b, min(a[0], b[0]), max(a[0], b[0]), min(a[1], b[1]), max(a[1], b[1]))
+        for a, b in itertools.pairwise(track)
+    ]
+
+
+def _overlap(box: _Box, lat0: float, lat1: float, lon0: float, lon1: float) -> bool:
+    return not (lat1 < box[0] or lat0 > box[1] or lon1 < box[2] or lon0 > box[3])
+
+
+def _ring_edges(ring: Sequence[LatLon]) -> tuple[_Box, list[tuple[LatLon, LatLon, _Box]]]:
+    pairs = list(zip(ring, [*ring[1:], ring[0]], strict=True))
+    return _box(ring), [(a, b, _box([a, b])) for a, b in pairs]
+
+
+def _unwrap(track: Sequence[LatLon]) -> list[LatLon]:
+    out: list[LatLon] = []
+    for lat, lon in track:
+        shift = 360.0 * round((out[-1][1] - lon) / 360.0) if out else 0.0
+        out.append((lat, lon + shift))
+    return out
+
+
 class AreaMap:
     """All named areas, with point and track tests."""
 
@@ -85,6 +120,10 @@ class AreaMap:
             )
             for name, a in areas.items()
         }
+        # per ring: its box and its edges with their boxes, for the track-crossing test
+        self._edges: dict[str, list[tuple[_Box, list[tuple[LatLon, LatLon, _Box]]]]] = {
+            name: [_ring_edges(ring) for ring in a.rings] for name, a in areas.items()
+        }
 
     def contains(self, name: str, point: LatLon) -> bool:
         lo_lat, hi_lat, lo_lon, hi_lon = self._boxes[name]
@@ -97,18 +136,36 @@ class AreaMap:
         return sorted(name for name in self.areas if self.contains(name, point))
 
     def track_touches(self, name: str, track: Sequence[LatLon]) -> bool:
-        if any(self.contains(name, p) for p in track):
-            return True
-        for ring in self.areas[name].rings:
-            edges = list(zip(ring, [*ring[1:], ring[0]], strict=True))
-            for a, b in itertools.pairwise(track):
-                if any(_segments_cross(a, b, q1, q2) for q1, q2 in edges):
-                    return True
+        """Whether a ground track lies in, or crosses the boundary of, area ``name``."""
+        return bool(track) and self._touches(name, track[0], _segments(track), _box(track))
+
+    def _touches(self, name: str, first: LatLon, segments: list[_Segment], track_box: _Box) -> bool:
+        if not _overlap(self._boxes[name], *track_box):
+            return False
+        # a polyline that crosses no edge of a ring is wholly inside or wholly outside it,
+        # so one point-in-ring test per ring is enough
+        for ring, (ring_box, edges) in zip(self.areas[name].rings, self._edges[name], strict=True):
+            if _in_ring(first, ring):
+                return True
+            for a, b, lat0, lat1, lon0, lon1 in segments:
+                if not _overlap(ring_box, lat0, lat1, lon0, lon1):
+                    continue
+                for q1, q2, edge_box in edges:
+                    if _overlap(edge_box, lat0, lat1, lon0, lon1) and _segments_cross(a, b, q1, q2):
+                        return True
         return False
 
     def areas_touched(self, track: Sequence[LatLon]) -> list[str]:
-        """Names of the areas a ground track touches (inside, or crossing a boundary), sorted."""
-        return sorted(name for name in self.areas if self.track_touches(name, track))
+        """Names of the areas a ground track touches (inside, or crossing a boundary), sorted.
+
+        Longitudes are unwrapped first so a track crossing the antimeridian stays continuous
+        (and away from the areas) instead of jumping across the whole map.
+        """
+        if not track:
+            return []
+        unwrapped = _unwrap(track)
+        segments, box = _segments(unwrapped), _box(unwrapped)
+        return sorted(n for n in self.areas if self._touches(n, unwrapped[0], segments, box))
 
     def nations_of(self, names: Iterable[str]) -> set[Nation]:
         return {self.areas[n].nation for n in names}

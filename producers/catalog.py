@@ -83,9 +83,7 @@ class SensorSpec(BaseModel):
             raise ValueError(f"fields both cited and assumed: {sorted(both)}")
         missing = figures - cited - assumed
         if missing:
-            raise ValueError(
-                f"fields neither cited in sources nor listed in assumptions: {sorted(missing)}"
-            )
+            raise ValueError(f"fields neither cited in sources nor listed in assumptions: {sorted(missing)}")
         return self
 
 

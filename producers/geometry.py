@@ -99,23 +99,17 @@ def great_circle_m(lat1_deg: float, lon1_deg: float, lat2_deg: float, lon2_deg: 
     return 2.0 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
-def destination(
-    lat_deg: float, lon_deg: float, azimuth_deg: float, range_m: float
-) -> tuple[float, float]:
+def destination(lat_deg: float, lon_deg: float, azimuth_deg: float, range_m: float) -> tuple[float, float]:
     """The point ``range_m`` along the great circle leaving (lat, lon) at ``azimuth_deg``."""
     enu = enu_basis(lat_deg, lon_deg)
     az, ang = math.radians(azimuth_deg), range_m / EARTH_RADIUS_M
-    heading = tuple(
-        math.cos(az) * n + math.sin(az) * e for n, e in zip(enu.north, enu.east, strict=True)
-    )
+    heading = tuple(math.cos(az) * n + math.sin(az) * e for n, e in zip(enu.north, enu.east, strict=True))
     p = tuple(math.cos(ang) * u + math.sin(ang) * h for u, h in zip(enu.up, heading, strict=True))
     lat, lon, _ = from_model((p[0] * EARTH_RADIUS_M, p[1] * EARTH_RADIUS_M, p[2] * EARTH_RADIUS_M))
     return lat, lon
 
 
-def initial_azimuth_deg(
-    lat1_deg: float, lon1_deg: float, lat2_deg: float, lon2_deg: float
-) -> float:
+def initial_azimuth_deg(lat1_deg: float, lon1_deg: float, lat2_deg: float, lon2_deg: float) -> float:
     """Initial great-circle bearing from point 1 to point 2, degrees clockwise from north."""
     p1, p2 = math.radians(lat1_deg), math.radians(lat2_deg)
     dl = math.radians(lon2_deg - lon1_deg)

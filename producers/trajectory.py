@@ -529,9 +529,7 @@ def _resolve_geometry(req: FlightRequest) -> tuple[float, float]:
         azimuth = initial_azimuth_deg(
             req.site_lat_deg, req.site_lon_deg, req.impact_lat_deg, req.impact_lon_deg
         )
-        rng = great_circle_m(
-            req.site_lat_deg, req.site_lon_deg, req.impact_lat_deg, req.impact_lon_deg
-        )
+        rng = great_circle_m(req.site_lat_deg, req.site_lon_deg, req.impact_lat_deg, req.impact_lon_deg)
     else:
         if req.range_m is None or req.azimuth_deg is None:
             raise TrajectoryError("bad_target", "give an impact point or both azimuth and range")
@@ -542,8 +540,7 @@ def _resolve_geometry(req: FlightRequest) -> tuple[float, float]:
     if rng > reach:
         raise TrajectoryError(
             "beyond_class_reach",
-            f"range_km={rng / 1e3:g} is beyond the {req.missile_class} class reach of "
-            f"{reach / 1e3:g} km",
+            f"range_km={rng / 1e3:g} is beyond the {req.missile_class} class reach of {reach / 1e3:g} km",
         )
     return azimuth, rng
 
@@ -722,14 +719,24 @@ def _fly_cached(
     )
 
 
-def propagate_to_impact(
-    position: Vec3, velocity: Vec3, step_s: float = 2.0
-) -> tuple[float, Vec3] | None:
-    """Ballistic propagation of a model-frame state with the RK4 integrator.
+@dataclass(frozen=True, slots=True)
+class BallisticPrediction:
+    """Where a free-flying state comes down: time to go, impact point, ground track."""
 
-    Returns (time to impact s, impact position on the sphere) or None if the state does not
-    come down (escape, orbit, or already on the ground). Used by sensors to predict impacts
-    from their own noisy tracks.
+    time_to_impact_s: float
+    impact_m: Vec3  # model-frame position on the sphere
+    path_m: tuple[Vec3, ...]  # model-frame positions from the state to the impact
+
+
+def predict_ballistic(
+    position: Vec3, velocity: Vec3, steps: int = 60, step_s: float | None = None
+) -> BallisticPrediction | None:
+    """Propagate a model-frame state ballistically to the ground with the RK4 integrator.
+
+    The step is ``step_s`` if given, else the Kepler time to go divided by ``steps`` (clamped
+    to 0.5..20 s; RK4 on a Kepler orbit at 20 s steps is still good to metres). Returns None
+    if the state does not come down (escape, orbit, already on the ground). Sensors use it to
+    predict impacts from their own noisy tracks.
     """
     r = norm(position)
     if r <= EARTH_RADIUS_M:
@@ -738,29 +745,35 @@ def propagate_to_impact(
     radial = velocity[0] * up[0] + velocity[1] * up[1] + velocity[2] * up[2]
     hv = (velocity[0] - radial * up[0], velocity[1] - radial * up[1], velocity[2] - radial * up[2])
     tangential = norm(hv)
-    if tangential < 1e-9:
-        head: Vec3 = (1.0, 0.0, 0.0) if abs(up[0]) < 0.9 else (0.0, 1.0, 0.0)
-        d = head[0] * up[0] + head[1] * up[1] + head[2] * up[2]
-        head = (head[0] - d * up[0], head[1] - d * up[1], head[2] - d * up[2])
-        hn = norm(head)
-        head = (head[0] / hn, head[1] / hn, head[2] / hn)
-    else:
-        head = (hv[0] / tangential, hv[1] / tangential, hv[2] / tangential)
-    if kepler_arc(r, radial, tangential) is None:
+    if tangential < 1e-6:
+        return None  # straight up or down: no plane, and not a flight sensors need to predict
+    head = (hv[0] / tangential, hv[1] / tangential, hv[2] / tangential)
+    arc = kepler_arc(r, radial, tangential)
+    if arc is None:
         return None
+    dt = step_s if step_s is not None else min(20.0, max(0.5, arc.time_to_impact_s / steps))
     try:
-        points = integrate_ballistic(0.0, (0.0, r, tangential, radial), step_s, max_time_s=6_000.0)
+        points = integrate_ballistic(0.0, (0.0, r, tangential, radial), dt, max_time_s=20_000.0)
     except TrajectoryError:
         return None
-    t_impact, (x, y, _, _) = points[-1]
-    impact = (x * head[0] + y * up[0], x * head[1] + y * up[1], x * head[2] + y * up[2])
-    return t_impact, impact
+    path = tuple(
+        (x * head[0] + y * up[0], x * head[1] + y * up[1], x * head[2] + y * up[2])
+        for _, (x, y, _, _) in points
+    )
+    return BallisticPrediction(points[-1][0], path[-1], path)
+
+
+def propagate_to_impact(position: Vec3, velocity: Vec3, step_s: float = 2.0) -> tuple[float, Vec3] | None:
+    """(time to impact s, impact position) of a model-frame state, fixed RK4 step."""
+    result = predict_ballistic(position, velocity, step_s=step_s)
+    return None if result is None else (result.time_to_impact_s, result.impact_m)
 
 
 __all__ = [
     "BALLISTIC_STEP_S",
     "BOOST_STEP_S",
     "CLASS_SPECS",
+    "BallisticPrediction",
     "ClassSpec",
     "Flight",
     "FlightRequest",
@@ -771,6 +784,7 @@ __all__ = [
     "fly",
     "kepler_arc",
     "minimum_energy_apogee_m",
+    "predict_ballistic",
     "propagate_to_impact",
     "target_arc",
 ]

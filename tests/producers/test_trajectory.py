@@ -44,9 +44,7 @@ KN_23 = FlightRequest(
     [(HWASONG_15, 53 * 60.0), (HWASONG_12, 30 * 60.0)],
     ids=["hwasong15-2017-11-29", "hwasong12-2017-05-14"],
 )
-def test_published_lofted_flight_times_within_5_percent(
-    request_: FlightRequest, published_s: float
-) -> None:
+def test_published_lofted_flight_times_within_5_percent(request_: FlightRequest, published_s: float) -> None:
     flight = fly(request_)
     assert flight.flight_time_s == pytest.approx(published_s, rel=0.05)
     assert flight.apogee_m == pytest.approx(request_.apogee_m, abs=1_000.0)
@@ -88,9 +86,7 @@ def _energy_and_momentum(state: tuple[float, float, float, float]) -> tuple[floa
 
 def test_integrator_conserves_energy_and_angular_momentum_on_the_ballistic_arc() -> None:
     flight = fly(HWASONG_15)
-    arc = [
-        s for t, s in zip(flight.times_s, flight.states, strict=True) if t >= flight.burnout_time_s
-    ]
+    arc = [s for t, s in zip(flight.times_s, flight.states, strict=True) if t >= flight.burnout_time_s]
     e0, h0 = _energy_and_momentum(arc[0])
     for state in arc[:-1]:  # the last point is the interpolated impact
         e, h = _energy_and_momentum(state)
@@ -182,9 +178,7 @@ def test_propagate_to_impact_agrees_with_the_flight() -> None:
             "range_km",
         ),
         (
-            FlightRequest(
-                *SUNAN, MissileClass.IRBM, range_m=1_000e3, azimuth_deg=90.0, apogee_m=3_000e3
-            ),
+            FlightRequest(*SUNAN, MissileClass.IRBM, range_m=1_000e3, azimuth_deg=90.0, apogee_m=3_000e3),
             "beyond_class_reach",
             "apogee_km",
         ),

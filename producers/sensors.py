@@ -1,0 +1,488 @@
+"""Sensors that watch a simulated flight and turn what they see into contract events.
+
+A sensor scans on its own clock (every ``update_interval_s``, with a seeded phase). At each scan
+it sees the missile only where geometry allows:
+
+* radar: above its minimum elevation (which includes the Earth-curvature horizon, computed on
+  the sphere), within its maximum range and inside its azimuth sector;
+* space-based infrared: only while the motor burns and the plume is above the clouds
+  (``min_target_alt_m``), and with the Earth not between satellite and missile.
+
+Detection needs ``detection_delay_s`` of visibility (search, confirmation). From then on the
+sensor emits, each ``processing_delay_s`` after its measurement: one launch detection, track
+updates at every scan that sees the missile, impact predictions propagated ballistically from
+its own noisy track, alerts when a prediction touches a nation's area, and a track end when the
+missile comes down while tracked (IMPACTED) or leaves its view (LOST).
+
+Track errors are modelled statistically rather than with a filter: the reported state is the
+true state plus Gaussian errors whose size is that of a least-squares straight-line fit over
+the last ``n`` measurements (``n`` capped at :data:`TRACK_WINDOW`), so they shrink as the track
+matures. Errors are drawn independently at each update (real filter errors are correlated),
+and the velocity estimate ignores the lag a real filter shows under boost acceleration.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from producers.areas import AreaMap
+from producers.catalog import SensorKind, SensorSpec
+from producers.geometry import (
+    EARTH_RADIUS_M,
+    MU_EARTH_M3_S2,
+    Vec3,
+    enu_basis,
+    from_model,
+    great_circle_m,
+    initial_azimuth_deg,
+    look_angles,
+    to_model,
+)
+from producers.trajectory import Flight, minimum_energy_range_m, predict_ballistic
+from schemas.models import (
+    Alert,
+    AlertLevel,
+    AlertMsgType,
+    AlertStatus,
+    EnuVelocity,
+    EventPayload,
+    FlightPhase,
+    GeoPoint,
+    ImpactPrediction,
+    LaunchDetection,
+    MissileClass,
+    SensorHealth,
+    SensorStatus,
+    TrackEnd,
+    TrackEndReason,
+    TrackUpdate,
+    UncertaintyEllipse,
+)
+
+#: Most measurements a track's error model averages over (longer windows would be biased by
+#: the missile's curved path in a real straight-line fit).
+TRACK_WINDOW = 20
+#: Measurements a track needs before it predicts an impact.
+MIN_UPDATES_FOR_PREDICTION = 3
+#: Altitude below which a descending object is said to be in its terminal phase, m.
+TERMINAL_ALT_M = 100_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event before its per-sensor sequence number is known."""
+
+    emit_offset_s: float
+    measured_offset_s: float
+    sensor: SensorSpec
+    correlation_key: str
+    event_id: uuid.UUID
+    payload: EventPayload
+    order: int  # position within its generator, the final tie-break
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """A sensor's noisy track state at one scan, with the 1-sigma errors it reports."""
+
+    t_s: float  # flight time of the scan
+    position_m: Vec3
+    velocity_m_s: Vec3
+    position_sigma_m: float
+    velocity_sigma_m_s: float
+    n: int  # updates in the track so far
+
+
+@dataclass(frozen=True, slots=True)
+class SimContext:
+    """What every sensor needs from the scenario: the clock, the areas, the alert status."""
+
+    start_time: datetime
+    areas: AreaMap
+    exercise: bool
+    prediction_interval_s: float
+
+    def at(self, offset_s: float) -> datetime:
+        return self.start_time + timedelta(microseconds=round(offset_s * 1e6))
+
+
+def event_uuid(rng: random.Random) -> uuid.UUID:
+    """A version-4 UUID drawn from a seeded generator (so runs repeat exactly)."""
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def track_sigmas(noise_sigma_m: float, interval_s: float, n: int) -> tuple[float, float]:
+    """1-sigma position (m) and velocity (m/s) error of a straight-line least-squares fit over
+    ``n`` equally spaced measurements, evaluated at the newest one."""
+    k = max(1, min(n, TRACK_WINDOW))
+    pos = noise_sigma_m * math.sqrt(2.0 * (2 * k - 1) / (k * (k + 1)))
+    if k < 2:
+        # one measurement: velocity is only known to be of missile size
+        return pos, 1_000.0
+    vel = noise_sigma_m / interval_s * math.sqrt(12.0 / (k * (k * k - 1)))
+    return pos, vel
+
+
+def estimate_class(speed_m_s: float, radius_m: float) -> MissileClass:
+    """Range class from the specific energy of a ballistic state (ignores unburnt propellant)."""
+    energy = speed_m_s * speed_m_s / 2.0 - MU_EARTH_M3_S2 / radius_m
+    reach_m = minimum_energy_range_m(energy)
+    if reach_m < 1_000e3:
+        return MissileClass.SRBM
+    if reach_m < 3_000e3:
+        return MissileClass.MRBM
+    if reach_m < 5_500e3:
+        return MissileClass.IRBM
+    return MissileClass.ICBM
+
+
+@dataclass(slots=True)
+class _AlertState:
+    last_id: uuid.UUID | None = None
+    areas: tuple[str, ...] = ()
+    level: AlertLevel | None = None
+    pending: tuple[tuple[str, ...], AlertLevel | None] | None = None
+
+
+@dataclass
+class SensorModel:
+    """One sensor of the catalog, placed in the model frame."""
+
+    spec: SensorSpec
+    site_m: Vec3 = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.site_m = to_model(self.spec.lat_deg, self.spec.lon_deg, self.spec.alt_m)
+        self._enu = enu_basis(self.spec.lat_deg, self.spec.lon_deg)
+
+    # ---------------------------------------------------------------- geometry
+    def sees(self, flight: Flight, t_s: float) -> bool:
+        """Whether the sensor can see ``flight`` at flight time ``t_s``."""
+        if t_s < 0.0 or t_s > flight.flight_time_s:
+            return False
+        target, _ = flight.model_state_at(t_s)
+        return self.sees_position(target, boosting=t_s < flight.burnout_time_s)
+
+    def sees_position(self, target_m: Vec3, boosting: bool = False) -> bool:
+        spec = self.spec
+        if spec.kind is SensorKind.SPACE_IR:
+            if not boosting:
+                return False
+            lat, lon, alt = from_model(target_m)
+            if alt < spec.min_target_alt_m:
+                return False
+            # the satellite must be above the missile's horizon
+            back = look_angles(target_m, enu_basis(lat, lon), self.site_m)
+            return back.elevation_deg >= 0.0 and back.range_m <= spec.max_range_m
+        look = look_angles(self.site_m, self._enu, target_m)
+        if look.range_m > spec.max_range_m or look.elevation_deg < spec.min_elevation_deg:
+            return False
+        if spec.sector_width_deg >= 360.0:
+            return True
+        off = (look.azimuth_deg - spec.sector_center_deg + 180.0) % 360.0 - 180.0
+        return abs(off) <= spec.sector_width_deg / 2.0
+
+    # ---------------------------------------------------------------- heartbeat
+    def status_drafts(self, duration_s: float, rng: random.Random, ctx: SimContext) -> Iterator[Draft]:
+        """Heartbeats every ``status_interval_s`` from a seeded phase until the scenario ends."""
+        spec = self.spec
+        payload = SensorStatus(
+            health=SensorHealth.OK,
+            site=GeoPoint(lat_deg=spec.lat_deg, lon_deg=spec.lon_deg, alt_m=spec.alt_m),
+            max_range_m=spec.max_range_m,
+            sector_center_deg=spec.sector_center_deg,
+            sector_width_deg=spec.sector_width_deg,
+            heartbeat_interval_s=spec.status_interval_s,
+        )
+        t = rng.uniform(0.0, min(spec.status_interval_s, duration_s))
+        order = 0
+        while t <= duration_s:
+            yield Draft(t, t, spec, f"STS-{spec.id}", event_uuid(rng), payload, order)
+            order += 1
+            t += spec.status_interval_s
+
+    # ---------------------------------------------------------------- tracking
+    def track_drafts(
+        self,
+        flight: Flight,
+        *,
+        launch_offset_s: float,
+        correlation_key: str,
+        rng: random.Random,
+        ctx: SimContext,
+        scan_phase_s: float,
+    ) -> Iterator[Draft]:
+        """Every event this sensor emits about one flight, in emit order."""
+        spec = self.spec
+        interval = spec.update_interval_s
+        lost_after_s = max(3.0 * interval, 10.0)
+        end_s = flight.flight_time_s + lost_after_s + interval
+        # first scan at or after launch, on the sensor's own clock
+        k0 = math.ceil((launch_offset_s - scan_phase_s) / interval)
+        emitter = _Emitter(spec, correlation_key, rng, launch_offset_s)
+        first_seen: float | None = None
+        last_seen: float | None = None
+        detected = False  # a track is running
+        announced = False  # the launch detection went out (once per flight)
+        n_updates = 0
+        last_prediction = -math.inf
+        alert = _AlertState()
+        k = k0
+        while True:
+            t = scan_phase_s + k * interval - launch_offset_s  # flight time of this scan
+            k += 1
+            if t > end_s:
+                return
+            visible = self.sees(flight, t)
+            if not detected:
+                # searching: needs detection_delay_s of continuous visibility to (re)acquire
+                if not visible:
+                    first_seen = None
+                    continue
+                first_seen = t if first_seen is None else first_seen
+                if t - first_seen < spec.detection_delay_s:
+                    continue
+                detected, n_updates = True, 0
+                if not announced:
+                    announced = True
+                    yield emitter.draft(t, self._launch_detection(flight, launch_offset_s, t, rng, ctx), ctx)
+            if visible:
+                n_updates += 1
+                last_seen = t
+                m = self._measure(flight, t, n_updates, rng)
+                yield emitter.draft(t, self._track_update(flight, m), ctx)
+                if (
+                    n_updates >= MIN_UPDATES_FOR_PREDICTION
+                    and t - last_prediction >= ctx.prediction_interval_s
+                ):
+                    last_prediction = t
+                    prediction = self._impact_prediction(flight, launch_offset_s, m, ctx)
+                    if prediction is not None:
+                        yield emitter.draft(t, prediction, ctx)
+                        change = _alert_change(alert, prediction, ctx)
+                        if change is not None:
+                            yield emitter.draft(t, change, ctx)
+                            if change.msg_type is not AlertMsgType.CANCEL:
+                                alert.last_id = emitter.last_id
+                continue
+            assert last_seen is not None
+            if t >= flight.flight_time_s and last_seen >= flight.flight_time_s - lost_after_s:
+                yield emitter.draft(t, TrackEnd(reason=TrackEndReason.IMPACTED), ctx)
+                return
+            if t - last_seen >= lost_after_s:
+                # lost from view (horizon, range, sector, burnout for IR): the track ends, but
+                # the sensor keeps searching and may pick the missile up again on its descent
+                yield emitter.draft(t, TrackEnd(reason=TrackEndReason.LOST), ctx)
+                detected, first_seen = False, None
+
+    def _measure(self, flight: Flight, t: float, n: int, rng: random.Random) -> Measurement:
+        pos, vel = flight.model_state_at(t)
+        sig_p, sig_v = track_sigmas(self.spec.noise_sigma_m, self.spec.update_interval_s, n)
+        g = rng.gauss
+        noisy_pos = (pos[0] + g(0, sig_p), pos[1] + g(0, sig_p), pos[2] + g(0, sig_p))
+        noisy_vel = (vel[0] + g(0, sig_v), vel[1] + g(0, sig_v), vel[2] + g(0, sig_v))
+        return Measurement(t, noisy_pos, noisy_vel, sig_p, sig_v, n)
+
+    def _launch_detection(
+        self,
+        flight: Flight,
+        launch_offset_s: float,
+        t: float,
+        rng: random.Random,
+        ctx: SimContext,
+    ) -> LaunchDetection:
+        spec = self.spec
+        # back-extrapolating to the pad: the later the first sight, the worse the estimate
+        sigma_m = spec.noise_sigma_m * (1.0 + t / 30.0)
+        lat0, lon0 = flight.launch_point
+        north, east = rng.gauss(0, sigma_m), rng.gauss(0, sigma_m)
+        lat = lat0 + math.degrees(north / EARTH_RADIUS_M)
+        lon = lon0 + math.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
+        sigma_t = 1.0 + 0.05 * t
+        launch_t = min(t, rng.gauss(0.0, sigma_t))
+        pos, vel = flight.model_state_at(t)
+        boosting = t < flight.burnout_time_s
+        cls = MissileClass.UNKNOWN if boosting else estimate_class(_norm(vel), _norm(pos))
+        return LaunchDetection(
+            launch_point=GeoPoint(lat_deg=lat, lon_deg=lon, alt_m=0.0),
+            launch_point_sigma_m=sigma_m,
+            launch_time=ctx.at(launch_offset_s + launch_t),
+            confidence=0.8 if spec.kind is SensorKind.SPACE_IR else 0.9,
+            missile_class=cls,
+        )
+
+    def _track_update(self, flight: Flight, m: Measurement) -> TrackUpdate:
+        t, pos, vel, n = m.t_s, m.position_m, m.velocity_m_s, m.n
+        lat, lon, alt = from_model(pos)
+        enu = enu_basis(lat, lon)
+        up = _dot(vel, enu.up)
+        if t < flight.burnout_time_s:
+            phase = FlightPhase.BOOST
+        elif up < 0.0 and alt < TERMINAL_ALT_M:
+            phase = FlightPhase.TERMINAL
+        else:
+            phase = FlightPhase.MIDCOURSE
+        return TrackUpdate(
+            position=GeoPoint(lat_deg=lat, lon_deg=_wrap(lon), alt_m=alt),
+            velocity=EnuVelocity(east_m_s=_dot(vel, enu.east), north_m_s=_dot(vel, enu.north), up_m_s=up),
+            position_sigma_m=m.position_sigma_m,
+            velocity_sigma_m_s=m.velocity_sigma_m_s,
+            phase=phase,
+            track_quality=min(1.0, n / TRACK_WINDOW),
+        )
+
+    def _impact_prediction(
+        self, flight: Flight, launch_offset_s: float, m: Measurement, ctx: SimContext
+    ) -> ImpactPrediction | None:
+        t, pos, vel = m.t_s, m.position_m, m.velocity_m_s
+        sig_p, sig_v = m.position_sigma_m, m.velocity_sigma_m_s
+        result = predict_ballistic(pos, vel)
+        if result is None:
+            return None
+        lat, lon, _ = from_model(result.impact_m)
+        ground = [from_model(p)[:2] for p in result.path_m]
+        touched = ctx.areas.areas_touched(ground)
+        at_impact = ctx.areas.areas_at((lat, lon))
+        overflown = [a for a in touched if a not in at_impact]
+        # along-track error grows with the velocity error times the time to go (range is
+        # about twice as sensitive as cross-range); while the motor still burns, the unknown
+        # remaining thrust dominates: add half the distance still to be flown.
+        t_go = result.time_to_impact_s
+        cross = math.hypot(sig_p, sig_v * t_go)
+        along = 2.0 * cross
+        if t < flight.burnout_time_s:
+            here_lat, here_lon, _ = from_model(pos)
+            remaining_m = great_circle_m(here_lat, here_lon, lat, lon)
+            along += 0.5 * remaining_m * (1.0 - t / flight.burnout_time_s) + 10_000.0
+            cross += 0.1 * remaining_m * (1.0 - t / flight.burnout_time_s)
+        last_lat, last_lon, _ = from_model(result.path_m[max(0, len(result.path_m) - 2)])
+        heading = initial_azimuth_deg(last_lat, last_lon, lat, lon) % 180.0
+        return ImpactPrediction(
+            impact_point=GeoPoint(lat_deg=lat, lon_deg=_wrap(lon), alt_m=0.0),
+            impact_time=ctx.at(launch_offset_s + t + t_go),
+            launch_time=ctx.at(launch_offset_s),
+            ellipse=UncertaintyEllipse(
+                semi_major_m=along, semi_minor_m=min(cross, along), orientation_deg=heading
+            ),
+            impact_areas=at_impact,
+            overflown_areas=overflown,
+        )
+
+
+class _Emitter:
+    """Turns payloads into drafts: emit times after the processing delay, event ids, order."""
+
+    def __init__(self, spec: SensorSpec, key: str, rng: random.Random, launch_offset_s: float) -> None:
+        self.spec, self.key, self.rng = spec, key, rng
+        self.launch_offset_s = launch_offset_s
+        self.last_emit = -math.inf
+        self.order = 0
+        self.last_id: uuid.UUID | None = None
+
+    def draft(self, t_flight: float, payload: EventPayload, ctx: SimContext) -> Draft:
+        measured = self.launch_offset_s + t_flight
+        delay = self.spec.processing_delay_s * (1.0 + 0.2 * self.rng.random())
+        emit = max(self.last_emit, measured + delay)
+        self.last_emit = emit
+        self.last_id = event_uuid(self.rng)
+        draft = Draft(emit, measured, self.spec, self.key, self.last_id, payload, self.order)
+        self.order += 1
+        return draft
+
+
+def _alert_change(state: _AlertState, prediction: ImpactPrediction, ctx: SimContext) -> Alert | None:
+    """The alert to issue after a prediction, if any (new, update, or cancel).
+
+    A first alert goes out at once; a change (other areas, other level, or no area any more)
+    must be seen in two predictions in a row, so noise near an area's edge does not flap.
+    """
+    areas = tuple(sorted(set(prediction.impact_areas) | set(prediction.overflown_areas)))
+    level = _level(prediction)
+    if state.last_id is None:
+        if not areas:
+            return None
+        state.areas, state.level, state.pending = areas, level, None
+        return _alert(AlertMsgType.ALERT, level, areas, prediction, references=[], ctx=ctx)
+    if areas == state.areas and level == state.level:
+        state.pending = None
+        return None
+    if state.pending != (areas, level):
+        state.pending = (areas, level)
+        return None
+    previous = [state.last_id]
+    state.pending = None
+    if not areas:
+        cancelled = state.areas
+        state.areas, state.level = (), None
+        state.last_id = None
+        return _alert(
+            AlertMsgType.CANCEL,
+            AlertLevel.ADVISORY,
+            cancelled,
+            prediction,
+            references=previous,
+            ctx=ctx,
+        )
+    state.areas, state.level = areas, level
+    return _alert(
+        AlertMsgType.UPDATE,
+        level or AlertLevel.ADVISORY,
+        areas,
+        prediction,
+        references=previous,
+        ctx=ctx,
+    )
+
+
+def _level(prediction: ImpactPrediction) -> AlertLevel | None:
+    impact, over = set(prediction.impact_areas), set(prediction.overflown_areas)
+    if any(a.endswith("_TERRITORY") for a in impact | over):
+        return AlertLevel.EMERGENCY
+    if impact:
+        return AlertLevel.WARNING
+    if over:
+        return AlertLevel.ADVISORY
+    return None
+
+
+def _alert(
+    msg_type: AlertMsgType,
+    level: AlertLevel | None,
+    areas: tuple[str, ...],
+    prediction: ImpactPrediction,
+    *,
+    references: list[uuid.UUID],
+    ctx: SimContext,
+) -> Alert:
+    when = prediction.impact_time.strftime("%H:%M:%SZ")
+    if msg_type is AlertMsgType.CANCEL:
+        text = "Missile warning cancelled: the predicted path no longer touches these areas."
+    elif prediction.impact_areas:
+        text = f"Missile launch. Predicted impact in {', '.join(prediction.impact_areas)} about {when}."
+    else:
+        text = f"Missile launch. Predicted overflight of {', '.join(areas)}; impact about {when}."
+    return Alert(
+        level=level or AlertLevel.ADVISORY,
+        msg_type=msg_type,
+        status=AlertStatus.EXERCISE if ctx.exercise else AlertStatus.ACTUAL,
+        affected_areas=list(areas),
+        text=text,
+        references=references,
+    )
+
+
+def _dot(a: Vec3, b: Vec3) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _norm(a: Vec3) -> float:
+    return math.sqrt(_dot(a, a))
+
+
+def _wrap(lon_deg: float) -> float:
+    return (lon_deg + 180.0) % 360.0 - 180.0
