@@ -1,4 +1,5 @@
-"""Subcommands of the producing side: ``trilink trajectory`` (solve and summarise one flight)."""
+"""Subcommands of the producing side: ``trilink trajectory`` (solve and summarise one flight)
+and ``trilink sensors`` (play a scenario's sensors as Kafka producers)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,78 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(handler=handler)
+
+    s = subparsers.add_parser(
+        "sensors",
+        help="run a scenario's sensors as Kafka producers",
+        description="Simulate the scenario's launches and sensors and publish their events to Kafka "
+        "(acks=all, idempotent, keyed by correlation key), paced on the wall clock.",
+    )
+    s.add_argument("scenario", help="scenario file, or a shipped name: " + ", ".join(_shipped_names()))
+    pace = s.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)"
+    )
+    pace.add_argument("--fast", action="store_true", help="send as fast as possible, no pacing")
+    s.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port (0: any free port)")
+    s.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint")
+    s.set_defaults(handler=sensors_handler)
+
+
+def _shipped_names() -> list[str]:
+    from producers.scenario import shipped_scenarios
+
+    return [p.stem for p in shipped_scenarios()]
+
+
+def sensors_handler(args: argparse.Namespace) -> int:
+    """Run ``trilink sensors``: simulate, publish, flush, print what was sent."""
+    from prometheus_client import start_http_server
+
+    from producers.publisher import Run, SensorPublisher, for_run
+    from producers.scenario import load_scenario, simulate
+    from trilink.platform.connection import bootstrap_servers
+    from trilink.settings import get_settings
+
+    if args.speed <= 0:
+        raise TrajectoryError("bad_speed", f"--speed must be positive, got {args.speed}")
+    scenario = load_scenario(args.scenario)
+    bootstrap = bootstrap_servers()
+    publisher = SensorPublisher(bootstrap)
+    publisher.install_signal_handlers()
+    server = None
+    run = Run.new()
+    if not args.no_metrics:
+        from trilink.monitoring.discovery import SENSORS_JOB, announce
+
+        server, _ = start_http_server(
+            args.metrics_port, addr=get_settings().host, registry=publisher.registry
+        )
+        port = int(server.server_port)
+        announce(SENSORS_JOB, f"sensors-{run.run_id}", port, {"scenario": scenario.name})
+        print(f"metrics: http://{get_settings().host}:{port}/metrics")
+    speed = None if args.fast else args.speed
+    print(
+        f"run {run.run_id}: scenario {scenario.name} ({len(scenario.launches)} launch(es)) -> {bootstrap}, "
+        + ("as fast as possible" if speed is None else f"x{speed:g} real time")
+    )
+    try:
+        report = publisher.publish(for_run(simulate(scenario), run, scenario.start_time), speed=speed)
+    finally:
+        publisher.close()
+        if server is not None:
+            from trilink.monitoring.discovery import SENSORS_JOB, withdraw
+
+            withdraw(SENSORS_JOB, f"sensors-{run.run_id}")
+            server.shutdown()
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.by_kind.items()))
+    print(
+        f"sent {report.sent}, acknowledged {report.acknowledged}, failed {report.failed} in {report.wall_s:.1f} s"
+        f"{' (interrupted)' if report.interrupted else ''}: {kinds}"
+    )
+    for line in report.errors:
+        print(f"  send error: {line}")
+    return 0 if report.failed == 0 and not report.interrupted else 1
 
 
 def handler(args: argparse.Namespace) -> int:

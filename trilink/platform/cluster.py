@@ -25,6 +25,10 @@ from trilink.platform.distribution import LOG4J_CONFIG, KafkaDistribution, locat
 from trilink.settings import Settings
 
 STATE_FILE = "cluster.json"
+#: Handles of brokers this process started. They outlive any one LocalCluster object on
+#: purpose (the brokers are detached); keeping the handles stops Python from warning that a
+#: still-running child was garbage-collected.
+_DETACHED: dict[int, subprocess.Popen[bytes]] = {}
 _LOG_TAIL_LINES = 25
 
 
@@ -293,6 +297,7 @@ class LocalCluster:
                 start_new_session=True,  # survives the CLI that started it
             )
         self._spawned[node.node_id] = proc
+        _DETACHED[proc.pid] = proc
         return proc.pid
 
     def _alive(self, node: NodeState) -> bool:
