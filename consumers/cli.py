@@ -1,0 +1,104 @@
+"""``trilink ally US|JP|KR``: run one instance of an ally's service until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from consumers.dedup import DEFAULT_CAPACITY
+from consumers.sse import DEFAULT_QUEUE_SIZE
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ally",
+        help="run an ally's service: filter the shared warnings and fan them out (Kafka, SSE, audit)",
+        description=(
+            "Consume the shared warning topics in the ally's consumer group, deliver what the "
+            "sharing policy releases to it on its Kafka topic, a live SSE stream (/stream) and an "
+            "audit file, serve /metrics and /healthz. Stops cleanly on SIGTERM or SIGINT."
+        ),
+    )
+    parser.add_argument(
+        "ally", choices=["US", "JP", "KR"], type=str.upper, help="the ally this service serves"
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=0,
+        help="HTTP port for /stream, /metrics, /healthz (0 = any free port)",
+    )
+    parser.add_argument("--no-http", action="store_true", help="serve no HTTP (no SSE channel, no /metrics)")
+    parser.add_argument(
+        "--audit-dir", type=Path, default=None, help="write the audit file here (default: no audit channel)"
+    )
+    parser.add_argument(
+        "--instance-id", default=None, help="name of this instance (audit file name, client id)"
+    )
+    parser.add_argument("--group", default=None, help="consumer group (default trilink-ally-<ally>)")
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start each newly assigned partition at its first record",
+    )
+    parser.add_argument(
+        "--dedup-window",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help="event ids remembered to suppress duplicates",
+    )
+    parser.add_argument(
+        "--sse-queue",
+        type=int,
+        default=DEFAULT_QUEUE_SIZE,
+        help="events queued per live subscriber (drop-oldest)",
+    )
+    parser.set_defaults(handler=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from consumers.service import AllyService
+    from trilink.platform.connection import bootstrap_servers
+
+    service = AllyService(
+        args.ally,
+        bootstrap_servers(),
+        group_id=args.group,
+        instance_id=args.instance_id,
+        http_port=None if args.no_http else args.http_port,
+        audit_dir=args.audit_dir,
+        from_beginning=args.from_beginning,
+        dedup_capacity=args.dedup_window,
+        sse_queue_size=args.sse_queue,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        service.request_stop()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        where = f"http://{service._http_host}:{service.http_port}" if service.http_port else "no HTTP"
+        print(
+            f"trilink ally {service.ally.value}: group {service.group_id}, instance {service.instance_id}, "
+            f"{where}, audit {service.audit_path or 'off'}",
+            flush=True,
+        )
+        if service.http_port is not None:
+            print(f"http_port={service.http_port}", flush=True)
+        while not stop.wait(0.5) and service.running:
+            pass
+    finally:
+        service.stop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    service.raise_if_failed()
+    print(f"trilink ally {service.ally.value}: stopped cleanly", file=sys.stderr)
+    return 0

@@ -1,0 +1,46 @@
+"""Typed errors of the ally services, each with a bounded ``reason`` code.
+
+The decode-side reasons extend :data:`schemas.errors.DECODE_REASONS` with the two checks only
+a consumer makes (an empty record, headers that describe a different event than the body);
+together they are :data:`DLQ_REASONS`, the values of the ``trilink_dlq_reason`` header and of
+the ``reason`` label of ``trilink_dead_letters_total``.
+"""
+
+from __future__ import annotations
+
+from schemas.errors import DECODE_REASONS, WireDecodeError
+from trilink.errors import DeliveryError, TrilinkError
+
+
+class EmptyRecordError(WireDecodeError):
+    """The record has no value (a tombstone or a producer bug): there is nothing to decode."""
+
+    REASON = "no_value"
+
+
+class HeaderMismatchError(WireDecodeError):
+    """Headers and body are each valid but describe different events (id, kind or key)."""
+
+    REASON = "header_mismatch"
+
+
+#: Every reason a record can be dead-lettered for.
+DLQ_REASONS: frozenset[str] = DECODE_REASONS | {EmptyRecordError.REASON, HeaderMismatchError.REASON}
+
+
+class ChannelDeliveryError(DeliveryError):
+    """A downstream channel did not take a batch; the batch is retried, its offsets not committed.
+
+    Reasons: ``kafka_send_failed`` (the broker refused a record), ``kafka_flush_timeout`` (acks
+    did not arrive in time), ``dead_letter_failed`` (the DLQ topic refused a record),
+    ``audit_write_failed`` (the audit file could not be written or synced).
+    """
+
+
+DELIVERY_REASONS: frozenset[str] = frozenset(
+    {"kafka_send_failed", "kafka_flush_timeout", "dead_letter_failed", "audit_write_failed"}
+)
+
+
+class AllyServiceError(TrilinkError):
+    """The service's consumer loop stopped on an unexpected error (reason ``consumer_loop_failed``)."""

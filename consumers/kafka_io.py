@@ -1,0 +1,194 @@
+"""The few kafka-python calls the ally service makes, behind small typed functions.
+
+kafka-python has no type hints; ``Any`` stays at this boundary. Offsets are handled as plain
+``{(topic, partition): next_offset}`` dicts everywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+from trilink.errors import PlatformError
+from trilink.platform.clients import consumer_config, producer_config
+
+Offsets = dict[tuple[str, int], int]
+#: ``record.timestamp_type`` of a broker-stamped (LogAppendTime) record.
+LOG_APPEND_TIME = 1
+
+
+def new_consumer(
+    bootstrap: str, group_id: str, client_id: str, *, offset_reset: str, max_poll_records: int
+) -> Any:
+    """A group consumer with trilink's settings (auto-commit off)."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaConsumer(
+            **consumer_config(
+                bootstrap,
+                group_id,
+                client_id,
+                auto_offset_reset=offset_reset,
+                max_poll_records=max_poll_records,
+            )
+        )
+    except KafkaError as exc:
+        raise PlatformError(
+            "bootstrap_unreachable", f"cannot connect a consumer to {bootstrap}: {exc!r}"
+        ) from exc
+
+
+def new_producer(bootstrap: str, client_id: str) -> Any:
+    """An idempotent, acks=all producer with trilink's settings."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaProducer(**producer_config(bootstrap, client_id))
+    except KafkaError as exc:
+        raise PlatformError(
+            "bootstrap_unreachable", f"cannot connect a producer to {bootstrap}: {exc!r}"
+        ) from exc
+
+
+def topic_partition(topic: str, partition: int) -> Any:
+    from kafka import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+def make_listener(
+    on_revoked: Callable[[list[tuple[str, int]]], Offsets],
+    on_assigned: Callable[[list[tuple[str, int]]], None],
+    on_lost: Callable[[list[tuple[str, int]]], None],
+    consumer_ref: Callable[[], Any],
+) -> Any:
+    """A rebalance listener that commits what ``on_revoked`` returns before giving partitions up.
+
+    kafka-python 3 runs listeners on the consumer's IO thread, where the blocking ``commit()``
+    is not allowed; the async listener awaits ``commit_async`` instead, so the commit is
+    acknowledged before the group moves on. Lost partitions (the member was evicted) are not
+    committed: the commit would be rejected.
+    """
+    from kafka import OffsetAndMetadata
+    from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+
+    class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            offsets = on_revoked([(tp.topic, tp.partition) for tp in revoked])
+            if offsets:
+                consumer = consumer_ref()
+                future = consumer.commit_async(
+                    {topic_partition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+                )
+                await future
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            on_assigned([(tp.topic, tp.partition) for tp in assigned])
+
+        async def on_partitions_lost(self, lost: Any) -> None:
+            on_lost([(tp.topic, tp.partition) for tp in lost])
+
+    return _Listener()
+
+
+def commit(consumer: Any, offsets: Offsets, timeout_ms: int = 10_000) -> None:
+    from kafka import OffsetAndMetadata
+
+    if offsets:
+        consumer.commit(
+            {topic_partition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()},
+            timeout_ms=timeout_ms,
+        )
+
+
+def committed(consumer: Any, topic: str, partition: int) -> int | None:
+    value = consumer.committed(topic_partition(topic, partition))
+    return None if value is None else int(value)
+
+
+def position(consumer: Any, topic: str, partition: int) -> int:
+    return int(consumer.position(topic_partition(topic, partition)))
+
+
+def highwater(consumer: Any, topic: str, partition: int) -> int | None:
+    try:
+        value = consumer.highwater(topic_partition(topic, partition))
+    except Exception:  # not assigned any more (a rebalance raced the lag probe)
+        return None
+    return None if value is None else int(value)
+
+
+def seek(consumer: Any, topic: str, partition: int, offset: int) -> None:
+    consumer.seek(topic_partition(topic, partition), offset)
+
+
+def seek_to_beginning(consumer: Any, partitions: Iterable[tuple[str, int]]) -> None:
+    tps = [topic_partition(t, p) for t, p in partitions]
+    if tps:
+        consumer.seek_to_beginning(*tps)
+
+
+def header_value(headers: Iterable[tuple[str, bytes | None]] | None, name: str) -> bytes | None:
+    for key, value in headers or ():
+        if key == name:
+            return value
+    return None
+
+
+def read_tail_event_ids(
+    bootstrap: str, topic: str, per_partition: int, timeout_s: float = 15.0
+) -> list[tuple[int, int, int, UUID]]:
+    """``(append_ms, partition, offset, event_id)`` of the last ``per_partition`` records of each
+    partition of ``topic``, the id taken from the ``ce_id`` header (records without one skipped).
+
+    Reads with no consumer group (nothing is committed). Raises :class:`PlatformError`
+    (``tail_read_timeout``) when the tail cannot be read in ``timeout_s``.
+    """
+    from kafka import KafkaConsumer
+
+    consumer: Any = KafkaConsumer(**consumer_config(bootstrap, None, f"{topic}-tail-reader"))
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [topic_partition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        begins = consumer.beginning_offsets(tps)
+        wanted = {}
+        for tp in tps:
+            start = max(begins[tp], ends[tp] - per_partition)
+            if ends[tp] > start:
+                consumer.seek(tp, start)
+                wanted[tp] = ends[tp]
+        consumer.pause(*[tp for tp in tps if tp not in wanted])
+        out: list[tuple[int, int, int, UUID]] = []
+        deadline = time.monotonic() + timeout_s
+        while wanted:
+            if time.monotonic() > deadline:
+                raise PlatformError(
+                    "tail_read_timeout", f"reading the tail of {topic} took over {timeout_s} s"
+                )
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for record in records:
+                    if record.offset >= wanted.get(tp, -1):
+                        continue
+                    raw = header_value(record.headers, "ce_id")
+                    if raw is not None:
+                        with contextlib.suppress(ValueError, UnicodeDecodeError):
+                            out.append(
+                                (record.timestamp, tp.partition, record.offset, UUID(raw.decode("ascii")))
+                            )
+            for tp in list(wanted):
+                if consumer.position(tp) >= wanted[tp]:
+                    del wanted[tp]
+                    consumer.pause(tp)
+        return out
+    finally:
+        consumer.close()

@@ -1,0 +1,31 @@
+"""The release check every event passes before an ally service delivers it.
+
+Two independent conditions (defence in depth): the producer's own marking (the ally is in
+``header.releasable_to``) and the sharing policy file read by this service (data of
+``header.sensor_nation`` may reach this ally). A producer with a stale or wrong policy cannot
+make a service deliver what its own policy forbids, and a service cannot deliver what the
+producer did not mark as releasable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from schemas.models import EventHeader, Nation
+from trilink.policy import SharingPolicy
+
+
+class WithholdReason(StrEnum):
+    """Why an event was not delivered to an ally (a bounded report key)."""
+
+    NOT_RELEASABLE = "not_releasable"  # the producer did not mark it for this ally
+    POLICY_FORBIDS = "policy_forbids"  # this service's policy does not allow the sensor nation
+
+
+def withhold_reason(ally: Nation, header: EventHeader, policy: SharingPolicy) -> WithholdReason | None:
+    """None when ``ally`` may receive the event, otherwise the first failed condition."""
+    if ally not in header.releasable_to:
+        return WithholdReason.NOT_RELEASABLE
+    if not policy.may_receive(header.sensor_nation, ally):
+        return WithholdReason.POLICY_FORBIDS
+    return None
