@@ -1,0 +1,220 @@
+"""The metric contract between trilink's services and its rules and dashboards.
+
+Every metric family a trilink service exposes is declared here once, with its type and
+label names. The Prometheus rules (``deploy/prometheus/rules``), their unit tests, the
+Grafana dashboards and the in-process test exporter are all checked against this module, so
+a renamed metric fails a unit test instead of silently emptying a dashboard panel.
+
+The services themselves (``consumers/metrics.py``, the producers) declare their own
+``prometheus_client`` objects; the integration tests scrape them and compare with this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas.models import EventKind, Nation
+from trilink.latency import LATENCY_BUCKETS_S, PIPELINE_P99_OBJECTIVE_S
+
+MetricType = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One exposed metric family: ``name`` is the family name (a counter's includes ``_total``)."""
+
+    name: str
+    type: MetricType
+    labels: tuple[str, ...]
+    help: str
+    #: Which side exposes it (``ally`` service or sensor ``producer``).
+    exposed_by: Literal["ally", "producer"]
+
+    def series_names(self) -> tuple[str, ...]:
+        """The names of the samples Prometheus stores for this family."""
+        if self.type == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        return (self.name,)
+
+
+# --- label value sets (all bounded; never an event, track or correlation id) -------------
+
+ALLIES: tuple[str, ...] = tuple(n.value for n in Nation)
+KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
+#: Hops an ally service measures (``sensor_to_send`` is the producer's and not exported).
+ALLY_HOPS: tuple[str, ...] = ("send_to_append", "append_to_receive", "receive_to_deliver", "end_to_end")
+#: Downstream channels of an ally service, plus ``none`` for hops measured before fan-out.
+CHANNELS: tuple[str, ...] = ("kafka", "sse", "audit")
+NO_CHANNEL = "none"
+END_TO_END_HOP = "end_to_end"
+
+#: Latency histogram buckets: the project's one definition, repeated here for the checks.
+BUCKETS_S: tuple[float, ...] = LATENCY_BUCKETS_S
+#: The objective the latency alert and dashboard threshold use (p99 of end_to_end, seconds).
+P99_OBJECTIVE_S: float = PIPELINE_P99_OBJECTIVE_S
+
+# --- ally service ----------------------------------------------------------------------
+
+ALLY_HOP_LATENCY = MetricFamily(
+    "trilink_ally_hop_latency_seconds",
+    "histogram",
+    ("ally", "hop", "kind", "channel"),
+    "Latency of one hop of an event on its way to an ally's channel.",
+    "ally",
+)
+ALLY_EVENTS_RECEIVED = MetricFamily(
+    "trilink_ally_events_received_total",
+    "counter",
+    ("ally", "kind"),
+    "Valid events read from the warning topics.",
+    "ally",
+)
+ALLY_EVENTS_DELIVERED = MetricFamily(
+    "trilink_ally_events_delivered_total",
+    "counter",
+    ("ally", "kind", "channel"),
+    "Events handed to a downstream channel.",
+    "ally",
+)
+ALLY_EVENTS_WITHHELD = MetricFamily(
+    "trilink_ally_events_withheld_total",
+    "counter",
+    ("ally", "kind"),
+    "Valid events not releasable to this ally.",
+    "ally",
+)
+ALLY_DUPLICATES_SUPPRESSED = MetricFamily(
+    "trilink_ally_duplicates_suppressed_total",
+    "counter",
+    ("ally",),
+    "Events dropped by the de-duplication window.",
+    "ally",
+)
+DEAD_LETTERS = MetricFamily(
+    "trilink_dead_letters_total",
+    "counter",
+    ("ally", "reason"),
+    "Records sent to the dead-letter topic.",
+    "ally",
+)
+ALLY_SUBSCRIBER_DROPS = MetricFamily(
+    "trilink_ally_subscriber_drops_total",
+    "counter",
+    ("ally", "channel"),
+    "Events dropped for a slow live subscriber.",
+    "ally",
+)
+ALLY_SSE_SUBSCRIBERS = MetricFamily(
+    "trilink_ally_sse_subscribers",
+    "gauge",
+    ("ally",),
+    "Connected Server-Sent-Events subscribers.",
+    "ally",
+)
+ALLY_CONSUMER_LAG_RECORDS = MetricFamily(
+    "trilink_ally_consumer_lag_records",
+    "gauge",
+    ("ally", "topic"),
+    "Records not yet read, per input topic.",
+    "ally",
+)
+ALLY_CONSUMER_LAG_SECONDS = MetricFamily(
+    "trilink_ally_consumer_lag_seconds",
+    "gauge",
+    ("ally",),
+    "Age of the oldest unprocessed record's append time while records wait; else 0.",
+    "ally",
+)
+ALLY_SENSOR_LAST_SEEN = MetricFamily(
+    "trilink_ally_sensor_last_seen_timestamp_seconds",
+    "gauge",
+    ("ally", "sensor"),
+    "Unix time the ally last received a sensor_status event from that sensor.",
+    "ally",
+)
+
+# --- sensor producers ------------------------------------------------------------------
+
+PRODUCER_EVENTS = MetricFamily(
+    "trilink_producer_events_total",
+    "counter",
+    ("nation", "kind"),
+    "Events the simulated sensors published.",
+    "producer",
+)
+PRODUCER_SEND_ERRORS = MetricFamily(
+    "trilink_producer_send_errors_total",
+    "counter",
+    ("kind", "reason"),
+    "Events the producer failed to publish.",
+    "producer",
+)
+PRODUCER_SEND_LATENCY = MetricFamily(
+    "trilink_producer_send_latency_seconds",
+    "histogram",
+    ("kind",),
+    "Producer send to broker acknowledgement.",
+    "producer",
+)
+
+#: Every family, in exposition order.
+FAMILIES: tuple[MetricFamily, ...] = (
+    ALLY_HOP_LATENCY,
+    ALLY_EVENTS_RECEIVED,
+    ALLY_EVENTS_DELIVERED,
+    ALLY_EVENTS_WITHHELD,
+    ALLY_DUPLICATES_SUPPRESSED,
+    DEAD_LETTERS,
+    ALLY_SUBSCRIBER_DROPS,
+    ALLY_SSE_SUBSCRIBERS,
+    ALLY_CONSUMER_LAG_RECORDS,
+    ALLY_CONSUMER_LAG_SECONDS,
+    ALLY_SENSOR_LAST_SEEN,
+    PRODUCER_EVENTS,
+    PRODUCER_SEND_ERRORS,
+    PRODUCER_SEND_LATENCY,
+)
+
+FAMILIES_BY_NAME: dict[str, MetricFamily] = {f.name: f for f in FAMILIES}
+
+#: Series Prometheus adds itself to every target; rules and dashboards may use them too.
+SYNTHETIC_SERIES: tuple[str, ...] = (
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_series_added",
+)
+
+#: Names of the recording rules in ``deploy/prometheus/rules`` (checked against the files).
+RECORDED_SERIES: tuple[str, ...] = (
+    "ally_hop:trilink_ally_hop_latency_seconds:p50_1m",
+    "ally_hop:trilink_ally_hop_latency_seconds:p99_1m",
+    "ally:trilink_ally_end_to_end_within_objective:ratio_rate1m",
+    "kind:trilink_producer_events:rate1m",
+    "ally_kind:trilink_ally_events_received:rate1m",
+    "ally_kind_channel:trilink_ally_events_delivered:rate1m",
+    "ally:trilink_ally_consumer_lag_records:sum",
+    "ally:trilink_ally_consumer_lag_seconds:max",
+    "ally_sensor:trilink_ally_sensor_last_seen_timestamp_seconds:max",
+)
+
+#: Alert names in ``deploy/prometheus/rules`` (checked against the files and their tests).
+ALERTS: tuple[str, ...] = (
+    "TrilinkLatencyObjectiveBreached",
+    "TrilinkConsumerLagGrowing",
+    "TrilinkConsumerBehind",
+    "TrilinkSensorSilent",
+    "TrilinkDeadLetters",
+    "TrilinkAllyServiceDown",
+    "TrilinkAllyServiceAbsent",
+    "TrilinkSensorsDown",
+)
+
+
+def known_series_names() -> frozenset[str]:
+    """Every series name a rule or dashboard query may reference."""
+    names: set[str] = set(SYNTHETIC_SERIES) | set(RECORDED_SERIES)
+    for family in FAMILIES:
+        names.update(family.series_names())
+    return frozenset(names)
