@@ -184,6 +184,8 @@ SYNTHETIC_SERIES: tuple[str, ...] = (
     "scrape_duration_seconds",
     "scrape_samples_scraped",
     "scrape_series_added",
+    "ALERTS",
+    "ALERTS_FOR_STATE",
 )
 
 #: Names of the recording rules in ``deploy/prometheus/rules`` (checked against the files).
