@@ -1,32 +1,379 @@
-"""``trilink demo``: the main job of the README.
+"""``trilink run SCENARIO`` and ``trilink demo``: the whole pipeline in one command.
 
-For now: start (or reuse) the broker, apply the topics and time a smoke round trip.
+Starts (or reuses) the broker, starts the three ally services (in this process, one thread
+each, each in a consumer group of its own for this run so the report covers exactly this
+run), plays the scenario's sensors onto Kafka, waits until every ally has delivered every
+event it may see, and reports per ally: events received, withheld as not releasable,
+duplicates suppressed, dead-lettered, per-hop latency, and the first-warning times of each
+launch with the sensor's share (simulated clock) and the pipeline's share (wall clock)
+shown apart.
+
+Simulated time is accelerated so a run takes about a minute of publishing by default;
+pipeline latency is always measured on the real clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from producers.publisher import PublishReport, Run, SensorPublisher, for_run
+from producers.scenario import Scenario, correlation_key, load_scenario, simulate
+from schemas.models import Nation, WarningEvent
+from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
-from trilink.platform.smoke import round_trip
+from trilink.policy import default_policy
 from trilink.settings import get_settings
+
+#: Wall-clock seconds a scenario is squeezed into when no speed is given.
+DEFAULT_PUBLISH_WALL_S = 60.0
+#: How long to wait for the allies to deliver what was sent before reporting a shortfall.
+DRAIN_TIMEOUT_S = 60.0
+ALLIES = (Nation.US, Nation.JP, Nation.KR)
+
+
+class RunError(TrilinkError):
+    """The pipeline run did not complete (reason ``ally_not_ready``, ``undelivered``...)."""
+
+
+@dataclass
+class RunResult:
+    """Everything a run measured, JSON-able through :meth:`as_dict`."""
+
+    scenario: str
+    run_id: str
+    bootstrap: str
+    speed: float | None
+    publish: PublishReport
+    expected: dict[str, int]
+    allies: dict[str, dict[str, Any]]
+    launches: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "run_id": self.run_id,
+            "bootstrap": self.bootstrap,
+            "speed": self.speed,
+            "clock_domain": "host",
+            "complete": self.complete,
+            "published": {
+                "sent": self.publish.sent,
+                "acknowledged": self.publish.acknowledged,
+                "failed": self.publish.failed,
+                "by_kind": self.publish.by_kind,
+                "wall_s": round(self.publish.wall_s, 3),
+                "max_schedule_lag_s": round(self.publish.late_s_max, 4),
+            },
+            "expected_deliveries": self.expected,
+            "allies": self.allies,
+            "launches": self.launches,
+        }
+
+
+def run_pipeline(
+    scenario: Scenario,
+    *,
+    speed: float | None,
+    brokers: int = 1,
+    audit_dir: Path | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Play ``scenario`` through the broker and the three ally services; see the module docstring."""
+    from consumers.service import AllyService
+
+    settings = get_settings()
+    bootstrap, _, _ = ensure_cluster(settings, brokers=brokers)
+    run = Run.new()
+    policy = default_policy()
+    audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))
+    services = {
+        ally: AllyService(
+            ally,
+            bootstrap,
+            group_id=f"trilink-ally-{ally.value.lower()}-run-{run.run_id}",
+            instance_id=f"run-{run.run_id}",
+            http_port=0,
+            audit_dir=audit_root,
+            offset_reset="latest",
+            policy=policy,
+        )
+        for ally in ALLIES
+    }
+    # A run's groups start exactly at today's end of the input topics: committed up front, so
+    # no event of this run can slip past a consumer whose offset reset happens late.
+    pin_groups_to_end(
+        bootstrap, [s.group_id for s in services.values()], next(iter(services.values())).input_topics
+    )
+    started: list[AllyService] = []
+    try:
+        for service in services.values():
+            service.start()
+            started.append(service)
+        for ally, service in services.items():
+            if not service.wait_ready(60):
+                service.raise_if_failed()
+                raise RunError("ally_not_ready", f"the {ally.value} service got no partitions within 60 s")
+        if progress:
+            ports = ", ".join(f"{a.value} :{s.http_port}" for a, s in services.items())
+            print(f"run {run.run_id}: allies ready (HTTP /metrics /healthz /stream on {ports})", flush=True)
+
+        expected = {ally.value: 0 for ally in ALLIES}
+
+        def count_expected(event: WarningEvent) -> None:
+            header = event.header
+            for ally in ALLIES:
+                if ally in header.releasable_to and policy.may_receive(header.sensor_nation, ally):
+                    expected[ally.value] += 1
+
+        publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
+        try:
+            report = publisher.publish(
+                for_run(simulate(scenario), run, scenario.start_time), speed=speed, on_sent=count_expected
+            )
+        finally:
+            publisher.close()
+        if progress:
+            print(
+                f"run {run.run_id}: published {report.acknowledged}/{report.sent} events in "
+                f"{report.wall_s:.1f} s; waiting for the allies to deliver",
+                flush=True,
+            )
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        complete = True
+        for ally, service in services.items():
+            want = expected[ally.value]
+            left_s = max(deadline - time.monotonic(), 0.1)
+            if not service.run_until(_settled_at_least(want), timeout_s=left_s):
+                complete = False
+    finally:
+        for service in started:
+            service.stop()
+    for service in started:
+        service.raise_if_failed()
+    allies = {ally.value: service.report() for ally, service in services.items()}
+    result = RunResult(
+        scenario=scenario.name,
+        run_id=run.run_id,
+        bootstrap=bootstrap,
+        speed=speed,
+        publish=report,
+        expected=expected,
+        allies=allies,
+        complete=complete,
+    )
+    result.launches = _first_warnings(scenario, run, allies)
+    return result
+
+
+def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, ...]) -> None:
+    """Commit the current end offset of every partition of ``topics`` for each (new) group."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from trilink.platform.clients import consumer_config
+
+    consumer: Any = KafkaConsumer(**consumer_config(bootstrap, None, "trilink-run-offsets"))
+    admin: Any = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="trilink-run-offsets")
+    try:
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()}
+        for group_id in group_ids:
+            errors = admin.alter_group_offsets(group_id, offsets)
+            failed = {
+                f"{tp.topic}/{tp.partition}": err.__name__ for tp, err in errors.items() if err.errno != 0
+            }
+            if failed:
+                raise RunError(
+                    "offset_pin_failed", f"could not set the start offsets of {group_id}: {failed}"
+                )
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def _settled_at_least(want: int) -> Callable[[Any], bool]:
+    return lambda service: _settled(service) >= want
+
+
+def _settled(service: Any) -> int:
+    """Events an ally has finished with on its Kafka channel (delivered or dead-lettered)."""
+    return int(service.delivered_count("kafka")) + int(service.count("dead_letters"))
+
+
+def _first_warnings(scenario: Scenario, run: Run, allies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per launch and ally: launch -> first detection / first alert, sensor and pipeline shares."""
+    rows = []
+    for launch in scenario.launches:
+        key = run.key(correlation_key(scenario, launch))
+        launch_ns = _ns(run.start_time) + int(launch.offset_s * 1e9)
+        row: dict[str, Any] = {
+            "launch": launch.id,
+            "correlation_key": key,
+            "class": launch.missile_class.value,
+        }
+        for ally, rep in allies.items():
+            firsts = rep["launches"].get(key, {})
+            row[ally] = {
+                name: _shares(firsts.get(name), launch_ns)
+                for name in ("first_launch_detection", "first_alert")
+            }
+        rows.append(row)
+    return rows
+
+
+def _shares(first: dict[str, Any] | None, launch_ns: int) -> dict[str, Any] | None:
+    if first is None:
+        return None
+    return {
+        "sensor_id": first["sensor_id"],
+        "sensor_share_s": round((first["emitted_at_ns"] - launch_ns) / 1e9, 3),
+        "pipeline_share_ms": None if first["pipeline_s"] is None else round(first["pipeline_s"] * 1000, 3),
+    }
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+# ---------------------------------------------------------------------------------------- output
+
+
+def _row(report: dict[str, Any], hop: str, channel: str) -> dict[str, Any] | None:
+    for row in report["latency"]:
+        if row["hop"] == hop and row["kind"] == "*" and row["channel"] == channel:
+            return dict(row)
+    return None
+
+
+def print_result(result: RunResult, out: Any = sys.stdout) -> None:
+    p = result.publish
+    speed = "as fast as possible" if result.speed is None else f"x{result.speed:g}"
+    print(
+        f"\nscenario {result.scenario}, run {result.run_id} ({speed}): published {p.acknowledged} events "
+        f"in {p.wall_s:.1f} s via {result.bootstrap}",
+        file=out,
+    )
+    for ally, rep in result.allies.items():
+        c = rep["counts"]
+        delivered = {ch: sum(v.values()) for ch, v in c["delivered"].items()}
+        print(
+            f"\n[{ally}] received {sum(c['received'].values())}  withheld (not releasable) "
+            f"{sum(c['withheld'].values())}  duplicates suppressed {c['duplicates_suppressed']}  "
+            f"dead-lettered {sum(c['dead_letters'].values())}  delivered "
+            + " ".join(f"{ch} {n}" for ch, n in delivered.items())
+            + f"  (expected {result.expected[ally]})",
+            file=out,
+        )
+        print(f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}", file=out)
+        for hop, channel in (
+            ("send_to_append", "none"),
+            ("append_to_receive", "none"),
+            ("receive_to_deliver", "kafka"),
+            ("receive_to_deliver", "sse"),
+            ("receive_to_deliver", "audit"),
+            ("end_to_end", "kafka"),
+            ("end_to_end", "audit"),
+        ):
+            row = _row(rep, hop, channel)
+            if row is None:
+                continue
+            label = hop if channel == "none" else f"{hop} [{channel}]"
+            print(
+                f"  {label:28s} {row['p50_ms']:9.2f} {row['p99_ms']:9.2f} {row['max_ms']:9.2f} {row['count']:8d}",
+                file=out,
+            )
+    print(
+        "\nfirst warnings per launch (sensor share on the simulated clock + pipeline share on the wall clock):",
+        file=out,
+    )
+    for row in result.launches:
+        parts = []
+        for ally in result.allies:
+            cell = row[ally]
+            det, alert = cell["first_launch_detection"], cell["first_alert"]
+            det_s = (
+                "-" if det is None else f"{det['sensor_share_s']:.1f} s + {det['pipeline_share_ms']:.1f} ms"
+            )
+            alert_s = (
+                "-"
+                if alert is None
+                else f"{alert['sensor_share_s']:.1f} s + {alert['pipeline_share_ms']:.1f} ms"
+            )
+            parts.append(f"{ally}: detect {det_s}, alert {alert_s}")
+        print(f"  {row['launch']:>4s} {row['class']:5s} " + " | ".join(parts), file=out)
+    if not result.complete:
+        print(
+            "\nINCOMPLETE: an ally did not deliver everything it was sent within the drain timeout", file=out
+        )
+
+
+# ---------------------------------------------------------------------------------------- CLI
 
 
 def register(subparsers: Any) -> None:
-    demo = subparsers.add_parser("demo", help="the main job: broker up, topics, a measured round trip")
-    demo.set_defaults(handler=_demo)
+    run = subparsers.add_parser(
+        "run",
+        help="play a scenario through the broker, the sensors and the three ally services",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        default="single_srbm",
+        help="scenario file or shipped name (default single_srbm)",
+    )
+    _run_options(run)
+    run.set_defaults(handler=_run)
+
+    demo = subparsers.add_parser("demo", help="the main job of `make demo`: `trilink run salvo`")
+    _run_options(demo)
+    demo.set_defaults(handler=_demo, scenario="salvo")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed",
+        type=float,
+        help=f"simulated seconds per wall second (default: fit the scenario into {DEFAULT_PUBLISH_WALL_S:.0f} s)",
+    )
+    pace.add_argument("--fast", action="store_true", help="publish as fast as possible")
+    parser.add_argument(
+        "--brokers", type=int, choices=(1, 3), default=1, help="size of a local cluster started for the run"
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE.json", help="also write the report as JSON")
+    parser.add_argument(
+        "--audit-dir", type=Path, help="where the allies' audit files go (default: a temp dir)"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    if args.speed is not None and args.speed <= 0:
+        raise ConfigError("bad_speed", f"--speed must be positive, got {args.speed}")
+    speed = None if args.fast else args.speed or max(1.0, scenario.duration_s / DEFAULT_PUBLISH_WALL_S)
+    result = run_pipeline(scenario, speed=speed, brokers=args.brokers, audit_dir=args.audit_dir)
+    print_result(result)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        print(f"\nreport: {args.report}")
+    return 0 if result.complete and result.publish.failed == 0 else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
-    bootstrap, report, state = ensure_cluster(get_settings())
-    where = f"local Kafka {state.kafka_version}" if state else "TRILINK_BOOTSTRAP"
-    print(f"broker ready: {bootstrap} ({where})")
-    for line in report.lines():
-        print(f"  topics: {line}")
-    result = round_trip(bootstrap, count=20)
-    print(
-        f"smoke round trip of {result.count} records: p50 {result.percentile_us(50) / 1000:.2f} ms, "
-        f"p99 {result.percentile_us(99) / 1000:.2f} ms"
-    )
-    return 0
+    return _run(args)
