@@ -199,6 +199,7 @@ class Endpoint:
         self._thread: threading.Thread = thread
         self.host = host
         self.port = int(server.server_port)
+        self._closed = False
 
     @property
     def url(self) -> str:
@@ -206,6 +207,9 @@ class Endpoint:
 
     def close(self) -> None:
         """Stop answering; the port refuses connections afterwards (Prometheus sees ``up == 0``)."""
+        if self._closed:
+            return
+        self._closed = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
