@@ -56,6 +56,22 @@ def new_producer(bootstrap: str, client_id: str) -> Any:
         ) from exc
 
 
+def ensure_metadata(consumer: Any, topics: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Wait until the client knows the partitions of ``topics``: a group joined before that gets
+    an empty assignment, and with ``latest`` it would skip what is produced meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    missing = list(topics)
+    while missing:
+        missing = [t for t in missing if not consumer.partitions_for_topic(t)]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise PlatformError(
+                "no_topic_metadata", f"no partitions known for {missing}; are the topics applied?"
+            )
+        time.sleep(0.1)
+
+
 def topic_partition(topic: str, partition: int) -> Any:
     from kafka import TopicPartition
 

@@ -258,6 +258,7 @@ class AllyService:
             listener = kafka_io.make_listener(
                 self._on_revoked, self._on_assigned, self._on_lost, lambda: self._consumer
             )
+            kafka_io.ensure_metadata(self._consumer, self.input_topics)
             self._consumer.subscribe(list(self.input_topics), listener=listener)
             if self.audit_path is not None:
                 self.audit = AuditLog(self.audit_path)
@@ -298,7 +299,7 @@ class AllyService:
         return self._thread is not None and self._thread.is_alive()
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
-        """True once partitions are assigned, their positions known and the window rebuilt."""
+        """True once at least one partition is assigned, positions are pinned and the window rebuilt."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._ready.wait(0.05):
@@ -671,7 +672,8 @@ class AllyService:
             tail = kafka_io.read_tail_event_ids(self.bootstrap, self.output_topic, self.rebuild_per_partition)
             held = self.window.load(rebuild_order(tail, self.window.capacity))
             log.info("ally %s: de-duplication window rebuilt with %d ids", self.ally.value, held)
-        self._ready.set()
+        if assigned:
+            self._ready.set()
 
     def _maybe_commit(self) -> None:
         if time.monotonic() - self._last_commit_monotonic >= self.commit_interval_s:
