@@ -1,0 +1,105 @@
+"""Read what the ally services delivered (their ally topics) and feed it to :class:`Accounting`.
+
+Reads with ``assign`` (no consumer group, nothing committed) from the end offsets captured
+when the observer is created, so only records written during the load test are looked at;
+records of other runs (a concurrent load test, a demo) are recognised by the run header and
+skipped, and so are deliveries by ally services other than the ones under test (any
+service on the broker consumes the shared warning topics). Only headers are parsed, never the Avro body.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from consumers.service import ALLY_HEADER, INSTANCE_HEADER, RECEIVED_NS_HEADER
+from trilink.latency import SENT_NS_HEADER, decode_sent_ns
+from trilink.loadtest.accounting import ALLIES, Accounting
+from trilink.loadtest.sender import ACTUAL_SENT_NS_HEADER, RUN_HEADER, SLOT_HEADER, decode_slot
+from trilink.platform.clients import consumer_config
+from trilink.platform.topics import topic_name
+
+_LOG_APPEND_TIME = 1
+
+
+class Observer:
+    """A thread consuming the three ally topics into whichever :class:`Accounting` is current."""
+
+    def __init__(self, bootstrap: str, instance_id: str, allies: tuple[str, ...] = ALLIES) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._topics = {topic_name(f"ally.{a}"): a for a in allies}
+        self._consumer: Any = KafkaConsumer(
+            **consumer_config(bootstrap, None, "trilink-loadtest-observer", max_poll_records=2000)
+        )
+        partitions = [
+            TopicPartition(t, p)
+            for t in self._topics
+            for p in sorted(self._consumer.partitions_for_topic(t) or ())
+        ]
+        self._consumer.assign(partitions)
+        for tp, offset in self._consumer.end_offsets(partitions).items():
+            self._consumer.seek(tp, offset)
+        self._instance = instance_id.encode("utf-8")
+        self._accounting: Accounting | None = None
+        self._run_id = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trilink-loadtest-observer", daemon=True)
+        self.records_seen = 0
+        self.other_runs = 0
+        self.other_instances = 0  # this run's events delivered by a service that is not ours
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def follow(self, run_id: str, accounting: Accounting) -> None:
+        """From now on, account records of ``run_id`` (one run at a time)."""
+        self._run_id = run_id.encode("ascii")
+        self._accounting = accounting
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+        self._consumer.close()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._consumer.poll(timeout_ms=100)
+                for tp, records in batch.items():
+                    ally = self._topics[tp.topic]
+                    for record in records:
+                        self._one(ally, record)
+        except BaseException as exc:  # reported by the runner; a dead observer must not look like loss
+            self.error = exc
+
+    def _one(self, fallback_ally: str, record: Any) -> None:
+        self.records_seen += 1
+        accounting = self._accounting
+        values: dict[str, bytes] = {k: v for k, v in (record.headers or []) if v is not None}
+        if accounting is None or values.get(RUN_HEADER) != self._run_id:
+            self.other_runs += 1
+            return
+        if values.get(INSTANCE_HEADER) != self._instance:
+            # Another ally service on the same broker (a demo, a colleague's run) also consumed
+            # our events; its deliveries say nothing about the services under test.
+            self.other_instances += 1
+            return
+        slot = decode_slot(values.get(SLOT_HEADER, b""))
+        intended = decode_sent_ns(values.get(SENT_NS_HEADER, b""))
+        actual = decode_sent_ns(values.get(ACTUAL_SENT_NS_HEADER, b""))
+        if slot is None or intended is None or actual is None or record.timestamp_type != _LOG_APPEND_TIME:
+            self.other_runs += 1
+            return
+        received_raw = values.get(RECEIVED_NS_HEADER)
+        received = None if received_raw is None else decode_sent_ns(received_raw)
+        ally = values.get(ALLY_HEADER, fallback_ally.encode()).decode("ascii", "replace")
+        accounting.observe(
+            ally,
+            slot,
+            intended_ns=intended,
+            actual_ns=actual,
+            received_ns=received,
+            delivered_ns=record.timestamp * 1_000_000,
+        )

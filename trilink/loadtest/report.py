@@ -1,0 +1,296 @@
+"""The load-test report: one JSON document (``--report``) and the terminal table made from it.
+
+Top-level keys of the JSON (``"format": "trilink.loadtest/1"``):
+
+- ``run``: ids, mode, start time, wall time, ``interrupted``, ``drained``; ``config``: the spec
+- ``harness``: target vs achieved send rate, schedule lag (p50..max), ``saturated`` + reason,
+  CPU per event of the senders; when saturated the latency figures describe the harness
+- ``allies``: per ally ``expected``, ``delivered``, ``lost``, ``duplicates``, ``out_of_order``,
+  ``dead_lettered``, ``withheld``, ``throughput_per_s`` (delivered during the measured window)
+- ``latency``: rows ``{ally, hop, basis, kind, count, p50_ms, p90_ms, p99_ms, p99_9_ms, max_ms,
+  mean_ms}``; ``basis`` = ``intended`` | ``actual`` | ``receive``; ``kind`` ``*`` = all kinds
+- ``service_hops``: the ally services' own rows (``report()["latency"]``, whole run incl.
+  warm-up, from the intended time carried in the send-time header), with ``ally`` added
+- ``objectives``: one verdict per ``--slo``; ``timeline``: per second sent, delivered, p99;
+  ``curves``: end-to-end percentile curves per ally; ``baseline``; ``capacity``
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trilink.loadtest.accounting import (
+    ACTUAL,
+    ALL_KINDS,
+    HOP_BASES,
+    INTENDED,
+    percentile_of_sorted,
+)
+from trilink.loadtest.baseline import BaselineResult
+from trilink.loadtest.runner import CapacityResult, RunResult
+
+REPORT_FORMAT = "trilink.loadtest/1"
+
+
+def _summary(recorder: Any) -> dict[str, float]:
+    return dict(recorder.summary().as_dict())
+
+
+def build_report(
+    result: RunResult,
+    service_reports: dict[str, dict[str, Any]] | None = None,
+    baseline: BaselineResult | None = None,
+    capacity: CapacityResult | None = None,
+) -> dict[str, Any]:
+    """The JSON-able report of one run (plus the services' reports, baseline and capacity search)."""
+    spec = result.spec
+    acc = result.accounting
+    services = service_reports or {}
+    harness = result.harness
+    window_s = spec.duration_s
+    allies: dict[str, Any] = {}
+    for ally, tally in acc.tallies.items():
+        service = services.get(ally, {})
+        counts = service.get("counts", {})
+        allies[ally] = {
+            "expected": len(result.expected[ally]),
+            "delivered": tally.delivered_unique,
+            "lost": result.lost(ally),
+            "duplicates": tally.duplicates,
+            "out_of_order": tally.out_of_order,
+            "dead_lettered": sum(counts.get("dead_letters", {}).values()) if counts else None,
+            "withheld": sum(counts.get("withheld", {}).values()) if counts else None,
+            "duplicates_suppressed_by_service": counts.get("duplicates_suppressed") if counts else None,
+            "throughput_per_s": round(tally.measured_delivered / window_s, 1) if window_s > 0 else 0.0,
+            "service_error": service.get("error"),
+        }
+    rows = []
+    for ally, tally in acc.tallies.items():
+        kinds = sorted({kind for (_, _, kind) in tally.recorders if kind != ALL_KINDS})
+        for hop, basis in HOP_BASES:
+            for kind in (ALL_KINDS, *kinds):
+                recorder = tally.recorders.get((hop, basis, kind))
+                if recorder is not None:
+                    rows.append(
+                        {"ally": ally, "hop": hop, "basis": basis, "kind": kind, **_summary(recorder)}
+                    )
+    service_rows = [
+        {"ally": ally, **row} for ally, report in services.items() for row in report.get("latency", [])
+    ]
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "run": {
+            "run_id": spec.run_id,
+            "mode": spec.mode,
+            "started_at_unix_s": round(result.started_at_unix_s, 3),
+            "wall_s": round(result.wall_s, 3),
+            "interrupted": result.interrupted,
+            "drained": result.drained,
+            "clock_domain": "host",
+        },
+        "config": {
+            "rate_per_s": spec.rate_per_s,
+            "salvo_launches": spec.salvo_launches,
+            "duration_s": spec.duration_s,
+            "warmup_s": spec.warmup_s,
+            "mix": dict(spec.mix),
+            "sensors": list(spec.sensors) or "all",
+            "keys": spec.keys,
+            "partitions": spec.partitions,
+            "producers": spec.producers,
+            "acks": result.producer.acks,
+            "linger_ms": result.producer.linger_ms,
+        },
+        "harness": {
+            "target_rate_per_s": round(harness.target_rate_per_s, 1),
+            "achieved_rate_per_s": round(harness.achieved_rate_per_s, 1),
+            "planned": harness.planned,
+            "sent": harness.sent,
+            "acked": harness.acked,
+            "send_failed": harness.send_failed,
+            "schedule_lag": _summary(harness.schedule_lag),
+            "max_schedule_lag_ms": round(harness.max_schedule_lag_ms, 3),
+            "final_schedule_lag_ms": round(harness.final_schedule_lag_ms, 3),
+            "saturated": harness.saturated,
+            "saturation_reason": harness.reason or None,
+            "sender_cpu_us_per_event": round(harness.cpu_us_per_event(), 1),
+            "encode_cpu_us_per_event": round(harness.encode_cpu_s / harness.sent * 1e6, 1)
+            if harness.sent
+            else 0.0,
+            "mean_value_bytes": round(harness.mean_value_bytes, 1),
+        },
+        "allies": allies,
+        "latency": rows,
+        "service_hops": service_rows,
+        "objectives": [v.as_dict() for v in result.verdicts],
+        "timeline": _timeline(result),
+        "curves": {
+            ally: {
+                basis: tally.recorders[("end_to_end", basis, ALL_KINDS)].curve_ms()
+                for basis in (INTENDED, ACTUAL)
+                if ("end_to_end", basis, ALL_KINDS) in tally.recorders
+            }
+            for ally, tally in acc.tallies.items()
+        },
+        "baseline": None if baseline is None else _baseline_block(baseline, result),
+        "capacity": None if capacity is None else _capacity_block(capacity),
+    }
+    return report
+
+
+def _timeline(result: RunResult) -> dict[str, Any]:
+    acc = result.accounting
+    last_second = int(result.spec.total_s) + 1
+    for tally in acc.tallies.values():
+        if tally.delivered_per_s:
+            last_second = max(last_second, *tally.delivered_per_s)
+    seconds = list(range(last_second + 1))
+    allies: dict[str, Any] = {}
+    for ally, tally in acc.tallies.items():
+        p99 = []
+        for s in seconds:
+            values = sorted(tally.e2e_by_intended_s.get(s, ()))
+            p99.append(None if not values else round(percentile_of_sorted(values, 99.0) / 1e6, 3))
+        allies[ally] = {"delivered_per_s": [tally.delivered_per_s.get(s, 0) for s in seconds], "p99_ms": p99}
+    return {
+        "interval_s": 1,
+        "second": seconds,
+        "warmup_s": result.spec.warmup_s,
+        "sent_per_s": [result.harness.sent_per_s.get(s, 0) for s in seconds],
+        "allies": allies,
+    }
+
+
+def _baseline_block(baseline: BaselineResult, result: RunResult) -> dict[str, Any]:
+    ratios: dict[str, Any] = {}
+    for ally in result.accounting.allies:
+        ratios[ally] = {}
+        for label, percentile, theirs in (
+            ("p50", 50.0, baseline.p50_ms),
+            ("p99", 99.0, baseline.p99_ms),
+            ("p99_9", 99.9, baseline.p99_9_ms),
+        ):
+            ours = result.accounting.end_to_end_ms(ally, percentile)
+            ratios[ally][label] = {
+                "trilink_ms": ours,
+                "kafka_ms": theirs,
+                "ratio": None if ours is None or theirs <= 0 else round(ours / theirs, 2),
+            }
+    return {"tool": baseline.as_dict(), "end_to_end_vs_tool": ratios}
+
+
+def _capacity_block(capacity: CapacityResult) -> dict[str, Any]:
+    return {
+        "highest_passing_rate_per_s": capacity.highest_passing_rate_per_s,
+        "limited_by_harness": capacity.limited_by_harness,
+        "steps": [
+            {
+                "rate_per_s": round(s.rate_per_s, 1),
+                "passed": s.passed,
+                "saturated": s.saturated,
+                "achieved_rate_per_s": round(s.achieved_rate_per_s, 1),
+                "p99_ms": s.p99_ms,
+                "why_not": s.why or None,
+            }
+            for s in capacity.steps
+        ],
+    }
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+# ---------------------------------------------------------------- terminal table
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def render_text(report: dict[str, Any], kinds: bool = True) -> str:
+    """A readable summary: harness verdict, per-ally counts, latency per hop (and kind), objectives."""
+    out: list[str] = []
+    run, h = report["run"], report["harness"]
+    flags = [f for f, on in (("INTERRUPTED", run["interrupted"]), ("NOT DRAINED", not run["drained"])) if on]
+    out.append(f"trilink loadtest {run['run_id']} ({run['mode']}) {' '.join(flags)}".rstrip())
+    out.append(
+        f"harness: target {h['target_rate_per_s']:.0f}/s, achieved {h['achieved_rate_per_s']:.0f}/s, "
+        f"sent {h['sent']}/{h['planned']}, send failures {h['send_failed']}, schedule lag p99 "
+        f"{_ms(h['schedule_lag']['p99_ms'])} ms max {_ms(h['max_schedule_lag_ms'])} ms, "
+        f"{h['sender_cpu_us_per_event']:.0f} us CPU/event"
+    )
+    if h["saturated"]:
+        out.append(
+            f"  !! HARNESS SATURATED ({h['saturation_reason']}): latency below describes the harness, not the pipeline"
+        )
+    out.append("")
+    header = f"{'ally':<4} {'expected':>9} {'delivered':>9} {'lost':>6} {'dup':>5} {'order':>5} {'dlq':>5} {'withheld':>8} {'events/s':>9}"
+    out.append(header)
+    for ally, a in report["allies"].items():
+        dlq = "-" if a["dead_lettered"] is None else str(a["dead_lettered"])
+        withheld = "-" if a["withheld"] is None else str(a["withheld"])
+        out.append(
+            f"{ally:<4} {a['expected']:>9} {a['delivered']:>9} {a['lost']:>6} {a['duplicates']:>5} "
+            f"{a['out_of_order']:>5} {dlq:>5} {withheld:>8} {a['throughput_per_s']:>9.1f}"
+        )
+    out.append("")
+    out.append("latency (ms), measured window only; basis = where the clock starts")
+    out.append(
+        f"{'ally':<4} {'hop':<19} {'basis':<9} {'kind':<18} {'count':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'max':>8}"
+    )
+    for row in report["latency"]:
+        if row["kind"] != ALL_KINDS and not (
+            kinds and row["hop"] == "end_to_end" and row["basis"] == INTENDED
+        ):
+            continue
+        out.append(
+            f"{row['ally']:<4} {row['hop']:<19} {row['basis']:<9} {row['kind']:<18} {row['count']:>7} "
+            f"{_ms(row['p50_ms']):>8} {_ms(row['p90_ms']):>8} {_ms(row['p99_ms']):>8} "
+            f"{_ms(row['p99_9_ms']):>8} {_ms(row['max_ms']):>8}"
+        )
+    baseline = report.get("baseline")
+    if baseline:
+        tool = baseline["tool"]
+        out.append("")
+        out.append(
+            f"Kafka EndToEndLatency ({tool['num_records']} records x {tool['record_size_bytes']} B, acks={tool['acks']}): "
+            f"p50 {_ms(tool['p50_ms'])} p99 {_ms(tool['p99_ms'])} p99.9 {_ms(tool['p99_9_ms'])} ms (whole ms)"
+        )
+        for ally, r in baseline["end_to_end_vs_tool"].items():
+            parts = [
+                f"{label} {_ms(v['trilink_ms'])} ms = {v['ratio'] if v['ratio'] is not None else '-'}x"
+                for label, v in r.items()
+            ]
+            out.append(f"  trilink {ally} end-to-end (intended): " + ", ".join(parts))
+    capacity = report.get("capacity")
+    if capacity:
+        out.append("")
+        out.append("capacity search:")
+        for s in capacity["steps"]:
+            verdict = "pass" if s["passed"] else f"FAIL ({s['why_not']})"
+            out.append(
+                f"  {s['rate_per_s']:>9.0f}/s achieved {s['achieved_rate_per_s']:>8.0f}/s p99 {_ms(s['p99_ms']):>8} ms  {verdict}"
+            )
+        best = capacity["highest_passing_rate_per_s"]
+        limit = " (limited by the harness, not the pipeline)" if capacity["limited_by_harness"] else ""
+        out.append(
+            f"  highest rate meeting the objectives: {'none' if best is None else f'{best:.0f}/s'}{limit}"
+        )
+    if report["objectives"]:
+        out.append("")
+        for v in report["objectives"]:
+            mark = "met   " if v["met"] else "MISSED"
+            out.append(f"objective {v['objective']:<14} {mark} {_describe_verdict(v)}")
+    return "\n".join(out)
+
+
+def _describe_verdict(v: dict[str, Any]) -> str:
+    if v["observed_ms"] is None:
+        return f"no events delivered to {v['worst_ally']}"
+    return f"observed {_ms(v['observed_ms'])} ms (worst ally {v['worst_ally']}), limit {v['limit_ms']:g} ms"
