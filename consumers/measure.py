@@ -28,40 +28,80 @@ ALL_KINDS = "*"
 MAX_LAUNCHES = 10_000
 
 
+class _Series:
+    """One (hop, kind, channel): an HdrHistogram plus an exact running sum for the mean."""
+
+    __slots__ = ("child", "lock", "recorder", "sum_us")
+
+    def __init__(self, child: Any) -> None:
+        self.lock = threading.Lock()
+        self.recorder = LatencyRecorder()
+        self.sum_us = 0
+        self.child = child
+
+    def row(self) -> dict[str, float]:
+        with self.lock:
+            count = self.recorder.count
+            values = self.recorder.percentiles_us() if count else {}
+            max_us = self.recorder.max_us()
+            mean_us = self.sum_us / count if count else 0.0
+        return {
+            "count": count,
+            "p50_ms": values.get(50.0, 0) / 1000,
+            "p90_ms": values.get(90.0, 0) / 1000,
+            "p99_ms": values.get(99.0, 0) / 1000,
+            "p99_9_ms": values.get(99.9, 0) / 1000,
+            "max_ms": max_us / 1000,
+            "mean_ms": round(mean_us / 1000, 3),
+        }
+
+
 class LatencyBook:
-    """HdrHistograms per (hop, kind, channel) plus the Prometheus histogram, under one lock."""
+    """HdrHistograms per (hop, kind, channel) plus the Prometheus histogram.
+
+    Each series has its own lock, held only for one sample or one percentile pass, so a report
+    taken while the service runs delays no delivery by more than a fraction of a millisecond.
+    Rows with kind ``*`` come from a fourth merged series per (hop, channel), fed at record time.
+    """
 
     def __init__(self, metrics: AllyMetrics) -> None:
         self._metrics = metrics
-        self._lock = threading.Lock()
-        self._recorders: dict[tuple[str, str, str], LatencyRecorder] = {}
-        self._children: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()  # only guards creating series
+        self._series: dict[tuple[str, str, str], _Series] = {}
+
+    def _get(self, key: tuple[str, str, str]) -> _Series:
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.get(key)
+                if series is None:
+                    hop, kind, channel = key
+                    child = (
+                        None
+                        if kind == ALL_KINDS
+                        else self._metrics.hop_latency.labels(self._metrics.ally, hop, kind, channel)
+                    )
+                    series = self._series[key] = _Series(child)
+        return series
 
     def record_ns(self, hop: str, kind: str, channel: str, latency_ns: int) -> None:
-        key = (hop, kind, channel)
-        with self._lock:
-            recorder = self._recorders.get(key)
-            if recorder is None:
-                recorder = self._recorders[key] = LatencyRecorder()
-                self._children[key] = self._metrics.hop_latency.labels(self._metrics.ally, hop, kind, channel)
-            recorder.record_ns(latency_ns)
-            child = self._children[key]
+        us = max(latency_ns, 0) // 1000
+        for key in ((hop, kind, channel), (hop, ALL_KINDS, channel)):
+            series = self._get(key)
+            with series.lock:
+                series.recorder.record_ns(latency_ns)
+                series.sum_us += us
+        child = self._series[(hop, kind, channel)].child
         child.observe(max(latency_ns, 0) / 1e9)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (hop, kind, channel) plus merged rows with kind ``*``, percentiles in ms."""
         with self._lock:
-            merged: dict[tuple[str, str], LatencyRecorder] = {}
-            out: list[dict[str, Any]] = []
-            for (hop, kind, channel), recorder in sorted(self._recorders.items()):
-                out.append({"hop": hop, "kind": kind, "channel": channel, **recorder.summary().as_dict()})
-                total = merged.setdefault((hop, channel), LatencyRecorder())
-                total.merge(recorder)
-            for (hop, channel), recorder in sorted(merged.items()):
-                out.append(
-                    {"hop": hop, "kind": ALL_KINDS, "channel": channel, **recorder.summary().as_dict()}
-                )
-        return out
+            keys = sorted(self._series, key=lambda k: (k[1] == ALL_KINDS, k))
+        return [
+            {"hop": hop, "kind": kind, "channel": channel, **self._series[(hop, kind, channel)].row()}
+            for hop, kind, channel in keys
+        ]
 
 
 @dataclass

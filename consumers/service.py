@@ -737,6 +737,11 @@ class AllyService:
         }
         return not problems, detail
 
+    def assigned_partitions(self) -> list[str]:
+        """``topic/partition`` of every partition this instance owns right now."""
+        with self._lock:
+            return [f"{t}/{p}" for t, p in sorted(self._assigned)]
+
     def delivered_count(self, channel: str = "kafka") -> int:
         """Events delivered on ``channel`` so far (kafka counts acknowledged records)."""
         with self._lock:

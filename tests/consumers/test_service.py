@@ -302,10 +302,10 @@ def test_scale_out_two_instances_deliver_everything_exactly_once(
     try:
         time.sleep(0.5)
         b = make_service("KR", group_id=group, instance_id="scale-b")
-        assert wait_for(lambda: len(a.report()["assigned_partitions"]) < 15 and b.count("received") > 0)
+        assert wait_for(lambda: len(a.assigned_partitions()) < 15 and b.count("received") > 0)
         time.sleep(0.5)
         b.stop()  # mid-stream: finish the batch, commit on revoke, leave the group
-        assert wait_for(lambda: len(a.report()["assigned_partitions"]) == 15)
+        assert wait_for(lambda: len(a.assigned_partitions()) == 15)
         time.sleep(0.5)
     finally:
         producing.clear()
