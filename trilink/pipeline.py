@@ -366,6 +366,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.speed is not None and args.speed <= 0:
         raise ConfigError("bad_speed", f"--speed must be positive, got {args.speed}")
     speed = None if args.fast else args.speed or max(1.0, scenario.duration_s / DEFAULT_PUBLISH_WALL_S)
+    if args.monitoring:
+        from trilink.platform.cli import start_monitoring_or_explain
+
+        print(f"Prometheus: {start_monitoring_or_explain()}")
     result = run_pipeline(scenario, speed=speed, brokers=args.brokers, audit_dir=args.audit_dir)
     print_result(result)
     if args.report:

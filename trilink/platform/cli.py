@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from trilink.errors import TrilinkError
 from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics, bootstrap_servers, ensure_cluster
 from trilink.platform.smoke import round_trip
@@ -19,10 +20,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="resolve the newest Kafka 4.x from Maven Central again",
     )
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also start a local Prometheus (Debian package) and print its URL",
+    )
     up.set_defaults(handler=_up)
 
     down = subparsers.add_parser("down", help="stop the local Kafka cluster")
     down.add_argument("--purge", action="store_true", help="also delete broker data and logs")
+    down.add_argument("--monitoring", action="store_true", help="also stop the local Prometheus")
     down.set_defaults(handler=_down)
 
     status = subparsers.add_parser("status", help="show what runs where")
@@ -45,7 +52,19 @@ def _up(args: argparse.Namespace) -> int:
         print(f"Kafka {state.kafka_version}: {len(state.nodes)} node(s) ready at {bootstrap}")
     for line in report.lines():
         print(f"  topics: {line}")
+    if args.monitoring:
+        print(f"Prometheus: {start_monitoring_or_explain()}")
     return 1 if report.drift else 0
+
+
+def start_monitoring_or_explain() -> str:
+    """Start the local Prometheus; when it cannot run, say why and let everything else go on."""
+    from trilink.monitoring.prometheus import start_prometheus
+
+    try:
+        return start_prometheus()
+    except TrilinkError as exc:
+        return f"not started: {exc}"
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -55,6 +74,10 @@ def _down(args: argparse.Namespace) -> int:
         return 0
     for line in LocalCluster(settings).down(purge=args.purge):
         print(line)
+    if args.monitoring:
+        from trilink.monitoring.prometheus import stop_prometheus
+
+        print("Prometheus stopped" if stop_prometheus() else "Prometheus was not running")
     return 0
 
 
