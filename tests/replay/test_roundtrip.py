@@ -1,0 +1,284 @@
+"""Record a published scenario, replay it into a fresh cluster, and compare what the allies got.
+
+The proof of issue #6's promise: on the session broker, three ally services (one per nation,
+their own consumer groups) receive a published ``single_srbm`` run while ``Recorder`` records
+it; a private second cluster is started, three fresh ally services are started on it, and the
+recording is replayed there as fast as possible. For every ally, the sequence of event ids it
+delivered on its ally topic for every correlation key must be the same on both clusters; the
+raw warning and sensor-status topics are compared the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.service import AllyService
+from producers.publisher import Run, SensorPublisher, for_run
+from producers.scenario import load_scenario, simulate
+from schemas import decode_event
+from schemas.models import Nation
+from tests.conftest import local_settings
+from trilink.cli import main
+from trilink.platform.clients import consumer_config
+from trilink.platform.cluster import LocalCluster
+from trilink.platform.connection import apply_declared_topics
+from trilink.platform.topics import topic_name
+from trilink.replay.format import RecordingWriter, read_recording, resolve_recordings
+from trilink.replay.recorder import Recorder
+from trilink.replay.replayer import Replayer, plan_replay, prepare_sends
+
+pytestmark = pytest.mark.integration
+
+ALLIES = (Nation.US, Nation.JP, Nation.KR)
+Offsets = dict[tuple[str, int], int]
+
+
+@pytest.fixture(scope="module")
+def fresh_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second, private single-node cluster with trilink's topics and nothing on them."""
+    settings = local_settings(tmp_path_factory.mktemp("fresh-kafka"))
+    cluster = LocalCluster(settings)
+    state, _ = cluster.up(brokers=1)
+    try:
+        apply_declared_topics(state.bootstrap, 1, settings)
+        _warm_group_coordinator(state.bootstrap)
+        yield state.bootstrap
+    finally:
+        cluster.down(purge=True)
+
+
+def _warm_group_coordinator(bootstrap: str) -> None:
+    """Join one throw-away group so the new cluster creates its offsets topic now, not while
+    three ally services race to join their groups."""
+    from kafka import KafkaConsumer
+
+    consumer: Any = KafkaConsumer(**consumer_config(bootstrap, "replay-test-warmup", "replay-test-warmup"))
+    try:
+        consumer.subscribe([topic_name("smoke")])
+        deadline = time.monotonic() + 60
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+    finally:
+        consumer.close()
+
+
+def _end_offsets(bootstrap: str, topics: list[str]) -> Offsets:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer: Any = KafkaConsumer(**consumer_config(bootstrap, None, "replay-test-ends"))
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return {(tp.topic, tp.partition): int(o) for tp, o in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def _read(bootstrap: str, topics: list[str], since: Offsets) -> dict[str, list[tuple[str, int, str]]]:
+    """Every record of ``topics`` from ``since`` (default 0) up to the current end, per key:
+    (topic, partition, event id)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    ends = _end_offsets(bootstrap, topics)
+    consumer: Any = KafkaConsumer(**consumer_config(bootstrap, None, "replay-test-read"))
+    per_key: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    try:
+        parts = [TopicPartition(t, p) for (t, p) in ends if ends[(t, p)] > since.get((t, p), 0)]
+        consumer.assign(parts)
+        for tp in parts:
+            consumer.seek(tp, since.get((tp.topic, tp.partition), 0))
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[(tp.topic, tp.partition)] for tp in parts):
+            assert time.monotonic() < deadline, "topics did not read to their end in 30 s"
+            for records in consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    if r.offset < ends[(r.topic, r.partition)]:
+                        event_id = str(decode_event(r.value).header.event_id)
+                        per_key[r.key.decode()].append((r.topic, r.partition, event_id))
+    finally:
+        consumer.close()
+    return per_key
+
+
+def _start_allies(bootstrap: str, offset_reset: str) -> list[AllyService]:
+    services = [
+        AllyService(
+            ally,
+            bootstrap,
+            group_id=f"replay-test-{ally.value}-{uuid.uuid4().hex[:8]}",
+            http_port=None,
+            offset_reset=offset_reset,
+        )
+        for ally in ALLIES
+    ]
+    for service in services:
+        service.start()
+    for service in services:
+        assert service.wait_ready(60), (service.ally, service.health(), service.error)
+    return services
+
+
+def _settled(expected: int) -> Any:
+    def check(service: AllyService) -> bool:
+        received = service.count("received")
+        done = (
+            service.delivered_count("kafka")
+            + service.count("withheld")
+            + service.count("duplicates_suppressed")
+            + service.count("dead_letters")
+        )
+        return received >= expected and done >= received
+
+    return check
+
+
+def _finish(services: list[AllyService], expected: int) -> None:
+    try:
+        for service in services:
+            assert service.run_until(_settled(expected), timeout_s=60), service.report()["counts"]
+            service.raise_if_failed()
+    finally:
+        for service in services:
+            service.stop()
+
+
+def _ally_sequences(
+    per_key: dict[str, list[tuple[str, int, str]]], ally: Nation, ours: set[str]
+) -> dict[str, list[str]]:
+    topic = topic_name(f"ally.{ally.value}")
+    out = {}
+    for key, items in per_key.items():
+        ids = [event_id for t, _, event_id in items if t == topic and event_id in ours]
+        if ids:
+            out[key] = ids
+    return out
+
+
+def test_replay_into_a_fresh_cluster_gives_every_ally_the_same_sequences(
+    kafka_bootstrap: str, fresh_bootstrap: str, tmp_path: Path
+) -> None:
+    scenario = load_scenario("single_srbm")
+    run = Run.new()
+    events = list(for_run(simulate(scenario), run, scenario.start_time))
+    ours = {str(e.event.header.event_id) for e in events}
+    topics = [topic_name(r) for r in ("warnings", "sensor_status", "ally.US", "ally.JP", "ally.KR")]
+
+    # --- the original run, recorded, with three allies watching ---------------------------
+    before = _end_offsets(kafka_bootstrap, topics)
+    originals = _start_allies(kafka_bootstrap, "latest")
+    writer = RecordingWriter(tmp_path, "original", flush_records=50)
+    recorder = Recorder(kafka_bootstrap, writer)
+    outcome: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(recorder.run(max_records=len(events), timeout_s=60))
+    )
+    thread.start()
+    publisher = SensorPublisher(kafka_bootstrap, client_id="replay-test-sensors")
+    try:
+        published = publisher.publish(events, speed=None)
+    finally:
+        publisher.close()
+        thread.join()
+        recorder.close()
+    assert published.acknowledged == len(events)
+    assert outcome[0].written == len(events), outcome[0].line()
+    _finish(originals, len(events))
+    original = _read(kafka_bootstrap, topics, before)
+
+    # --- the replay into an empty cluster, three fresh allies ---------------------------------
+    replayed_allies = _start_allies(fresh_bootstrap, "earliest")
+    recordings = [read_recording(p) for p in writer.files]
+    assert all(r.damage is None for r in recordings)
+    plan = plan_replay(recordings)
+    replayer = Replayer(fresh_bootstrap, client_id="replay-test-replay")
+    try:
+        report = replayer.replay(prepare_sends(plan), speed=None, plan=plan)
+    finally:
+        replayer.close()
+    assert report.sent == report.acknowledged == len(events)
+    _finish(replayed_allies, len(events))
+    replayed = _read(fresh_bootstrap, topics, {})
+
+    # --- the comparison -----------------------------------------------------------------------
+    for ally in ALLIES:
+        want = _ally_sequences(original, ally, ours)
+        got = _ally_sequences(replayed, ally, ours)
+        assert want, f"{ally} delivered nothing in the original run"
+        assert got == want, f"{ally}: per-missile sequences differ after the replay"
+    for role in ("warnings", "sensor_status"):
+        topic = topic_name(role)
+        want_raw = {k: [i for t, _, i in v if t == topic and i in ours] for k, v in original.items()}
+        got_raw = {k: [i for t, _, i in v if t == topic] for k, v in replayed.items()}
+        assert {k: v for k, v in got_raw.items() if v} == {k: v for k, v in want_raw.items() if v}
+    missiles = [k for k in original if k.endswith(f":{run.run_id}")]
+    assert missiles  # the per-missile keys are there, not only sensor heartbeats
+
+
+def test_cli_replays_the_readable_prefix_of_a_truncated_recording(
+    fresh_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [shipped] = resolve_recordings(["single_srbm"])
+    whole = read_recording(shipped)
+    cut = tmp_path / "cut.avro"
+    cut.write_bytes(shipped.read_bytes()[: shipped.stat().st_size * 2 // 3])
+    readable = read_recording(cut)
+    assert readable.damage is not None and 0 < len(readable.messages) < len(whole.messages)
+    smoke = topic_name("smoke")
+    args = [
+        "replay",
+        str(cut),
+        "--fast",
+        "--bootstrap",
+        fresh_bootstrap,
+        "--json",
+        "--topic-map",
+        f"warnings={smoke}",
+        "--topic-map",
+        f"sensor_status={smoke}",
+    ]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["sent"] == report["acknowledged"] == len(readable.messages)
+    assert "Traceback" not in captured.err
+    [warning] = [line for line in captured.err.splitlines() if line.startswith("trilink: warning")]
+    assert "[truncated_recording]" in warning and str(cut) in warning
+    assert f"at byte {readable.damage_at_byte}" in warning
+    assert f"read {len(readable.messages)} record(s)" in warning
+
+
+def test_cli_paced_filtered_rebased_replay(fresh_bootstrap: str, capsys: pytest.CaptureFixture[str]) -> None:
+    smoke = topic_name("smoke")
+    args = [
+        "replay",
+        "single_srbm",
+        "--speed",
+        "40",
+        "--rebase",
+        "--kind",
+        "launch_detection",
+        "--bootstrap",
+        fresh_bootstrap,
+        "--json",
+        "--topic-map",
+        f"warnings={smoke}",
+    ]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    launches = sum(
+        1
+        for m in read_recording(resolve_recordings(["single_srbm"])[0]).messages
+        if m.kind == "launch_detection"
+    )
+    assert report["sent"] == report["acknowledged"] == launches > 0
+    assert report["by_kind"] == {"launch_detection": launches}
+    assert report["filtered_out"] == 520 - launches
+    assert report["timing_error_us"]["max"] >= report["timing_error_us"]["p50"]  # measured, not asserted
