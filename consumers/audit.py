@@ -2,11 +2,12 @@
 
 Each line is written with one ``write`` system call on a file opened in append mode, so a
 reader (``tail -f``) sees whole lines and a crash leaves at most one partial last line.
-Durability policy: the file is ``fsync``-ed once per batch, after the batch's last line and
-**before** the batch's Kafka offsets are committed (group commit). So every committed event is
+Durability policy: the file is ``fsync``-ed at every durable point of the service (every
+``commit_interval_s``, when idle, on rebalance and shutdown), **before** the Kafka offsets of
+the lines written so far are committed (group commit). So every committed event is
 on disk. Lines written but not yet synced when the host fails belong to uncommitted records:
 Kafka hands them out again after the restart, and they are written again unless the rebuilt
-de-duplication window shows the ally topic already has them. One fsync per batch keeps the
+de-duplication window shows the ally topic already has them. One fsync per durable point keeps the
 cost per event small at high rates.
 
 Line fields: ``event_id``, ``kind``, ``correlation_key``, ``sensor_id``, ``sensor_nation``,
@@ -25,7 +26,7 @@ from consumers.errors import ChannelDeliveryError
 
 
 class AuditLog:
-    """Append-only JSON-lines file with an fsync per batch (:meth:`sync`)."""
+    """Append-only JSON-lines file, made durable by :meth:`sync` (called at each durable point)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -14,6 +14,7 @@ Use it in-process (the ``trilink run`` orchestrator runs three in threads) or th
         offset_reset="latest",     # where a group without committed offsets starts
         dedup_capacity=10_000,     # event ids remembered (see consumers.dedup)
         sse_queue_size=1024,       # per live subscriber, drop-oldest (see consumers.sse)
+        commit_interval_s=0.2,     # durable point + commit at most this often (0 = every poll)
     )
     service.start()                # connects, subscribes, serves HTTP; returns at once
     service.wait_ready(30)         # partitions assigned, positions known, window rebuilt
@@ -48,8 +49,11 @@ resolution), ``received_ns``, ``delivered_ns`` per channel and ``first_delivered
 ``pipeline_s`` = first delivery - send. Sensor share = ``emitted_at - launch time`` (simulated
 clock), pipeline share = ``pipeline_s`` (wall clock).
 
-Delivery semantics: at-least-once from Kafka. A batch's offsets are committed only after every
-channel has it (Kafka acks received, audit lines fsync-ed, SSE queued), and on partition revoke.
+Delivery semantics: at-least-once from Kafka. Records are fanned out as soon as they are polled
+(Kafka sends are asynchronous, so delivery latency does not wait for the bookkeeping). At a
+*durable point* — every ``commit_interval_s``, when idle, on partition revoke and on shutdown —
+the service waits for every Kafka ack and fsyncs the audit file, and only then commits the
+offsets of everything fanned out before it.
 Event ids seen are remembered in a bounded window rebuilt from the ally topic's tail on every
 assignment, so a redelivered batch, a re-sent event or a restart does not reach subscribers
 twice. Records are fanned out in partition order; per-missile order (one key, one partition) is
@@ -154,7 +158,7 @@ class AllyService:
         registry: CollectorRegistry | None = None,
         max_poll_records: int = 500,
         poll_timeout_ms: int = 100,
-        commit_interval_s: float = 0.0,
+        commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
         unhealthy_poll_age_s: float = 15.0,
     ) -> None:
@@ -234,6 +238,11 @@ class AllyService:
         self._lag_records: dict[str, int] = {}
         self._lag_seconds = 0.0
         self._last_commit_monotonic = 0.0
+        # Fanned out since the last durable point (loop thread; the listener runs while it polls).
+        self._undurable_first: kafka_io.Offsets = {}
+        self._undurable_next: kafka_io.Offsets = {}
+        self._undurable_ids: list[UUID] = []
+        self._last_durable_monotonic = 0.0
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -337,6 +346,9 @@ class AllyService:
                     self._after_assignment()
                 if batch:
                     self._process_batch(batch, received_ns)
+                due = time.monotonic() - self._last_durable_monotonic >= self.commit_interval_s
+                if (due or not batch) and not self._durable_point(retry=True):
+                    time.sleep(0.5)  # a channel failed: back off before re-reading
                 self._maybe_commit()
                 self._update_lag()
             clean = True
@@ -348,10 +360,7 @@ class AllyService:
 
     def _shutdown(self, commit: bool) -> None:
         try:
-            if commit:
-                self._producer.flush(timeout=self.flush_timeout_s)
-                if self.audit is not None:
-                    self.audit.sync()
+            if commit and self._durable_point(retry=False):
                 self._commit_pending()
         except BaseException as exc:
             self.error = self.error or exc
@@ -372,31 +381,49 @@ class AllyService:
                 log.exception("ally %s: closing the producer failed", self.ally.value)
 
     def _process_batch(self, batch: dict[Any, list[Any]], received_ns: int) -> None:
-        new_ids: list[UUID] = []
-        first_offsets: kafka_io.Offsets = {}
-        next_offsets: kafka_io.Offsets = {}
+        """Fan out one poll's records; they become committable at the next durable point."""
         for tp, records in batch.items():
             if not records:
                 continue
             key = (tp.topic, tp.partition)
-            first_offsets[key] = records[0].offset
-            next_offsets[key] = records[-1].offset + 1
+            self._undurable_first.setdefault(key, records[0].offset)
+            self._undurable_next[key] = records[-1].offset + 1
             for record in records:
-                self._handle(record, received_ns, new_ids)
+                self._handle(record, received_ns, self._undurable_ids)
+        with self._lock:
+            self._positions.update({k: v for k, v in self._undurable_next.items()})
+        self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
+
+    def _durable_point(self, *, retry: bool) -> bool:
+        """Wait until every channel has what was fanned out since the last durable point, then
+        make those offsets committable. On a channel failure forget the ids (so the records are
+        delivered again) and, when ``retry``, seek back to re-read them; returns success."""
+        if not self._undurable_next:
+            return True
         try:
             self._make_durable()
         except ChannelDeliveryError as exc:
-            log.warning("ally %s: batch not delivered, retrying: %s", self.ally.value, exc)
-            for event_id in new_ids:
+            log.warning("ally %s: records not delivered, retrying: %s", self.ally.value, exc)
+            for event_id in self._undurable_ids:
                 self.window.discard(event_id)
-            for (topic, partition), offset in first_offsets.items():
-                kafka_io.seek(self._consumer, topic, partition, offset)
-            time.sleep(0.5)
-            return
+            if retry:
+                for (topic, partition), offset in self._undurable_first.items():
+                    try:
+                        kafka_io.seek(self._consumer, topic, partition, offset)
+                    except Exception:  # no longer assigned: its next owner reads it again
+                        log.info("ally %s: %s/%s moved before its retry", self.ally.value, topic, partition)
+            self._clear_undurable()
+            return False
         with self._lock:
-            self._pending_commit.update(next_offsets)
-            self._positions.update(next_offsets)
-        self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
+            self._pending_commit.update(self._undurable_next)
+        self._clear_undurable()
+        return True
+
+    def _clear_undurable(self) -> None:
+        self._undurable_first = {}
+        self._undurable_next = {}
+        self._undurable_ids = []
+        self._last_durable_monotonic = time.monotonic()
 
     def _make_durable(self) -> None:
         """Wait for the batch's Kafka acks and fsync the audit file; raise when a channel failed."""
@@ -625,8 +652,10 @@ class AllyService:
     # ---------------------------------------------------------------- offsets and rebalancing
 
     def _on_revoked(self, partitions: list[tuple[str, int]]) -> kafka_io.Offsets:
-        """IO thread, before partitions are given up: hand over their delivered, uncommitted offsets."""
+        """IO thread, before partitions are given up (the loop thread waits in ``poll``): make what
+        was fanned out durable and hand over the delivered, uncommitted offsets to commit."""
         self.metrics.rebalances.labels(self.ally.value, "revoked").inc()
+        self._durable_point(retry=True)
         gone = set(partitions)
         with self._lock:
             offsets = {tp: o for tp, o in self._pending_commit.items() if tp in gone}
