@@ -293,7 +293,7 @@ def main() -> int:
     print(
         f"# python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, broker {bootstrap}; "
         f"{args.duration:g} s measured per rate after a 1 s warm-up; service = 1 process, "
-        f"channels kafka+sse(1 viewer)+audit(fsync per batch)"
+        f"channels kafka+sse(1 viewer)+audit(fsync per durable point)"
     )
     rates = [int(r) for r in args.rates.split(",")]
     topic = topic_name("warnings")

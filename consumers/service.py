@@ -46,7 +46,8 @@ where FIRST holds ``event_id``, ``sensor_id``, ``sensor_nation``, the simulated 
 (``measured_at``/``emitted_at`` as ISO text and ``*_ns``, ``launch_time_ns`` for a launch
 detection) and the wall-clock times ``sent_ns`` (producer), ``append_ns`` (broker, ms
 resolution), ``received_ns``, ``delivered_ns`` per channel and ``first_delivered_ns``, plus
-``pipeline_s`` = first delivery - send. Sensor share = ``emitted_at - launch time`` (simulated
+``pipeline_s`` = first delivery - send (``delivered_ns["sse"]`` and the ``sse`` delivered count mean
+"queued for the live subscribers"; the ``sse`` latency rows are taken at each socket write). Sensor share = ``emitted_at - launch time`` (simulated
 clock), pipeline share = ``pipeline_s`` (wall clock).
 
 Delivery semantics: at-least-once from Kafka. Records are fanned out as soon as they are polled
