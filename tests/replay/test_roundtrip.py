@@ -204,7 +204,10 @@ def test_replay_into_a_fresh_cluster_gives_every_ally_the_same_sequences(
     finally:
         replayer.close()
     assert report.sent == report.acknowledged == len(events)
-    _finish(replayed_allies, len(events))
+    # fresh allies read from the beginning: whatever other tests of this module put on the
+    # input topics of this cluster first is received too
+    inputs = [topic_name("warnings"), topic_name("sensor_status")]
+    _finish(replayed_allies, sum(_end_offsets(fresh_bootstrap, inputs).values()))
     replayed = _read(fresh_bootstrap, topics, {})
 
     # --- the comparison -----------------------------------------------------------------------
@@ -216,7 +219,7 @@ def test_replay_into_a_fresh_cluster_gives_every_ally_the_same_sequences(
     for role in ("warnings", "sensor_status"):
         topic = topic_name(role)
         want_raw = {k: [i for t, _, i in v if t == topic and i in ours] for k, v in original.items()}
-        got_raw = {k: [i for t, _, i in v if t == topic] for k, v in replayed.items()}
+        got_raw = {k: [i for t, _, i in v if t == topic and i in ours] for k, v in replayed.items()}
         assert {k: v for k, v in got_raw.items() if v} == {k: v for k, v in want_raw.items() if v}
     missiles = [k for k in original if k.endswith(f":{run.run_id}")]
     assert missiles  # the per-missile keys are there, not only sensor heartbeats
@@ -282,3 +285,46 @@ def test_cli_paced_filtered_rebased_replay(fresh_bootstrap: str, capsys: pytest.
     assert report["by_kind"] == {"launch_detection": launches}
     assert report["filtered_out"] == 520 - launches
     assert report["timing_error_us"]["max"] >= report["timing_error_us"]["p50"]  # measured, not asserted
+
+
+def test_cli_record_filters_and_rolls(
+    fresh_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    topic = f"replay-test-cli-{uuid.uuid4().hex[:8]}"
+    admin: Any = KafkaAdminClient(bootstrap_servers=fresh_bootstrap.split(","), client_id="replay-test-admin")
+    try:
+        admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        admin.close()
+    mapping = ["--topic-map", f"warnings={topic}", "--topic-map", f"sensor_status={topic}"]
+    assert main(["replay", "single_srbm", "--fast", "--bootstrap", fresh_bootstrap, *mapping]) == 0
+    args = [
+        "record",
+        "--bootstrap",
+        fresh_bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--until-end",
+        "--kind",
+        "track_update",
+        "--max-bytes",
+        "30000",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "cli",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    shipped = read_recording(resolve_recordings(["single_srbm"])[0]).messages
+    want = sorted(m.event_id or "" for m in shipped if m.kind == "track_update")
+    files = sorted(tmp_path.glob("cli.*.avro"))
+    assert len(files) > 1 and all(p.stat().st_size <= 30_000 for p in files)
+    got = [m for p in files for m in read_recording(p).messages]
+    assert sorted(m.event_id or "" for m in got) == want
+    assert {m.topic for m in got} == {topic} and {m.kind for m in got} == {"track_update"}
+    assert f"recorded {len(want)} of {len(shipped)} record(s)" in out

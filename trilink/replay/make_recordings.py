@@ -92,7 +92,8 @@ def record_scenario(
     return writer.files, published, recorded
 
 
-def _free_port_base() -> int:
+def free_port_base() -> int:
+    """A port p with p and p+1 free on loopback (a broker's client and controller ports)."""
     for _ in range(100):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trilink.settings import Settings
 
         with tempfile.TemporaryDirectory(prefix="trilink-make-recordings-") as state_dir:
-            settings = Settings(state_dir=Path(state_dir), kafka_port_base=_free_port_base(), bootstrap=None)
+            settings = Settings(state_dir=Path(state_dir), kafka_port_base=free_port_base(), bootstrap=None)
             cluster = LocalCluster(settings)
             state, _ = cluster.up(brokers=1)
             try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,8 @@ Timeline = Literal["send", "broker", "event"]
 _DROPPED_HEADERS = frozenset({SENT_NS_HEADER, PACING_HEADER})
 #: Below this much time to wait the pacing loop spins instead of sleeping (sleep overshoots).
 _SPIN_NS = 1_500_000
+#: GIL switch interval while pacing, seconds (CPython's default is 5 ms).
+_PACED_SWITCH_INTERVAL_S = 0.0002
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -312,7 +315,37 @@ class Replayer:
         if plan is not None:
             report.filtered_out = plan.filtered_out
             report.duplicates_skipped = plan.duplicates_skipped
+        sends = list(sends)
+        self._warm_up({item.topic for item in sends})
         lateness = LatencyRecorder()
+        clock = time.perf_counter_ns
+        report_start_ns = clock()
+        # The producer's I/O thread shares the GIL: with the default 5 ms switch interval a due
+        # send can wait that long for the interpreter. Hand it over more often while pacing.
+        switch_interval_s = sys.getswitchinterval()
+        if speed is not None:
+            sys.setswitchinterval(_PACED_SWITCH_INTERVAL_S)
+        try:
+            self._send_all(sends, speed, report, lateness)
+        finally:
+            sys.setswitchinterval(switch_interval_s)
+        try:
+            self._producer.flush(timeout=flush_timeout_s)
+        except Exception as exc:  # kafka-python raises its own KafkaTimeoutError here
+            raise ReplayError(
+                "flush_timeout", f"records still unacknowledged after {flush_timeout_s:.0f} s: {exc!r}"
+            ) from exc
+        report.wall_s = (clock() - report_start_ns) / 1e9
+        report.fidelity = lateness.summary() if speed is not None else None
+        return report
+
+    def _send_all(
+        self,
+        sends: Iterable[PreparedSend],
+        speed: float | None,
+        report: ReplayReport,
+        lateness: LatencyRecorder,
+    ) -> None:
         clock = time.perf_counter_ns
         start_ns = clock()
         for item in sends:
@@ -331,21 +364,19 @@ class Replayer:
             if speed is not None:
                 lateness.record_ns(sent_at_ns - due_ns)
             self._count(item, future, report)
-        try:
-            self._producer.flush(timeout=flush_timeout_s)
-        except Exception as exc:  # kafka-python raises its own KafkaTimeoutError here
-            raise ReplayError(
-                "flush_timeout", f"records still unacknowledged after {flush_timeout_s:.0f} s: {exc!r}"
-            ) from exc
-        report.wall_s = (clock() - start_ns) / 1e9
-        report.fidelity = lateness.summary() if speed is not None else None
-        return report
+
+    def _warm_up(self, topics: set[str]) -> None:
+        """Fetch the target topics' metadata before the clock starts (the first send of a topic
+        would otherwise block on it for up to hundreds of milliseconds)."""
+        for topic in sorted(topics):
+            if not self._producer.partitions_for(topic):
+                raise ReplayError("bad_option", f"topic {topic!r} does not exist on the target cluster")
 
     def _wait_until(self, due_ns: int, clock: Any) -> bool:
         remaining_ns = due_ns - clock()
         if remaining_ns > _SPIN_NS and self._stop.wait((remaining_ns - _SPIN_NS) / 1e9):
             return False
-        while clock() < due_ns:  # the last stretch: spin, sleeping overshoots by ~0.1-1 ms
+        while clock() < due_ns:  # the last stretch: spin, a timed sleep overshoots by ~0.1-1 ms
             pass
         return True
 

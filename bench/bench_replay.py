@@ -1,0 +1,108 @@
+"""Replay benchmark: timing fidelity at x1 and x10, and the fastest replay rate.
+
+    .venv/bin/python bench/bench_replay.py [--bootstrap HOST:PORT] [--recording single_srbm]
+        [--x1-window-s 60] [--fast-copies 10]
+
+Timing fidelity is the lateness of each send against its schedule (actual minus intended emit
+offset, the same figure ``trilink replay`` reports); the target is p99 <= 2 ms. The fast rate
+is events/s with no pacing, until every record is acknowledged (acks=all, idempotent), over
+``--fast-copies`` back-to-back copies of the recording. Without ``--bootstrap`` (or
+``TRILINK_BOOTSTRAP``) a private single-node cluster is started in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+from trilink.replay.format import read_recording, resolve_recordings
+from trilink.replay.make_recordings import free_port_base
+from trilink.replay.replayer import PreparedSend, Replayer, ReplayReport, plan_replay, prepare_sends
+
+FIDELITY_TARGET_P99_US = 2_000
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(bootstrap: str, sends: list[PreparedSend], speed: float | None) -> tuple[ReplayReport, float]:
+    replayer = Replayer(bootstrap, client_id="bench-replay")
+    cpu_before = _cpu_s()
+    try:
+        report = replayer.replay(sends, speed)
+    finally:
+        replayer.close()
+    return report, _cpu_s() - cpu_before
+
+
+def bench(bootstrap: str, args: argparse.Namespace) -> None:
+    recordings = [read_recording(p) for p in resolve_recordings([args.recording])]
+    sends = prepare_sends(plan_replay(recordings))
+    span_s = sends[-1].intended_offset_ns / 1e9
+    print(f"recording {args.recording}: {len(sends)} records over {span_s:.1f} s of original time")
+    print(
+        f"{'run':<10} {'events':>7} {'wall s':>7} {'ev/s':>8} {'p50 us':>7} {'p99 us':>7} {'max us':>7} {'cpu s':>6}"
+    )
+    window_ns = int(args.x1_window_s * 1e9)
+    for label, speed, selected in (
+        ("x1", 1.0, [s for s in sends if s.intended_offset_ns <= window_ns]),
+        ("x10", 10.0, sends),
+    ):
+        report, cpu_s = _run(bootstrap, selected, speed)
+        f = report.fidelity
+        assert f is not None
+        verdict = "meets" if f.p99_us <= FIDELITY_TARGET_P99_US else "MISSES"
+        print(
+            f"{label:<10} {report.sent:>7} {report.wall_s:>7.2f} {report.rate_per_s:>8.0f} "
+            f"{f.p50_us:>7} {f.p99_us:>7} {f.max_us:>7} {cpu_s:>6.2f}  ({verdict} p99 <= 2 ms)"
+        )
+    copies = []
+    for n in range(args.fast_copies):
+        copies += [dataclasses.replace(s, intended_offset_ns=s.intended_offset_ns + n) for s in sends]
+    report, cpu_s = _run(bootstrap, copies, None)
+    print(
+        f"{'fast':<10} {report.sent:>7} {report.wall_s:>7.2f} {report.rate_per_s:>8.0f} "
+        f"{'-':>7} {'-':>7} {'-':>7} {cpu_s:>6.2f}  (acknowledged {report.acknowledged}, failed {report.failed})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bootstrap", default=os.environ.get("TRILINK_BOOTSTRAP"))
+    parser.add_argument("--recording", default="single_srbm")
+    parser.add_argument("--x1-window-s", type=float, default=60.0, help="replay only this much at x1")
+    parser.add_argument("--fast-copies", type=int, default=10)
+    args = parser.parse_args()
+    print("command: .venv/bin/python bench/bench_replay.py " + " ".join(sys.argv[1:]))
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    if args.bootstrap:
+        bench(args.bootstrap, args)
+        return 0
+    from trilink.platform.cluster import LocalCluster
+    from trilink.platform.connection import apply_declared_topics
+    from trilink.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="trilink-bench-replay-") as state_dir:
+        settings = Settings(state_dir=Path(state_dir), kafka_port_base=free_port_base(), bootstrap=None)
+        cluster = LocalCluster(settings)
+        state, _ = cluster.up(brokers=1)
+        try:
+            apply_declared_topics(state.bootstrap, 1, settings)
+            print(f"private broker: {state.bootstrap}")
+            bench(state.bootstrap, args)
+        finally:
+            cluster.down(purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
