@@ -115,9 +115,7 @@ def _canonical(schema: Any, namespace: str | None) -> Any:
             if not isinstance(value, str):  # {"type": {...}} wraps a nested schema
                 out["type"] = _canonical(value, namespace)
         elif key == "fields":
-            out["fields"] = [
-                {"name": f["name"], "type": _canonical(f["type"], namespace)} for f in value
-            ]
+            out["fields"] = [{"name": f["name"], "type": _canonical(f["type"], namespace)} for f in value]
         elif key in ("items", "values"):
             out[key] = _canonical(value, namespace)
         else:

@@ -89,9 +89,7 @@ def register(subparsers: Any) -> None:
     check.add_argument("--candidate", help="an .avsc to check instead of the newest release")
     check.set_defaults(handler=_check)
 
-    fingerprint = commands.add_parser(
-        "fingerprint", parents=[common], help="print CRC-64-AVRO fingerprints"
-    )
+    fingerprint = commands.add_parser("fingerprint", parents=[common], help="print CRC-64-AVRO fingerprints")
     fingerprint.add_argument("files", nargs="*", help=".avsc files (default: every release)")
     fingerprint.set_defaults(handler=_fingerprint)
 

@@ -5,6 +5,11 @@ fingerprint of the writer schema's Parsing Canonical Form, then the schemaless A
 The fingerprint picks the writer schema among *all* released versions, and fastavro resolves
 it to the current reader schema, so old recordings keep decoding. Every decode failure is one
 :class:`~trilink.errors.DeserializationError` subclass with a stable ``reason``.
+
+Two paths, one behaviour: messages written with the current release go through the
+hand-specialised codec in :mod:`schemas._fast` when it is enabled; it only ever *accepts*
+(an event equal to what the reference path would return) or defers, and the reference path
+(structural guard, fastavro, pydantic) makes every other decision, errors included.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from schemas import avro
+from schemas import _fast, avro
 from schemas._guard import make_checker
 from schemas.errors import (
     BadMagicError,
@@ -113,6 +118,13 @@ def _to_record(event: WarningEvent) -> dict[str, Any]:
     }
 
 
+def _fast_prefix() -> bytes | None:
+    """The prefix the fast codec handles, when it handles the current release; else None."""
+    if _fast.ENABLED and _prefix() == _fast.PREFIX:
+        return _fast.PREFIX
+    return None
+
+
 def encode_event(event: WarningEvent, *, revalidate: bool = False) -> bytes:
     """Encode one event as a single-object Avro message with the current schema.
 
@@ -126,6 +138,20 @@ def encode_event(event: WarningEvent, *, revalidate: bool = False) -> bytes:
             event = WarningEvent.model_validate(event.model_dump(warnings=False))
         except ValidationError as exc:
             raise EncodeError("invalid_value", _describe(exc)) from None
+    prefix = _fast_prefix()
+    if prefix is not None:
+        try:
+            data = prefix + _fast.encode_body(event)
+        except Exception:  # fastavro below decides what is wrong with the event
+            pass
+        else:
+            if len(data) <= MAX_MESSAGE_BYTES:
+                return data
+    return _encode_reference(event)
+
+
+def _encode_reference(event: WarningEvent) -> bytes:
+    """The fastavro path of :func:`encode_event` (after its checks): the reference output."""
     buffer = BytesIO()
     buffer.write(_prefix())
     try:
@@ -188,6 +214,21 @@ def decode_record(data: bytes | bytearray | memoryview) -> dict[str, Any]:
 
 def decode_event(data: bytes | bytearray | memoryview) -> WarningEvent:
     """Decode and validate one message; raises only ``DeserializationError`` subclasses."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    prefix = _fast_prefix()
+    if prefix is not None and data[:PREFIX_BYTES] == prefix and len(data) <= MAX_MESSAGE_BYTES:
+        try:
+            event = _fast.decode(data)
+        except Exception:  # a fast-path bug must not escape; the reference decides
+            event = None
+        if event is not None:
+            return event
+    return _decode_reference(data)
+
+
+def _decode_reference(data: bytes | bytearray | memoryview) -> WarningEvent:
+    """The reference path of :func:`decode_event`: guard, fastavro, pydantic."""
     record = decode_record(data)
     try:
         name, payload = record["payload"]

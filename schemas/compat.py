@@ -64,11 +64,7 @@ def _short(name: str) -> str:
 
 
 def _label(schema: Any) -> str:
-    return (
-        _short(schema["name"])
-        if isinstance(schema, dict) and "name" in schema
-        else _type_of(schema)
-    )
+    return _short(schema["name"]) if isinstance(schema, dict) and "name" in schema else _type_of(schema)
 
 
 class _Checker:
@@ -120,9 +116,7 @@ class _Checker:
                 self.problems.append(f"{path}: type changed from {w_type} to {r_type}")
             return
         if _logical(reader) != _logical(writer):
-            self.problems.append(
-                f"{path}: logicalType changed from {_logical(writer)} to {_logical(reader)}"
-            )
+            self.problems.append(f"{path}: logicalType changed from {_logical(writer)} to {_logical(reader)}")
         if r_type in ("record", "enum", "fixed") and not self._names_match(reader, writer):
             self.problems.append(f"{path}: name changed from {writer['name']} to {reader['name']}")
             return
@@ -173,12 +167,10 @@ def check_full_compatibility(candidate: Any, releases: Iterable[ReleasedSchema])
     for release in releases:
         count += 1
         problems += [
-            f"{release.label} data, candidate reader: {p}"
-            for p in reader_problems(candidate, release.schema)
+            f"{release.label} data, candidate reader: {p}" for p in reader_problems(candidate, release.schema)
         ]
         problems += [
-            f"candidate data, {release.label} reader: {p}"
-            for p in reader_problems(release.schema, candidate)
+            f"candidate data, {release.label} reader: {p}" for p in reader_problems(release.schema, candidate)
         ]
     if problems:
         raise IncompatibleSchemaError(problems)

@@ -367,9 +367,7 @@ class WarningEvent(_Model):
             raise ValueError("releasable_to must include the sensor's own nation")
         if isinstance(payload, LaunchDetection) and payload.launch_time > header.measured_at:
             raise ValueError("launch_time must not be later than measured_at")
-        if isinstance(payload, Alert) and (payload.status is AlertStatus.EXERCISE) != (
-            header.exercise
-        ):
+        if isinstance(payload, Alert) and (payload.status is AlertStatus.EXERCISE) != (header.exercise):
             raise ValueError("alert status EXERCISE must match header.exercise")
         if isinstance(payload, TrackEnd) and payload.merged_into == header.correlation_key:
             raise ValueError("a track cannot merge into itself")

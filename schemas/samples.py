@@ -103,9 +103,7 @@ def sample_impact_prediction() -> ImpactPrediction:
         impact_point=_SEA_OF_JAPAN,
         impact_time=LAUNCH_TIME + timedelta(minutes=30),
         launch_time=LAUNCH_TIME,
-        ellipse=UncertaintyEllipse(
-            semi_major_m=25_000.0, semi_minor_m=8_000.0, orientation_deg=80.0
-        ),
+        ellipse=UncertaintyEllipse(semi_major_m=25_000.0, semi_minor_m=8_000.0, orientation_deg=80.0),
         impact_areas=["JP_EEZ"],
         overflown_areas=[],
     )

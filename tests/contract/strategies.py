@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 
 from schemas import models as m
 
-_TIMES = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
-)
+_TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 _IDS = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,40}\Z")
 _AREAS = st.lists(st.from_regex(r"\A[A-Z][A-Z0-9_]{0,15}\Z"), max_size=4, unique=True)
 

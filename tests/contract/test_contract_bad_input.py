@@ -124,9 +124,7 @@ def test_bad_union_and_enum_index(valid: bytes) -> None:
     good = _encode_raw(record)
     assert codec.decode_event(good) == sample_event(EventKind.TRACK_UPDATE)
     payload_index = good.index(b"\x02" + struct.pack("<d", 39.25))  # union branch 1, then lat_deg
-    assert _reason(good[:payload_index] + _zigzag(6) + good[payload_index + 1 :]) == (
-        "malformed_body"
-    )
+    assert _reason(good[:payload_index] + _zigzag(6) + good[payload_index + 1 :]) == ("malformed_body")
     phase_at = len(good) - 9  # enum index before the final double
     assert _reason(good[:phase_at] + _zigzag(3) + good[phase_at + 1 :]) == "malformed_body"
 

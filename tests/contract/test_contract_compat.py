@@ -75,9 +75,7 @@ def test_field_added_with_default_passes(tmp_path: Path) -> None:
         (lambda s: s["fields"][1]["type"].pop(), "no reader union branch"),
         (lambda s: _track_update(s)["fields"][2].update(type="string"), "type changed"),
         (
-            lambda s: s["fields"][0]["type"]["fields"][6]["type"].update(
-                logicalType="timestamp-millis"
-            ),
+            lambda s: s["fields"][0]["type"]["fields"][6]["type"].update(logicalType="timestamp-millis"),
             "logicalType",
         ),
         (lambda s: _track_update(s).update(name="Track"), "no reader union branch accepts Track"),
@@ -112,9 +110,7 @@ def test_fingerprint_command(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert "0x20e0fb29580ed14a" in capsys.readouterr().out
 
 
-def test_release_writes_nothing_when_models_match(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_release_writes_nothing_when_models_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / avro.SCHEMA_NAME
     folder.mkdir()
     (folder / "v1.avsc").write_text(avro.current().path.read_text(encoding="utf-8"))
