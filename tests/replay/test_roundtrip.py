@@ -328,3 +328,60 @@ def test_cli_record_filters_and_rolls(
     assert sorted(m.event_id or "" for m in got) == want
     assert {m.topic for m in got} == {topic} and {m.kind for m in got} == {"track_update"}
     assert f"recorded {len(want)} of {len(shipped)} record(s)" in out
+
+
+def test_sigterm_closes_the_recording_cleanly(fresh_bootstrap: str, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    args = [
+        sys.executable,
+        "-m",
+        "trilink.cli",
+        "record",
+        "--bootstrap",
+        fresh_bootstrap,
+        "--out",
+        str(tmp_path),
+        "--name",
+        "term",
+        "--flush-records",
+        "1000",
+        "--flush-seconds",
+        "600",
+    ]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith("recording ")  # assigned and positioned at the end
+        assert (
+            main(
+                [
+                    "replay",
+                    "single_srbm",
+                    "--fast",
+                    "--bootstrap",
+                    fresh_bootstrap,
+                    "--kind",
+                    "alert",
+                    "--kind",
+                    "launch_detection",
+                ]
+            )
+            == 0
+        )
+        time.sleep(2)  # let it receive; its only block is still open (no flush for 600 s)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert "stopped: signal" in out
+    [path] = tmp_path.glob("term.*.avro")
+    recording = read_recording(path)
+    assert recording.damage is None
+    assert {m.kind for m in recording.messages} == {"launch_detection"}  # single_srbm has no alert
+    assert len(recording.messages) == 7
