@@ -13,20 +13,20 @@ from schemas import decode_event
 from trilink.cli import main
 from trilink.latency import PACING_HEADER, SENT_NS_HEADER
 from trilink.replay.errors import ReplayError
-from trilink.replay.format import Recording, epoch_us
+from trilink.replay.format import RecordedMessage, Recording, epoch_us
 from trilink.replay.recorder import MessageFilter
-from trilink.replay.replayer import plan_replay, prepare_sends
+from trilink.replay.replayer import PlannedSend, plan_replay, prepare_sends
 
 from .support import STATUS, WARNINGS, rows
 
 pytestmark = pytest.mark.unit
 
 
-def _recording(messages: list, name: str = "r.avro") -> Recording:  # type: ignore[type-arg]
+def _recording(messages: list[RecordedMessage], name: str = "r.avro") -> Recording:
     return Recording(Path(name), {}, list(messages), 1, 0)
 
 
-def _by_partition(sends: list) -> dict[tuple[str, int], list[int]]:  # type: ignore[type-arg]
+def _by_partition(sends: list[PlannedSend]) -> dict[tuple[str, int], list[int]]:
     out: dict[tuple[str, int], list[int]] = defaultdict(list)
     for item in sends:
         out[(item.message.topic, item.message.partition)].append(item.message.offset)

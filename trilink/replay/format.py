@@ -635,7 +635,8 @@ def resolve_recordings(names: Iterable[str], shipped_dir: Path = SHIPPED_DIR) ->
     """Turn command-line names into files: a path as given, else a shipped recording's files.
 
     ``single_srbm`` means ``recordings/single_srbm.avro`` or its rolled files
-    ``recordings/single_srbm.NNNN.avro``; no names means every shipped recording.
+    ``recordings/single_srbm.NNNN.avro``; no names means every shipped recording (they were made
+    back to back, so merged on their original timeline they play one after the other).
     """
     names = list(names)
     if not names:
@@ -648,6 +649,9 @@ def resolve_recordings(names: Iterable[str], shipped_dir: Path = SHIPPED_DIR) ->
         candidate = Path(name)
         if candidate.exists():
             paths.append(candidate)
+            continue
+        if (shipped_dir / name).is_file():
+            paths.append(shipped_dir / name)
             continue
         if candidate.suffix or os.sep in name:
             raise RecordingError("missing_recording", f"{name}: no such file")
