@@ -289,10 +289,20 @@ class ReplayReport:
 class Replayer:
     """Sends prepared rows to Kafka on schedule (``speed``) or as fast as possible (``None``)."""
 
-    def __init__(self, bootstrap: str, client_id: str = "trilink-replay", **producer_overrides: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str = "trilink-replay",
+        *,
+        producer: Any = None,
+        **producer_overrides: Any,
+    ) -> None:
+        """``producer`` replaces the Kafka producer (the benchmark's pacing-only control run)."""
         from kafka import KafkaProducer
 
-        self._producer: Any = KafkaProducer(**producer_config(bootstrap, client_id, **producer_overrides))
+        self._producer: Any = producer or KafkaProducer(
+            **producer_config(bootstrap, client_id, **producer_overrides)
+        )
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
