@@ -111,6 +111,13 @@ def register(subparsers: Any) -> None:
         help="give up waiting for deliveries after this long without progress",
     )
     parser.add_argument(
+        "--abort-lag",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="stop the run once a sender is this far behind its schedule (0 = never; default 5)",
+    )
+    parser.add_argument(
         "--max-schedule-lag",
         type=float,
         default=100.0,
@@ -160,6 +167,7 @@ def handler(args: argparse.Namespace) -> int:
         drain_timeout_s=args.drain_timeout,
         progress_interval_s=args.progress_interval,
         max_schedule_lag_ms=args.max_schedule_lag,
+        abort_lag_s=args.abort_lag,
     )
     result: RunResult | None = None
     capacity: CapacityResult | None = None

@@ -30,6 +30,7 @@ from trilink.loadtest.accounting import (
 )
 from trilink.loadtest.baseline import BaselineResult
 from trilink.loadtest.runner import CapacityResult, RunResult
+from trilink.loadtest.workload import NS_PER_S
 
 REPORT_FORMAT = "trilink.loadtest/1"
 
@@ -49,7 +50,6 @@ def build_report(
     acc = result.accounting
     services = service_reports or {}
     harness = result.harness
-    window_s = spec.duration_s
     allies: dict[str, Any] = {}
     for ally, tally in acc.tallies.items():
         service = services.get(ally, {})
@@ -63,7 +63,9 @@ def build_report(
             "dead_lettered": sum(counts.get("dead_letters", {}).values()) if counts else None,
             "withheld": sum(counts.get("withheld", {}).values()) if counts else None,
             "duplicates_suppressed_by_service": counts.get("duplicates_suppressed") if counts else None,
-            "throughput_per_s": round(tally.measured_delivered / window_s, 1) if window_s > 0 else 0.0,
+            "throughput_per_s": _throughput_per_s(
+                result, tally.measured_delivered, tally.last_measured_delivered_ns
+            ),
             "service_error": service.get("error"),
         }
     rows = []
@@ -115,6 +117,7 @@ def build_report(
             "final_schedule_lag_ms": round(harness.final_schedule_lag_ms, 3),
             "saturated": harness.saturated,
             "saturation_reason": harness.reason or None,
+            "stopped_for_lag": harness.aborted,
             "sender_cpu_us_per_event": round(harness.cpu_us_per_event(), 1),
             "encode_cpu_us_per_event": round(harness.encode_cpu_s / harness.sent * 1e6, 1)
             if harness.sent
@@ -138,6 +141,16 @@ def build_report(
         "capacity": None if capacity is None else _capacity_block(capacity),
     }
     return report
+
+
+def _throughput_per_s(result: RunResult, delivered: int, last_ns: int | None) -> float:
+    """Measured-window deliveries over the time they took: the window, or longer when the allies
+    fell behind and delivered after it ended."""
+    if not delivered or last_ns is None:
+        return 0.0
+    window_start_ns = result.start_ns + result.spec.warmup_ns
+    span_s = max(result.spec.duration_s, (last_ns - window_start_ns) / NS_PER_S)
+    return round(delivered / span_s, 1)
 
 
 def _timeline(result: RunResult) -> dict[str, Any]:

@@ -31,6 +31,9 @@ _CONTEXT = multiprocessing.get_context("spawn")
 MIN_ACHIEVED_RATIO = 0.95
 #: ...or its p99 lateness behind the schedule exceeds this (default of --max-schedule-lag).
 DEFAULT_MAX_SCHEDULE_LAG_MS = 100.0
+#: A sender this far behind its schedule cannot catch up: the run stops there (an impossible
+#: load would otherwise keep a small machine busy for many times its duration).
+DEFAULT_ABORT_LAG_S = 5.0
 #: Lead between "all senders ready" and the schedule's zero.
 _START_LEAD_NS = 300_000_000
 
@@ -58,6 +61,7 @@ class HarnessFigures:
     sent_per_s: dict[int, int]
     saturated: bool
     reason: str
+    aborted: bool = False
 
     def cpu_us_per_event(self) -> float:
         return self.cpu_s / self.sent * 1e6 if self.sent else 0.0
@@ -115,6 +119,7 @@ class LoadTest:
         drain_timeout_s: float = 15.0,
         progress_interval_s: float = 5.0,
         max_schedule_lag_ms: float = DEFAULT_MAX_SCHEDULE_LAG_MS,
+        abort_lag_s: float = DEFAULT_ABORT_LAG_S,
         out: TextIO | None = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -123,6 +128,7 @@ class LoadTest:
         self.drain_timeout_s = drain_timeout_s
         self.progress_interval_s = progress_interval_s
         self.max_schedule_lag_ms = max_schedule_lag_ms
+        self.abort_lag_s = abort_lag_s
         self.out = out or sys.stderr
         self.invocation_id = new_run_id()
         self.fleet = AllyFleet(bootstrap, self.invocation_id)
@@ -154,60 +160,44 @@ class LoadTest:
         marked ``interrupted``; it is not re-raised.
         """
         assert self.observer is not None, "start() first"
-        workload = Workload(spec)
-        plan = workload.plan
-        stop = _CONTEXT.Event()
-        go = _CONTEXT.Event()
-        start_value = _CONTEXT.Value("q", 0)
-        results: Any = _CONTEXT.Queue()
-        progress = [_CONTEXT.Array("q", 3) for _ in range(spec.producers)]
-        procs = [
-            _CONTEXT.Process(
-                target=run_sender,
-                args=(spec, w),
-                kwargs={
-                    "start_value": start_value,
-                    "go": go,
-                    "bootstrap": self.bootstrap,
-                    "producer": self.producer,
-                    "stop": stop,
-                    "progress": progress[w],
-                    "results": results,
-                },
-                name=f"trilink-loadtest-sender-{w}",
-                daemon=True,
-            )
-            for w in range(spec.producers)
-        ]
+        plan = Workload(spec).plan
+        group = _SenderGroup(spec, self.bootstrap, self.producer)
+        procs, progress, stop = group.procs, group.progress, group.stop
         interrupted = False
+        aborted = False
         sender_results: list[SenderResult] = []
         accounting: Accounting | None = None
         started = time.monotonic()
         start_ns = 0
         try:
-            for p in procs:
-                p.start()
+            group.start()
             self._wait_senders_ready(procs, progress)
             start_ns = time.time_ns() + _START_LEAD_NS
             accounting = Accounting(plan, start_ns, ALLIES)
             self.observer.follow(spec.run_id, accounting)
-            start_value.value = start_ns
-            go.set()
+            group.go(start_ns)
             self.say(
                 f"run {spec.run_id}: {len(plan)} events over {spec.total_s:g} s "
                 f"({spec.warmup_s:g} s warm-up), {spec.producers} sender process(es)"
             )
-            self._watch_senders(procs, progress, len(plan), accounting, start_ns)
+            aborted = self._watch_senders(
+                procs,
+                progress=progress,
+                planned=len(plan),
+                accounting=accounting,
+                start_ns=start_ns,
+                stop=stop,
+            )
         except KeyboardInterrupt:
             interrupted = True
             self.say("interrupted: stopping the senders, then writing the report of what ran")
             stop.set()
-        sender_results = self._collect(procs, results, stop)
+        sender_results = self._collect(procs, group.results, stop)
         if accounting is None:
             accounting = Accounting(plan, start_ns or time.time_ns(), ALLIES)
         expected = self._expected(plan, sender_results, accounting)
         drained = self._drain(accounting, expected, short=interrupted, start_ns=start_ns)
-        harness = self._harness_figures(spec, plan, sender_results)
+        harness = self._harness_figures(spec, plan, sender_results, aborted=aborted)
         result = RunResult(
             spec=spec,
             producer=self.producer,
@@ -217,7 +207,7 @@ class LoadTest:
             accounting=accounting,
             harness=harness,
             expected=expected,
-            interrupted=interrupted or any(r.interrupted for r in sender_results),
+            interrupted=interrupted,
             drained=drained,
             wall_s=time.monotonic() - started,
         )
@@ -229,6 +219,27 @@ class LoadTest:
             raise LoadtestError("observer_failed", f"reading the ally topics failed: {self.observer.error!r}")
         return result
 
+    def send_only(self, spec: LoadSpec) -> HarnessFigures:
+        """The harness alone: schedule, encode and send ``spec`` with no ally service running
+        (what the harness itself costs, and the highest rate it can emit)."""
+        plan = Workload(spec).plan
+        group = _SenderGroup(spec, self.bootstrap, self.producer)
+        group.start()
+        self._wait_senders_ready(group.procs, group.progress)
+        start_ns = time.time_ns() + _START_LEAD_NS
+        group.go(start_ns)
+        accounting = Accounting(plan, start_ns, ())
+        aborted = self._watch_senders(
+            group.procs,
+            progress=group.progress,
+            planned=len(plan),
+            accounting=accounting,
+            start_ns=start_ns,
+            stop=group.stop,
+        )
+        results = self._collect(group.procs, group.results, group.stop)
+        return self._harness_figures(spec, plan, results, aborted=aborted)
+
     def _wait_senders_ready(self, procs: list[Any], progress: list[Any], timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while not all(p[2] == 1 for p in progress):
@@ -239,13 +250,29 @@ class LoadTest:
             time.sleep(0.05)
 
     def _watch_senders(
-        self, procs: list[Any], progress: list[Any], planned: int, accounting: Accounting, start_ns: int
-    ) -> None:
+        self,
+        procs: list[Any],
+        *,
+        progress: list[Any],
+        planned: int,
+        accounting: Accounting,
+        start_ns: int,
+        stop: Any,
+    ) -> bool:
+        """Print progress until the senders finish; True when they were stopped for hopeless lag."""
         last_line = time.monotonic()
         last_sent = 0
         while any(p.is_alive() for p in procs):
             time.sleep(0.1)
             now = time.monotonic()
+            worst_lag_s = max(int(p[1]) for p in progress) / NS_PER_S
+            if self.abort_lag_s > 0 and worst_lag_s > self.abort_lag_s:
+                self.say(
+                    f"a sender is {worst_lag_s:.1f} s behind its schedule (> {self.abort_lag_s:g} s): "
+                    "the harness cannot emit this load; stopping the run"
+                )
+                stop.set()
+                return True
             if now - last_line >= self.progress_interval_s:
                 sent = sum(int(p[0]) for p in progress)
                 lag_ms = max(int(p[1]) for p in progress) / 1e6
@@ -254,6 +281,7 @@ class LoadTest:
                     start_ns, accounting, f"sent {sent}/{planned} ({rate:.0f}/s, lag {lag_ms:.1f} ms)"
                 )
                 last_line, last_sent = now, sent
+        return False
 
     def _progress_line(self, start_ns: int, accounting: Accounting, head: str) -> None:
         now_ns = time.time_ns()
@@ -323,7 +351,7 @@ class LoadTest:
                 short, limit_s = True, 0.0
 
     def _harness_figures(
-        self, spec: LoadSpec, plan: list[PlannedEvent], senders: list[SenderResult]
+        self, spec: LoadSpec, plan: list[PlannedEvent], senders: list[SenderResult], *, aborted: bool = False
     ) -> HarnessFigures:
         lag = CurveRecorder()
         for r in senders:
@@ -348,6 +376,8 @@ class LoadTest:
             )
         if lag_p99_ms > self.max_schedule_lag_ms:
             reasons.append(f"p99 schedule lag {lag_p99_ms:.1f} ms > {self.max_schedule_lag_ms:g} ms")
+        if aborted:
+            reasons.append(f"stopped when a sender fell over {self.abort_lag_s:g} s behind its schedule")
         per_s: dict[int, int] = {}
         for r in senders:
             for second, n in r.sent_per_s.items():
@@ -366,9 +396,48 @@ class LoadTest:
             encode_cpu_s=sum(r.encode_cpu_s for r in senders),
             mean_value_bytes=sum(r.value_bytes for r in senders) / sent if sent else 0.0,
             sent_per_s=per_s,
-            saturated=bool(reasons) and measured_sent > 0,
+            saturated=aborted or (bool(reasons) and measured_sent > 0),
             reason="; ".join(reasons),
+            aborted=aborted,
         )
+
+
+class _SenderGroup:
+    """The sender processes of one run and the shared objects they are driven with."""
+
+    def __init__(self, spec: LoadSpec, bootstrap: str, producer: ProducerSettings) -> None:
+        self.stop = _CONTEXT.Event()
+        self._go = _CONTEXT.Event()
+        self._start_value = _CONTEXT.Value("q", 0)
+        self.results: Any = _CONTEXT.Queue()
+        self.progress = [_CONTEXT.Array("q", 3) for _ in range(spec.producers)]
+        self.procs = [
+            _CONTEXT.Process(
+                target=run_sender,
+                args=(spec, w),
+                kwargs={
+                    "start_value": self._start_value,
+                    "go": self._go,
+                    "bootstrap": bootstrap,
+                    "producer": producer,
+                    "stop": self.stop,
+                    "progress": self.progress[w],
+                    "results": self.results,
+                },
+                name=f"trilink-loadtest-sender-{w}",
+                daemon=True,
+            )
+            for w in range(spec.producers)
+        ]
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+
+    def go(self, start_ns: int) -> None:
+        """Fix the schedule's zero and let every sender begin."""
+        self._start_value.value = start_ns
+        self._go.set()
 
 
 @dataclass
