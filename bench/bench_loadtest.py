@@ -94,7 +94,7 @@ def pipeline(rate_per_s: float, duration_s: float, baseline_records: int, out_di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--rates", default="1000,10000")
+    parser.add_argument("--rates", default="200,1000,10000")
     parser.add_argument("--baseline-records", type=int, default=1000)
     parser.add_argument("--skip-harness", action="store_true")
     args = parser.parse_args(argv)

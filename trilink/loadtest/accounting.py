@@ -148,7 +148,6 @@ class AllyTally:
     first_delivered_ns: int | None = None
     last_delivered_ns: int | None = None
     measured_delivered: int = 0
-    last_measured_delivered_ns: int | None = None
 
     @property
     def delivered_unique(self) -> int:
@@ -211,9 +210,6 @@ class Accounting:
             if not planned.measured:
                 return
             tally.measured_delivered += 1
-            tally.last_measured_delivered_ns = max(
-                tally.last_measured_delivered_ns or delivered_ns, delivered_ns
-            )
             hops: list[tuple[str, str, int]] = [
                 ("schedule_lag", INTENDED, actual_ns - intended_ns),
                 ("end_to_end", INTENDED, delivered_ns - intended_ns),

@@ -35,7 +35,10 @@ def register(subparsers: Any) -> None:
     load = parser.add_mutually_exclusive_group()
     load.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="constant target rate (default 500)")
     load.add_argument(
-        "--salvo", type=int, metavar="N", help="N simultaneous simulated launches instead of a rate"
+        "--salvo",
+        type=int,
+        metavar="N",
+        help="N simultaneous simulated launches instead of a rate (tracks start about 40 s after launch: use --duration 60 or more)",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, metavar="SECONDS", help="measured time (default 10)"

@@ -6,7 +6,7 @@ Top-level keys of the JSON (``"format": "trilink.loadtest/1"``):
 - ``harness``: target vs achieved send rate, schedule lag (p50..max), ``saturated`` + reason,
   CPU per event of the senders; when saturated the latency figures describe the harness
 - ``allies``: per ally ``expected``, ``delivered``, ``lost``, ``duplicates``, ``out_of_order``,
-  ``dead_lettered``, ``withheld``, ``throughput_per_s`` (delivered during the measured window)
+  ``dead_lettered``, ``withheld``, ``throughput_per_s`` (deliveries per second, first to last delivery)
 - ``latency``: rows ``{ally, hop, basis, kind, count, p50_ms, p90_ms, p99_ms, p99_9_ms, max_ms,
   mean_ms}``; ``basis`` = ``intended`` | ``actual`` | ``receive``; ``kind`` ``*`` = all kinds
 - ``service_hops``: the ally services' own rows (``report()["latency"]``, whole run incl.
@@ -26,6 +26,7 @@ from trilink.loadtest.accounting import (
     ALL_KINDS,
     HOP_BASES,
     INTENDED,
+    AllyTally,
     percentile_of_sorted,
 )
 from trilink.loadtest.baseline import BaselineResult
@@ -63,9 +64,7 @@ def build_report(
             "dead_lettered": sum(counts.get("dead_letters", {}).values()) if counts else None,
             "withheld": sum(counts.get("withheld", {}).values()) if counts else None,
             "duplicates_suppressed_by_service": counts.get("duplicates_suppressed") if counts else None,
-            "throughput_per_s": _throughput_per_s(
-                result, tally.measured_delivered, tally.last_measured_delivered_ns
-            ),
+            "throughput_per_s": _throughput_per_s(result, tally),
             "service_error": service.get("error"),
         }
     rows = []
@@ -97,7 +96,7 @@ def build_report(
             "salvo_launches": spec.salvo_launches,
             "duration_s": spec.duration_s,
             "warmup_s": spec.warmup_s,
-            "mix": dict(spec.mix),
+            "mix": dict(spec.mix) if spec.mode == "rate" else None,  # a salvo's mix is the simulation's
             "sensors": list(spec.sensors) or "all",
             "keys": spec.keys,
             "partitions": spec.partitions,
@@ -143,14 +142,14 @@ def build_report(
     return report
 
 
-def _throughput_per_s(result: RunResult, delivered: int, last_ns: int | None) -> float:
-    """Measured-window deliveries over the time they took: the window, or longer when the allies
-    fell behind and delivered after it ended."""
-    if not delivered or last_ns is None:
+def _throughput_per_s(result: RunResult, tally: AllyTally) -> float:
+    """Events this ally delivered per second from its first delivery to its last (at least the
+    schedule's length): the planned rate when it keeps up, its real processing rate when it
+    falls behind and delivers late."""
+    if tally.first_delivered_ns is None or tally.last_delivered_ns is None:
         return 0.0
-    window_start_ns = result.start_ns + result.spec.warmup_ns
-    span_s = max(result.spec.duration_s, (last_ns - window_start_ns) / NS_PER_S)
-    return round(delivered / span_s, 1)
+    span_s = max((tally.last_delivered_ns - tally.first_delivered_ns) / NS_PER_S, result.spec.total_s)
+    return round(tally.delivered_unique / span_s, 1)
 
 
 def _timeline(result: RunResult) -> dict[str, Any]:

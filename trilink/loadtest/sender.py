@@ -37,9 +37,6 @@ SLOT_HEADER = "trilink_loadtest_slot"
 SOURCE = "/trilink/loadtest"
 _SLOT = struct.Struct(">q")
 
-#: How many sends between two updates of the shared progress counters.
-_PROGRESS_EVERY = 64
-
 
 def encode_slot(slot: int) -> bytes:
     return _SLOT.pack(slot)
@@ -206,9 +203,8 @@ def _send_all(
                 if result.measured_first_due_ns is None:
                     result.measured_first_due_ns = due_ns
                 result.measured_last_actual_ns = actual_ns
-            if result.sent % _PROGRESS_EVERY == 0:
-                progress[0] = result.sent
-                progress[1] = lag_ns
+            progress[0] = result.sent
+            progress[1] = lag_ns
         kafka.flush(timeout=settings.flush_timeout_s)
     finally:
         progress[0] = result.sent
