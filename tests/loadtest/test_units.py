@@ -334,6 +334,14 @@ def test_harness_that_falls_behind_is_saturated_not_slow() -> None:
     assert figures.achieved_rate_per_s == pytest.approx(625.0, rel=0.01)
 
 
+def test_a_run_stopped_for_hopeless_lag_is_saturated() -> None:
+    spec = _spec(warmup_s=0.0, duration_s=1.0, rate_per_s=1000.0)
+    plan = Workload(spec).plan
+    figures = _loadtest()._harness_figures(spec, plan, [_sender(0, 1000, 0, 999 * MS, 0.2)], aborted=True)
+    assert figures.saturated and figures.aborted
+    assert "behind its schedule" in figures.reason
+
+
 def _result() -> RunResult:
     spec = _spec(warmup_s=0.0, duration_s=1.0, rate_per_s=100.0)
     plan = Workload(spec).plan
@@ -391,6 +399,7 @@ def test_report_json_shape() -> None:
     }
     assert report["allies"]["KR"]["lost"] == 1 and report["allies"]["US"]["lost"] == 0
     assert report["allies"]["US"]["dead_lettered"] == 0 and report["allies"]["JP"]["dead_lettered"] is None
+    assert report["allies"]["US"]["throughput_per_s"] == pytest.approx(100.0, rel=0.02)
     row = next(
         r
         for r in report["latency"]
