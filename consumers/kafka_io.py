@@ -72,6 +72,16 @@ def ensure_metadata(consumer: Any, topics: Iterable[str], timeout_s: float = 30.
         time.sleep(0.1)
 
 
+def pause(consumer: Any, partitions: list[tuple[str, int]]) -> None:
+    if partitions:
+        consumer.pause(*[topic_partition(t, p) for t, p in partitions])
+
+
+def resume(consumer: Any, partitions: list[tuple[str, int]]) -> None:
+    if partitions:
+        consumer.resume(*[topic_partition(t, p) for t, p in partitions])
+
+
 def topic_partition(topic: str, partition: int) -> Any:
     from kafka import TopicPartition
 
@@ -158,10 +168,12 @@ def header_value(headers: Iterable[tuple[str, bytes | None]] | None, name: str) 
 
 
 def read_tail_event_ids(
-    bootstrap: str, topic: str, per_partition: int, timeout_s: float = 15.0
+    bootstrap: str, topic: str, per_partition: int | None, timeout_s: float = 15.0, total: int = 10_000
 ) -> list[tuple[int, int, int, UUID]]:
     """``(append_ms, partition, offset, event_id)`` of the last ``per_partition`` records of each
     partition of ``topic``, the id taken from the ``ce_id`` header (records without one skipped).
+    ``per_partition=None`` spreads ``total`` over the partitions (``ceil(total / partitions)``
+    each), so the read is bounded by the window size however many partitions the topic has.
 
     Reads with no consumer group (nothing is committed). Raises :class:`PlatformError`
     (``tail_read_timeout``) when the tail cannot be read in ``timeout_s``.
@@ -174,6 +186,8 @@ def read_tail_event_ids(
         tps = [topic_partition(topic, p) for p in partitions]
         if not tps:
             return []
+        if per_partition is None:
+            per_partition = -(-total // len(tps))
         consumer.assign(tps)
         ends = consumer.end_offsets(tps)
         begins = consumer.beginning_offsets(tps)

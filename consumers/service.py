@@ -179,7 +179,8 @@ class AllyService:
         self.from_beginning = from_beginning
         self.offset_reset = offset_reset
         self.rebuild_dedup = rebuild_dedup
-        self.rebuild_per_partition = rebuild_per_partition or dedup_capacity
+        # None: the window's capacity spread over the output topic's partitions (bounded read).
+        self.rebuild_per_partition = rebuild_per_partition
         self.max_poll_records = max_poll_records
         self.poll_timeout_ms = poll_timeout_ms
         self.commit_interval_s = commit_interval_s
@@ -239,6 +240,12 @@ class AllyService:
         self._lag_records: dict[str, int] = {}
         self._lag_seconds = 0.0
         self._last_commit_monotonic = 0.0
+        # De-duplication window rebuild (see _after_assignment): partitions paused meanwhile.
+        self._held: set[tuple[str, int]] = set()
+        self._rebuild_generation = 0
+        self._rebuild_result: (
+            tuple[int, list[tuple[int, int, int, UUID]] | None, BaseException | None] | None
+        ) = None
         # Fanned out since the last durable point (loop thread; the listener runs while it polls).
         self._undurable_first: kafka_io.Offsets = {}
         self._undurable_next: kafka_io.Offsets = {}
@@ -269,6 +276,10 @@ class AllyService:
                 self._on_revoked, self._on_assigned, self._on_lost, lambda: self._consumer
             )
             kafka_io.ensure_metadata(self._consumer, self.input_topics)
+            # Know every input topic's partitions before joining: a join on partial metadata is
+            # followed at once by a second rebalance, which kafka-python 3.0 can leave hanging.
+            for topic in self.input_topics:
+                self._consumer.partitions_for_topic(topic)
             self._consumer.subscribe(list(self.input_topics), listener=listener)
             if self.audit_path is not None:
                 self.audit = AuditLog(self.audit_path)
@@ -345,6 +356,9 @@ class AllyService:
                 self._last_poll_monotonic = time.monotonic()
                 if self._assignment_dirty:
                     self._after_assignment()
+                if self._held:
+                    batch = self._hold_back(batch)
+                    self._finish_rebuild()
                 if batch:
                     self._process_batch(batch, received_ns)
                 due = time.monotonic() - self._last_durable_monotonic >= self.commit_interval_s
@@ -685,7 +699,12 @@ class AllyService:
             self._reset_done.update(fresh)
 
     def _after_assignment(self) -> None:
-        """Loop thread: resolve and pin starting positions, then rebuild the de-duplication window."""
+        """Loop thread: resolve and pin starting positions, then rebuild the de-duplication window.
+
+        The rebuild reads the ally topic's tail on a worker thread while the newly assigned
+        partitions stay paused: the loop keeps polling (so the group's join and sync complete
+        and heartbeats flow) but delivers nothing until the window knows what was delivered.
+        """
         with self._lock:
             self._assignment_dirty = False
             assigned = sorted(self._assigned)
@@ -698,11 +717,71 @@ class AllyService:
         # Pin where a fresh group starts, so a partition that moves to another instance before
         # anything is committed does not jump to that instance's "latest".
         kafka_io.commit(self._consumer, initial)
-        if self.rebuild_dedup:
-            tail = kafka_io.read_tail_event_ids(self.bootstrap, self.output_topic, self.rebuild_per_partition)
+        if not self.rebuild_dedup:
+            if assigned:
+                self._ready.set()
+            return
+        self._rebuild_generation += 1
+        generation = self._rebuild_generation
+        self._held = set(assigned)
+        kafka_io.pause(self._consumer, assigned)
+        self._rebuild_result = None
+        worker = threading.Thread(
+            target=self._rebuild_worker, args=(generation,), name=f"{self.client_id}-rebuild", daemon=True
+        )
+        worker.start()
+
+    def _rebuild_worker(self, generation: int) -> None:
+        try:
+            tail = kafka_io.read_tail_event_ids(
+                self.bootstrap, self.output_topic, self.rebuild_per_partition, total=self.window.capacity
+            )
+            result: tuple[int, list[tuple[int, int, int, UUID]] | None, BaseException | None] = (
+                generation,
+                tail,
+                None,
+            )
+        except BaseException as exc:
+            result = (generation, None, exc)
+        with self._lock:
+            self._rebuild_result = result
+
+    def _hold_back(self, batch: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """Records a poll returned for partitions still paused for the rebuild are not delivered
+        yet: rewind to the first of them so they are fetched again after the rebuild."""
+        kept: dict[Any, list[Any]] = {}
+        for tp, records in batch.items():
+            if records and (tp.topic, tp.partition) in self._held:
+                kafka_io.seek(self._consumer, tp.topic, tp.partition, records[0].offset)
+            else:
+                kept[tp] = records
+        return kept
+
+    def _finish_rebuild(self) -> None:
+        """Loop thread: once the worker of the current generation is done, load and resume."""
+        with self._lock:
+            result = self._rebuild_result
+        if result is None:
+            return
+        generation, tail, error = result
+        if generation != self._rebuild_generation:
+            return  # a newer assignment started another rebuild
+        with self._lock:
+            self._rebuild_result = None
+        if error is not None:
+            # Availability first: deliver with the window as it is (duplicates of the last
+            # uncommitted batch may then reach subscribers) and say so.
+            log.warning("ally %s: de-duplication window not rebuilt: %s", self.ally.value, error)
+            self.metrics.delivery_failures.labels(self.ally.value, "dedup", "rebuild_failed").inc()
+        else:
+            assert tail is not None
             held = self.window.load(rebuild_order(tail, self.window.capacity))
             log.info("ally %s: de-duplication window rebuilt with %d ids", self.ally.value, held)
-        if assigned:
+        with self._lock:
+            still = sorted(self._held & self._assigned)
+        kafka_io.resume(self._consumer, still)
+        self._held = set()
+        if still:
             self._ready.set()
 
     def _maybe_commit(self) -> None:

@@ -18,8 +18,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +28,7 @@ from producers.scenario import Scenario, correlation_key, load_scenario, simulat
 from schemas.models import Nation, WarningEvent
 from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
+from trilink.platform.topics import topic_name
 from trilink.policy import default_policy
 from trilink.settings import get_settings
 
@@ -89,45 +88,32 @@ def run_pipeline(
     progress: bool = True,
 ) -> RunResult:
     """Play ``scenario`` through the broker and the three ally services; see the module docstring."""
-    from consumers.service import AllyService
+    from consumers.fleet import AllyFleet
 
     settings = get_settings()
     bootstrap, _, _ = ensure_cluster(settings, brokers=brokers)
     run = Run.new()
     policy = default_policy()
     audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))
-    services = {
-        ally: AllyService(
-            ally,
-            bootstrap,
-            group_id=f"trilink-ally-{ally.value.lower()}-run-{run.run_id}",
-            instance_id=f"run-{run.run_id}",
-            http_port=0,
-            audit_dir=audit_root,
-            offset_reset="latest",
-            policy=policy,
-        )
-        for ally in ALLIES
-    }
+    group_ids = {ally.value: f"trilink-ally-{ally.value.lower()}-run-{run.run_id}" for ally in ALLIES}
     # A run's groups start exactly at today's end of the input topics: committed up front, so
     # no event of this run can slip past a consumer whose offset reset happens late.
     pin_groups_to_end(
-        bootstrap, [s.group_id for s in services.values()], next(iter(services.values())).input_topics
+        bootstrap, list(group_ids.values()), (topic_name("warnings"), topic_name("sensor_status"))
     )
-    started: list[AllyService] = []
+    fleet = AllyFleet(
+        bootstrap, group_ids, f"run-{run.run_id}", http=True, audit_dir=audit_root, policy=policy
+    )
+    expected = {ally.value: 0 for ally in ALLIES}
+    complete = False
     try:
-        for service in services.values():
-            service.start()
-            started.append(service)
-        for ally, service in services.items():
-            if not service.wait_ready(60):
-                service.raise_if_failed()
-                raise RunError("ally_not_ready", f"the {ally.value} service got no partitions within 60 s")
+        fleet.start()
         if progress:
-            ports = ", ".join(f"{a.value} :{s.http_port}" for a, s in services.items())
-            print(f"run {run.run_id}: allies ready (HTTP /metrics /healthz /stream on {ports})", flush=True)
-
-        expected = {ally.value: 0 for ally in ALLIES}
+            ports = ", ".join(f"{a} :{p}" for a, p in fleet.http_ports.items())
+            print(
+                f"run {run.run_id}: allies ready, one process each (HTTP /metrics /healthz /stream on {ports})",
+                flush=True,
+            )
 
         def count_expected(event: WarningEvent) -> None:
             header = event.header
@@ -148,19 +134,12 @@ def run_pipeline(
                 f"{report.wall_s:.1f} s; waiting for the allies to deliver",
                 flush=True,
             )
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        complete = True
-        for ally, service in services.items():
-            want = expected[ally.value]
-            left_s = max(deadline - time.monotonic(), 0.1)
-            if not service.run_until(_settled_at_least(want), timeout_s=left_s):
-                complete = False
+        complete = fleet.wait_settled(expected, DRAIN_TIMEOUT_S)
     finally:
-        for service in started:
-            service.stop()
-    for service in started:
-        service.raise_if_failed()
-    allies = {ally.value: service.report() for ally, service in services.items()}
+        allies = fleet.stop()
+    missing = [a.value for a in ALLIES if a.value not in allies]
+    if missing:
+        raise RunError("ally_failed", f"no report from the {', '.join(missing)} service(s): the process died")
     result = RunResult(
         scenario=scenario.name,
         run_id=run.run_id,
@@ -202,15 +181,6 @@ def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, .
     finally:
         consumer.close()
         admin.close()
-
-
-def _settled_at_least(want: int) -> Callable[[Any], bool]:
-    return lambda service: _settled(service) >= want
-
-
-def _settled(service: Any) -> int:
-    """Events an ally has finished with on its Kafka channel (delivered or dead-lettered)."""
-    return int(service.delivered_count("kafka")) + int(service.count("dead_letters"))
 
 
 def _first_warnings(scenario: Scenario, run: Run, allies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -358,6 +328,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, metavar="FILE.json", help="also write the report as JSON")
     parser.add_argument(
         "--audit-dir", type=Path, help="where the allies' audit files go (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also start a local Prometheus scraping the run (if installed)",
     )
 
 

@@ -4,7 +4,7 @@ Where the pieces live:
 
 - :mod:`~trilink.loadtest.workload`  the schedule of intended send times and the events
 - :mod:`~trilink.loadtest.sender`    producer processes that keep to the schedule
-- :mod:`~trilink.loadtest.allies`    the three ally services, one subprocess each
+- :mod:`consumers.fleet`    the three ally services, one subprocess each (shared with `trilink run`)
 - :mod:`~trilink.loadtest.accounting` loss, duplicates, order and latency per ally, hop, kind
 - :mod:`~trilink.loadtest.slo`       latency objectives (``p99=50ms``)
 - :mod:`~trilink.loadtest.baseline`  Kafka's own ``EndToEndLatency`` tool on the same broker

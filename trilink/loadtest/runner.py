@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+from consumers.fleet import AllyFleet
 from trilink.loadtest.accounting import ALLIES, Accounting, CurveRecorder
-from trilink.loadtest.allies import AllyFleet
 from trilink.loadtest.errors import LoadtestError
 from trilink.loadtest.observer import Observer
 from trilink.loadtest.sender import ProducerSettings, SenderResult, run_sender
@@ -131,7 +131,13 @@ class LoadTest:
         self.abort_lag_s = abort_lag_s
         self.out = out or sys.stderr
         self.invocation_id = new_run_id()
-        self.fleet = AllyFleet(bootstrap, self.invocation_id)
+        self.fleet = AllyFleet(
+            bootstrap,
+            {a: f"trilink-loadtest-{self.invocation_id}-{a.lower()}" for a in ("US", "JP", "KR")},
+            f"loadtest-{self.invocation_id}",
+            # Load-test event ids are unique per run, so the window needs little history.
+            rebuild_per_partition=64,
+        )
         self.observer: Observer | None = None
         self.service_reports: dict[str, dict[str, Any]] = {}
 

@@ -1,0 +1,175 @@
+"""The three ally services as subprocesses, one each, driven from one parent.
+
+Used by ``trilink run`` and ``trilink loadtest``. Subprocesses, not threads: each service
+decodes, checks policy and produces in Python, so three of them (plus the sensors) in one
+interpreter would measure the GIL rather than the pipeline; and kafka-python 3.0 has been
+seen to leave a consumer-group rebalance hanging when several group consumers share one
+process. Each child runs an unmodified :class:`consumers.service.AllyService` and answers
+three messages on its pipe: ``settled`` (events delivered on its Kafka channel plus
+dead-lettered: how far it got), ``stop`` (then it stops cleanly and sends its report).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trilink.errors import TrilinkError
+
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+class FleetError(TrilinkError):
+    """An ally service process did not start or become ready (reason ``allies_not_ready``)."""
+
+
+def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> None:
+    """Child process: run one service until the parent says ``stop``, then send its report."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us cleanly
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # event-loop timing warnings under CPU load
+    from consumers.service import AllyService
+
+    try:
+        service = AllyService(ally, bootstrap, **options)
+        service.start()
+    except Exception as exc:
+        conn.send(("ready", False, f"{type(exc).__name__}: {exc}", None))
+        return
+    ready = service.wait_ready(60.0)
+    conn.send(
+        (
+            "ready",
+            ready,
+            None if ready else f"not ready in 60 s (error: {service.error!r})",
+            service.http_port,
+        )
+    )
+    while service.running:
+        if not conn.poll(0.2):
+            continue
+        message = conn.recv()
+        if message == "settled":
+            conn.send(("settled", service.delivered_count("kafka") + service.count("dead_letters")))
+        elif message == "stop":
+            break
+    service.stop()
+    conn.send(("report", service.report()))
+
+
+@dataclass
+class _Child:
+    ally: str
+    process: Any
+    conn: Any
+    http_port: int | None = None
+
+
+class AllyFleet:
+    """Start one service process per ally, wait until each owns its partitions, stop, collect reports."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group_ids: dict[str, str],
+        instance_id: str,
+        *,
+        http: bool = False,
+        audit_dir: Path | None = None,
+        **service_options: Any,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group_ids = group_ids
+        self.allies = tuple(group_ids)
+        self.instance_id = instance_id
+        self.options = {"instance_id": instance_id, "http_port": 0 if http else None, "audit_dir": audit_dir}
+        self.options.update(service_options)
+        self._children: list[_Child] = []
+
+    def start(self, ready_timeout_s: float = 90.0) -> None:
+        for ally in self.allies:
+            parent, child = _CONTEXT.Pipe()
+            options = {**self.options, "group_id": self.group_ids[ally]}
+            proc = _CONTEXT.Process(
+                target=_serve,
+                args=(ally, self.bootstrap, options, child),
+                name=f"trilink-ally-{ally}",
+                daemon=True,
+            )
+            proc.start()
+            self._children.append(_Child(ally, proc, parent))
+        deadline = time.monotonic() + ready_timeout_s
+        for c in self._children:
+            if not c.conn.poll(max(deadline - time.monotonic(), 0.1)):
+                self.stop()
+                raise FleetError(
+                    "allies_not_ready", f"ally {c.ally} service not ready in {ready_timeout_s:.0f} s"
+                )
+            _, ok, error, port = c.conn.recv()
+            c.http_port = port
+            if not ok:
+                self.stop()
+                raise FleetError("allies_not_ready", f"ally {c.ally} service did not start: {error}")
+
+    @property
+    def http_ports(self) -> dict[str, int | None]:
+        return {c.ally: c.http_port for c in self._children}
+
+    def alive(self) -> dict[str, bool]:
+        return {c.ally: c.process.is_alive() for c in self._children}
+
+    def settled(self, timeout_s: float = 10.0) -> dict[str, int]:
+        """Per ally: events delivered on the Kafka channel plus dead-lettered so far."""
+        out: dict[str, int] = {}
+        for c in self._children:
+            if not c.process.is_alive():
+                continue
+            with contextlib.suppress(BrokenPipeError, OSError, EOFError):
+                c.conn.send("settled")
+                if c.conn.poll(timeout_s):
+                    kind, value = c.conn.recv()
+                    if kind == "settled":
+                        out[c.ally] = int(value)
+        return out
+
+    def wait_settled(self, expected: dict[str, int], timeout_s: float) -> bool:
+        """Block until every ally has settled at least its expected count (True) or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = self.settled()
+            if all(got.get(ally, -1) >= want for ally, want in expected.items()):
+                return True
+            if time.monotonic() >= deadline or not all(self.alive().values()):
+                return False
+            time.sleep(0.2)
+
+    def stop(self, timeout_s: float = 45.0) -> dict[str, dict[str, Any]]:
+        """Stop every service and return the reports that arrived (an ally that died has none)."""
+        for c in self._children:
+            if c.process.is_alive():
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    c.conn.send("stop")
+        reports: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout_s
+        for c in self._children:
+            try:
+                while c.conn.poll(max(deadline - time.monotonic(), 0.1)):
+                    message = c.conn.recv()
+                    if message[0] == "report":
+                        reports[c.ally] = message[1]
+                        break
+            except (EOFError, OSError):
+                pass
+            c.process.join(max(deadline - time.monotonic(), 1.0))
+            if c.process.is_alive():
+                c.process.terminate()
+                c.process.join(5.0)
+        self._children = []
+        return reports
