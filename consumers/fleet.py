@@ -5,8 +5,9 @@ decodes, checks policy and produces in Python, so three of them (plus the sensor
 interpreter would measure the GIL rather than the pipeline; and kafka-python 3.0 has been
 seen to leave a consumer-group rebalance hanging when several group consumers share one
 process. Each child runs an unmodified :class:`consumers.service.AllyService` and answers
-three messages on its pipe: ``settled`` (events delivered on its Kafka channel plus
-dead-lettered: how far it got), ``stop`` (then it stops cleanly and sends its report).
+two messages on its pipe: ``settled`` (records it is done with: delivered and acknowledged
+on its Kafka channel, withheld, suppressed as duplicates or dead-lettered) and ``stop``
+(then it stops cleanly and sends its report).
 """
 
 from __future__ import annotations
@@ -57,11 +58,21 @@ def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> Non
             continue
         message = conn.recv()
         if message == "settled":
-            conn.send(("settled", service.delivered_count("kafka") + service.count("dead_letters")))
+            conn.send(("settled", settled_count(service)))
         elif message == "stop":
             break
     service.stop()
     conn.send(("report", service.report()))
+
+
+def settled_count(service: Any) -> int:
+    """Records an ally service is done with: delivered (Kafka acks in), withheld, duplicate, dead."""
+    return int(
+        service.delivered_count("kafka")
+        + service.count("withheld")
+        + service.count("duplicates_suppressed")
+        + service.count("dead_letters")
+    )
 
 
 @dataclass
@@ -126,7 +137,7 @@ class AllyFleet:
         return {c.ally: c.process.is_alive() for c in self._children}
 
     def settled(self, timeout_s: float = 10.0) -> dict[str, int]:
-        """Per ally: events delivered on the Kafka channel plus dead-lettered so far."""
+        """Per ally: records done with so far (see :func:`settled_count`)."""
         out: dict[str, int] = {}
         for c in self._children:
             if not c.process.is_alive():

@@ -70,7 +70,9 @@ def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
             warnings = topic_name("warnings")
             (described,) = admin.describe_topics([warnings])
             assert all(len(p["replica_nodes"]) == 3 for p in described["partitions"])
-            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, warnings)])
+            configs = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, warnings)], config_filter="all"
+            )
             assert configs["topic"][warnings]["min.insync.replicas"]["value"] == "2"
         finally:
             admin.close()

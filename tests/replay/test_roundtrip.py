@@ -1,7 +1,7 @@
 """Record a published scenario, replay it into a fresh cluster, and compare what the allies got.
 
 The proof of issue #6's promise: on the session broker, three ally services (one per nation,
-their own consumer groups) receive a published ``single_srbm`` run while ``Recorder`` records
+one process each, their own consumer groups) receive a published ``single_srbm`` run while ``Recorder`` records
 it; a private second cluster is started, three fresh ally services are started on it, and the
 recording is replayed there as fast as possible. For every ally, the sequence of event ids it
 delivered on its ally topic for every correlation key must be the same on both clusters; the
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from consumers.service import AllyService
+from consumers.fleet import AllyFleet
 from producers.publisher import Run, SensorPublisher, for_run
 from producers.scenario import load_scenario, simulate
 from schemas import decode_event
@@ -108,46 +108,26 @@ def _read(bootstrap: str, topics: list[str], since: Offsets) -> dict[str, list[t
     return per_key
 
 
-def _start_allies(bootstrap: str, offset_reset: str) -> list[AllyService]:
-    services = [
-        AllyService(
-            ally,
-            bootstrap,
-            group_id=f"replay-test-{ally.value}-{uuid.uuid4().hex[:8]}",
-            http_port=None,
-            offset_reset=offset_reset,
-        )
-        for ally in ALLIES
-    ]
-    for service in services:
-        service.start()
-    for service in services:
-        assert service.wait_ready(60), (service.ally, service.health(), service.error)
-    return services
+def _start_allies(bootstrap: str, offset_reset: str) -> AllyFleet:
+    """The three services, one process each (as ``trilink run`` runs them)."""
+    tag = uuid.uuid4().hex[:8]
+    fleet = AllyFleet(
+        bootstrap,
+        {ally.value: f"replay-test-{ally.value}-{tag}" for ally in ALLIES},
+        f"replay-test-{tag}",
+        offset_reset=offset_reset,
+    )
+    fleet.start()
+    return fleet
 
 
-def _settled(expected: int) -> Any:
-    def check(service: AllyService) -> bool:
-        received = service.count("received")
-        done = (
-            service.delivered_count("kafka")
-            + service.count("withheld")
-            + service.count("duplicates_suppressed")
-            + service.count("dead_letters")
-        )
-        return received >= expected and done >= received
-
-    return check
-
-
-def _finish(services: list[AllyService], expected: int) -> None:
+def _finish(fleet: AllyFleet, expected: int) -> None:
     try:
-        for service in services:
-            assert service.run_until(_settled(expected), timeout_s=60), service.report()["counts"]
-            service.raise_if_failed()
+        assert fleet.wait_settled({ally.value: expected for ally in ALLIES}, timeout_s=60), fleet.settled()
     finally:
-        for service in services:
-            service.stop()
+        reports = fleet.stop()
+    for ally in ALLIES:
+        assert reports[ally.value]["error"] is None, reports[ally.value]["error"]
 
 
 def _ally_sequences(

@@ -366,6 +366,11 @@ class LocalCluster:
                 else:
                     said.append(f"node {node.node_id} (pid {node.pid}) stopped")
             for node in state.nodes:
+                handle = _DETACHED.pop(node.pid or -1, None)
+                if handle is not None:  # our own child: reap it (no zombie, no ResourceWarning)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        handle.wait(timeout=10)
+            for node in state.nodes:
                 node.pid = None
             if not running:
                 said.append("no broker was running")

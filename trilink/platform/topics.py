@@ -153,8 +153,10 @@ def apply_topics(admin: Any, topic_file: TopicFile, broker_count: int) -> ApplyR
         if not present:
             return report
         described = {d["name"]: d for d in admin.describe_topics([t.name for t in present])}
+        # "all": compare effective values, so a declared value that equals the broker default
+        # is not mistaken for a missing one (and re-set on every run).
         configs = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in present]
+            [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in present], config_filter="all"
         ).get("topic", {})
         for t in present:
             partitions = described[t.name]["partitions"]
