@@ -61,7 +61,8 @@ class LatencyBook:
 
     Each series has its own lock, held only for one sample or one percentile pass, so a report
     taken while the service runs delays no delivery by more than a fraction of a millisecond.
-    Rows with kind ``*`` come from a fourth merged series per (hop, channel), fed at record time.
+    Rows with kind ``*`` merge the per-kind histograms of one (hop, channel) when a report is
+    taken, so the hot path records each sample once.
     """
 
     def __init__(self, metrics: AllyMetrics) -> None:
@@ -76,32 +77,37 @@ class LatencyBook:
                 series = self._series.get(key)
                 if series is None:
                     hop, kind, channel = key
-                    child = (
-                        None
-                        if kind == ALL_KINDS
-                        else self._metrics.hop_latency.labels(self._metrics.ally, hop, kind, channel)
-                    )
+                    child = self._metrics.hop_latency.labels(self._metrics.ally, hop, kind, channel)
                     series = self._series[key] = _Series(child)
         return series
 
     def record_ns(self, hop: str, kind: str, channel: str, latency_ns: int) -> None:
-        us = max(latency_ns, 0) // 1000
-        for key in ((hop, kind, channel), (hop, ALL_KINDS, channel)):
-            series = self._get(key)
-            with series.lock:
-                series.recorder.record_ns(latency_ns)
-                series.sum_us += us
-        child = self._series[(hop, kind, channel)].child
-        child.observe(max(latency_ns, 0) / 1e9)
+        series = self._get((hop, kind, channel))
+        with series.lock:
+            series.recorder.record_ns(latency_ns)
+            series.sum_us += max(latency_ns, 0) // 1000
+        series.child.observe(max(latency_ns, 0) / 1e9)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (hop, kind, channel) plus merged rows with kind ``*``, percentiles in ms."""
         with self._lock:
-            keys = sorted(self._series, key=lambda k: (k[1] == ALL_KINDS, k))
-        return [
+            keys = sorted(self._series)
+        rows = [
             {"hop": hop, "kind": kind, "channel": channel, **self._series[(hop, kind, channel)].row()}
             for hop, kind, channel in keys
         ]
+        merged: dict[tuple[str, str], _Series] = {}
+        for hop, kind, channel in keys:
+            source = self._series[(hop, kind, channel)]
+            target = merged.setdefault((hop, channel), _Series(None))
+            with source.lock:
+                target.recorder.merge(source.recorder)
+                target.sum_us += source.sum_us
+        rows += [
+            {"hop": hop, "kind": ALL_KINDS, "channel": channel, **series.row()}
+            for (hop, channel), series in sorted(merged.items())
+        ]
+        return rows
 
 
 @dataclass
