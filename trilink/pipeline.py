@@ -106,6 +106,9 @@ def run_pipeline(
     )
     expected = {ally.value: 0 for ally in ALLIES}
     complete = False
+    # Simulate first, publish after: the paced loop then only encodes and sends, so the
+    # simulation's CPU cost cannot push sends behind their schedule.
+    events = list(for_run(simulate(scenario), run, scenario.start_time))
     try:
         fleet.start()
         if progress:
@@ -123,9 +126,7 @@ def run_pipeline(
 
         publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
         try:
-            report = publisher.publish(
-                for_run(simulate(scenario), run, scenario.start_time), speed=speed, on_sent=count_expected
-            )
+            report = publisher.publish(iter(events), speed=speed, on_sent=count_expected)
         finally:
             publisher.close()
         if progress:
