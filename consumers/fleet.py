@@ -133,6 +133,13 @@ class AllyFleet:
     def http_ports(self) -> dict[str, int | None]:
         return {c.ally: c.http_port for c in self._children}
 
+    def kill(self, ally: str) -> None:
+        """SIGKILL one ally's process, as a crash would: it withdraws nothing and sends no report."""
+        for c in self._children:
+            if c.ally == ally and c.process.is_alive():
+                c.process.kill()
+                c.process.join(5.0)
+
     def alive(self) -> dict[str, bool]:
         return {c.ally: c.process.is_alive() for c in self._children}
 

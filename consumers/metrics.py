@@ -3,14 +3,28 @@
 Label values are bounded sets: ``ally`` (3 nations), ``kind`` (:class:`schemas.models.EventKind`),
 ``hop`` (:data:`trilink.latency.HOPS`), ``channel`` (:data:`CHANNELS` or ``none`` for hops
 before fan-out), ``reason`` (:data:`consumers.errors.DLQ_REASONS` and friends), ``topic`` (the
-two input topics). Never an event, track or correlation id.
+two input topics), ``sensor`` (the sensor catalog's ids; any other id on the wire is not
+given a series). Never an event, track or correlation id.
+
+Every bounded label combination an event can touch is created up front and its child kept
+in a plain dict, so the hot path costs one dict lookup per series (no ``labels()`` call, no
+lock) and ``rate()`` sees an event's first increment. ``_created`` series are not exported:
+they double the counter and histogram series and no rule or dashboard reads them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from consumers.errors import DLQ_REASONS
+from schemas.models import EventKind
 from trilink.latency import LATENCY_BUCKETS_S
+
+# A process-wide switch in prometheus_client (read at collect time); every registry of an
+# ally service process is served without _created samples.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 #: Downstream channels of an ally service.
 CHANNELS = ("kafka", "sse", "audit")
@@ -21,7 +35,17 @@ NO_CHANNEL = "none"
 class AllyMetrics:
     """Every metric of one service; ``registry`` is what ``/metrics`` serves."""
 
-    def __init__(self, ally: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        ally: str,
+        registry: CollectorRegistry | None = None,
+        sensors: Iterable[str] | None = None,
+        input_topics: Iterable[str] = (),
+        channels: Iterable[str] = CHANNELS,
+    ) -> None:
+        """``sensors``: ids allowed as ``sensor`` label (default: the shipped sensor catalog);
+        ``input_topics``: topics whose lag gauge starts at 0 before the first assignment;
+        ``channels``: the channels this instance can deliver to (their latency series start at 0)."""
         self.ally = ally
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -111,6 +135,50 @@ class AllyMetrics:
             ["ally"],
             registry=r,
         )
+        self.sensor_last_seen = Gauge(
+            "trilink_ally_sensor_last_seen_timestamp_seconds",
+            "Unix time the ally last received a sensor_status event from that sensor (releasable to it).",
+            ["ally", "sensor"],
+            registry=r,
+        )
+        if sensors is None:
+            from producers.catalog import default_catalog
+
+            sensors = default_catalog().ids
+        self._sensor_ids = frozenset(sensors)
+        # Created on a sensor's first sighting, not up front: a 0 timestamp would read as
+        # "silent since 1970" and fire TrilinkSensorSilent for sensors this ally never hears.
+        self._sensor_seen: dict[str, Gauge] = {}
+
+        kinds = [k.value for k in EventKind]
+        self.received_by_kind: dict[str, Counter] = {k: self.received.labels(ally, k) for k in kinds}
+        self.withheld_by_kind: dict[str, Counter] = {k: self.withheld.labels(ally, k) for k in kinds}
+        self.delivered_by: dict[tuple[str, str], Counter] = {
+            (k, channel): self.delivered.labels(ally, k, channel) for k in kinds for channel in CHANNELS
+        }
+        for reason in sorted(DLQ_REASONS):
+            self.dead_letters.labels(ally, reason)
+        # Latency series of every hop the service measures for any live event (sensor_to_send
+        # exists only under real-time pacing and stays lazy): ~50 histograms per instance.
+        for k in kinds:
+            for hop in ("send_to_append", "append_to_receive"):
+                self.hop_latency.labels(ally, hop, k, NO_CHANNEL)
+            for channel in channels:
+                for hop in ("receive_to_deliver", "end_to_end"):
+                    self.hop_latency.labels(ally, hop, k, channel)
+        self.duplicates_child = self.duplicates.labels(ally)
+        self.sse_drops_child = self.subscriber_drops.labels(ally, "sse")
         self.sse_subscribers.labels(ally).set(0)
         self.lag_seconds.labels(ally).set(0)
-        self.duplicates.labels(ally)
+        for topic in input_topics:
+            self.lag_records.labels(ally, topic).set(0)
+
+    def sensor_seen(self, sensor_id: str, when_s: float) -> None:
+        """Note a sensor_status event of ``sensor_id`` at unix time ``when_s``; ids outside the
+        catalog are ignored (a label value must come from a bounded set, not from the wire)."""
+        child = self._sensor_seen.get(sensor_id)
+        if child is None:
+            if sensor_id not in self._sensor_ids:
+                return
+            child = self._sensor_seen[sensor_id] = self.sensor_last_seen.labels(self.ally, sensor_id)
+        child.set(when_s)

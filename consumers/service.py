@@ -16,10 +16,10 @@ Use it in-process (the ``trilink run`` orchestrator runs three in threads) or th
         sse_queue_size=1024,       # per live subscriber, drop-oldest (see consumers.sse)
         commit_interval_s=0.2,     # durable point + commit at most this often (0 = every poll)
     )
-    service.start()                # connects, subscribes, serves HTTP; returns at once
+    service.start()                # connects, subscribes, serves HTTP, announces it; returns at once
     service.wait_ready(30)         # partitions assigned, positions known, window rebuilt
     service.run_until(lambda s: s.delivered_count("kafka") >= 100, timeout_s=60)
-    service.stop()                 # finish the batch, flush, fsync, commit, close
+    service.stop()                 # finish the batch, flush, fsync, commit, withdraw, close
     report = service.report()
 
 ``report()`` returns a JSON-able dict::
@@ -61,6 +61,10 @@ twice. Records are fanned out in partition order; per-missile order (one key, on
 kept on every channel. Where a channel measures "delivered": kafka = the broker acknowledged the
 record on the ally topic; sse = the frame was written to that subscriber's socket; audit = the
 line was written to the file.
+
+With an HTTP server the service announces its ``/metrics`` to the local Prometheus
+(:func:`trilink.monitoring.discovery.announce`, job ``trilink-ally``, label ``ally``, instance
+``<ally>-<instance_id>``) once it listens, and withdraws it when it stops or fails to start.
 """
 
 from __future__ import annotations
@@ -103,9 +107,10 @@ from schemas.headers import verify_headers_match
 from schemas.models import EventKind, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.latency import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER, decode_sent_ns, encode_sent_ns
+from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
 from trilink.platform.topics import topic_name
 from trilink.policy import SharingPolicy, default_policy
-from trilink.settings import get_settings
+from trilink.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +167,7 @@ class AllyService:
         commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
         unhealthy_poll_age_s: float = 15.0,
+        settings: Settings | None = None,
     ) -> None:
         if offset_reset not in ("latest", "earliest"):
             raise ConfigError(
@@ -188,7 +194,12 @@ class AllyService:
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
 
         label = self.ally.value
-        self.metrics = AllyMetrics(label, registry)
+        self.metrics = AllyMetrics(
+            label,
+            registry,
+            input_topics=self.input_topics,
+            channels=("kafka", "sse") if audit_dir is None else ("kafka", "sse", "audit"),
+        )
         self.latency = LatencyBook(self.metrics)
         self.launches = LaunchBook()
         self.window = DedupWindow(dedup_capacity)
@@ -202,7 +213,12 @@ class AllyService:
             if audit_dir is None
             else Path(audit_dir) / f"ally-{label.lower()}-{_SAFE_ID.sub('_', self.instance_id)}.jsonl"
         )
-        self._http_host = http_host or get_settings().host
+        # Where discovery writes the target file (state_dir) and the default HTTP host.
+        self._settings = settings if settings is not None else get_settings()
+        self._http_host = http_host or self._settings.host
+        #: Instance label of the announced target: unique per ally even when the instance id is shared.
+        self.target_instance = f"{label}-{_SAFE_ID.sub('_', self.instance_id)}"[:100]
+        self._announced = False
         self._http_port = http_port
         self._sse_send_buffer_bytes = sse_send_buffer_bytes
         self._sse_write_timeout_s = sse_write_timeout_s
@@ -295,7 +311,18 @@ class AllyService:
                 )
                 self.http = AllyHttpServer(self._http_host, self._http_port, context)
                 self.http.start(f"{self.client_id}-http")
+                announce(
+                    ALLY_JOB,
+                    self.target_instance,
+                    self.http.port,
+                    {"ally": self.ally.value},
+                    settings=self._settings,
+                )
+                self._announced = True
         except BaseException:
+            self._withdraw()
+            if self.http is not None:
+                self.http.stop()
             self._close_clients()
             raise
         self._thread = threading.Thread(target=self._run, name=f"{self.client_id}-loop", daemon=True)
@@ -304,12 +331,25 @@ class AllyService:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the in-flight batch, flush, fsync, commit, leave the group and close everything."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        if self.http is not None:
-            self.http.stop()
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout_s)
+            if self.http is not None:
+                self.http.stop()
+        finally:
+            self._withdraw()
         if self.audit is not None:
             self.audit.close()
+
+    def _withdraw(self) -> None:
+        """Remove the Prometheus target file, if announced (never raises: a shutdown path)."""
+        if not self._announced:
+            return
+        self._announced = False
+        try:
+            withdraw(ALLY_JOB, self.target_instance, settings=self._settings)
+        except Exception:
+            log.exception("ally %s: withdrawing the Prometheus target failed", self.ally.value)
 
     def request_stop(self) -> None:
         """Ask the loop to stop after its current batch (safe from a signal handler)."""
@@ -475,14 +515,14 @@ class AllyService:
         except Exception as exc:  # a bug in decoding must not stop the service
             self._dead_letter(record, UNEXPECTED_REASON, f"{type(exc).__name__}: {exc}")
             return
-        ally = self.ally.value
         kind = event.kind.value
         headers = record.headers or []
         sent_ns = self._sent_ns(headers)
         append_ns = (
             record.timestamp * 1_000_000 if record.timestamp_type == kafka_io.LOG_APPEND_TIME else None
         )
-        self.metrics.received.labels(ally, kind).inc()
+        metrics = self.metrics
+        metrics.received_by_kind[kind].inc()
         with self._lock:
             self._counts["received"][kind] += 1
             if append_ns is not None:
@@ -498,13 +538,15 @@ class AllyService:
 
         withheld = withhold_reason(self.ally, event.header, self.policy)
         if withheld is not None:
-            self.metrics.withheld.labels(ally, kind).inc()
+            metrics.withheld_by_kind[kind].inc()
             with self._lock:
                 self._counts["withheld"][kind] += 1
                 self._counts["withheld_by_reason"][withheld.value] += 1
             return
+        if event.kind is EventKind.SENSOR_STATUS:
+            metrics.sensor_seen(event.header.sensor_id, received_ns / 1e9)
         if not self.window.check_and_add(event.header.event_id):
-            self.metrics.duplicates.labels(ally).inc()
+            metrics.duplicates_child.inc()
             with self._lock:
                 self._duplicates += 1
             return
@@ -517,7 +559,7 @@ class AllyService:
             frame = sse_frame(str(event.header.event_id), kind, event_json)
             if self.hub.publish(SseItem(event.kind, frame, received_ns, sent_ns)):
                 now_ns = time.time_ns()
-                self.metrics.delivered.labels(ally, kind, "sse").inc()
+                metrics.delivered_by[(kind, "sse")].inc()
                 with self._lock:
                     self._counts["delivered.sse"][kind] += 1
                 if first is not None:
@@ -570,7 +612,7 @@ class AllyService:
         self.latency.record_ns("receive_to_deliver", kind, "kafka", now_ns - received_ns)
         if sent_ns is not None:
             self.latency.record_ns("end_to_end", kind, "kafka", now_ns - sent_ns)
-        self.metrics.delivered.labels(self.ally.value, kind, "kafka").inc()
+        self.metrics.delivered_by[(kind, "kafka")].inc()
         with self._lock:
             self._counts["delivered.kafka"][kind] += 1
         if first is not None:
@@ -618,7 +660,7 @@ class AllyService:
         self.latency.record_ns("receive_to_deliver", kind, "audit", now_ns - received_ns)
         if sent_ns is not None:
             self.latency.record_ns("end_to_end", kind, "audit", now_ns - sent_ns)
-        self.metrics.delivered.labels(self.ally.value, kind, "audit").inc()
+        self.metrics.delivered_by[(kind, "audit")].inc()
         with self._lock:
             self._counts["delivered.audit"][kind] += 1
         if first is not None:
@@ -655,7 +697,7 @@ class AllyService:
         self.metrics.subscriber_disconnects.labels(self.ally.value, "sse", reason).inc()
 
     def _count_drop(self, dropped: int) -> None:
-        self.metrics.subscriber_drops.labels(self.ally.value, "sse").inc(dropped)
+        self.metrics.sse_drops_child.inc(dropped)
         with self._lock:
             self._drops += dropped
 

@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 from producers.scenario import ScheduledEvent
 from schemas import WarningEvent, encode_event, kafka_headers, message_key
-from schemas.models import Alert, EventKind, TrackEnd
+from schemas.models import Alert, EventKind, Nation, TrackEnd
 from trilink.errors import TrilinkError
 from trilink.latency import (
     LATENCY_BUCKETS_S,
@@ -105,6 +105,9 @@ class ProducerMetrics:
     """The producer's Prometheus series (bounded labels: nation, kind, reason)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # prometheus_client's switch is process-wide and read at collect time: no _created
+        # series (no rule or dashboard reads them; they double the counter series).
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.events = Counter(
             "trilink_producer_events",
             "Events handed to Kafka and acknowledged by all in-sync replicas.",
@@ -124,6 +127,11 @@ class ProducerMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        # Every bounded combination starts at 0, so rate() sees a run's first events.
+        for kind in EventKind:
+            self.send_latency.labels(kind.value)
+            for nation in Nation:
+                self.events.labels(nation.value, kind.value)
 
 
 @dataclasses.dataclass

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
@@ -30,7 +31,7 @@ from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
 from trilink.platform.topics import topic_name
 from trilink.policy import default_policy
-from trilink.settings import get_settings
+from trilink.settings import Settings, get_settings
 
 #: Wall-clock seconds a scenario is squeezed into when no speed is given.
 DEFAULT_PUBLISH_WALL_S = 60.0
@@ -109,6 +110,7 @@ def run_pipeline(
     # Simulate first, publish after: the paced loop then only encodes and sends, so the
     # simulation's CPU cost cannot push sends behind their schedule.
     events = list(for_run(simulate(scenario), run, scenario.start_time))
+    metrics_server = None
     try:
         fleet.start()
         if progress:
@@ -125,6 +127,9 @@ def run_pipeline(
                     expected[ally.value] += 1
 
         publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
+        # The run's producer /metrics, announced to the local Prometheus like `trilink sensors`;
+        # kept up until the allies drained so the last counts are scraped too.
+        metrics_server = serve_producer_metrics(publisher, run, scenario, settings)
         try:
             report = publisher.publish(iter(events), speed=speed, on_sent=count_expected)
         finally:
@@ -138,7 +143,11 @@ def run_pipeline(
         # Every record of the run reaches every ally, which delivers or withholds it.
         complete = fleet.wait_settled({ally.value: report.sent for ally in ALLIES}, DRAIN_TIMEOUT_S)
     finally:
-        allies = fleet.stop()
+        try:
+            allies = fleet.stop()
+        finally:
+            if metrics_server is not None:
+                stop_producer_metrics(metrics_server, run, settings)
     missing = [a.value for a in ALLIES if a.value not in allies]
     if missing:
         raise RunError("ally_failed", f"no report from the {', '.join(missing)} service(s): the process died")
@@ -154,6 +163,40 @@ def run_pipeline(
     )
     result.launches = _first_warnings(scenario, run, allies)
     return result
+
+
+def serve_producer_metrics(
+    publisher: SensorPublisher, run: Run, scenario: Scenario, settings: Settings
+) -> WSGIServer:
+    """Serve the publisher's registry on a free loopback port and announce it to the local
+    Prometheus (job ``trilink-sensors``, instance ``sensors-<run id>``), as ``trilink sensors`` does."""
+    from prometheus_client import start_http_server
+
+    from trilink.monitoring.discovery import SENSORS_JOB, announce
+
+    server, _ = start_http_server(0, addr=settings.host, registry=publisher.registry)
+    try:
+        announce(
+            SENSORS_JOB,
+            f"sensors-{run.run_id}",
+            int(server.server_port),
+            {"scenario": scenario.name},
+            settings,
+        )
+    except BaseException:
+        server.shutdown()
+        server.server_close()
+        raise
+    return server
+
+
+def stop_producer_metrics(server: WSGIServer, run: Run, settings: Settings) -> None:
+    """Withdraw the run's producer target, then stop serving its /metrics."""
+    from trilink.monitoring.discovery import SENSORS_JOB, withdraw
+
+    withdraw(SENSORS_JOB, f"sensors-{run.run_id}", settings)
+    server.shutdown()
+    server.server_close()
 
 
 def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from consumers.service import AllyService
+from trilink.settings import Settings
 
 
 @pytest.fixture
@@ -22,6 +23,8 @@ def make_service(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
     def make(ally: str, **options: Any) -> AllyService:
         options.setdefault("group_id", f"{group}-{ally.lower()}")
         options.setdefault("audit_dir", tmp_path / "audit")
+        # Prometheus target files go to the test's own state dir, not the repo's .trilink/
+        options.setdefault("settings", Settings(state_dir=tmp_path / "state", bootstrap=None))
         service = AllyService(ally, kafka_bootstrap, **options)
         started.append(service)
         service.start()

@@ -239,7 +239,7 @@ def test_metric_names_units_and_bounded_labels() -> None:
         for kind in EventKind:
             book.record_ns(hop, kind.value, CHANNELS[0] if hop.endswith("deliver") else NO_CHANNEL, 1_000_000)
     metrics.dead_letters.labels("KR", "bad_magic").inc()
-    allowed_labels = {"ally", "hop", "kind", "channel", "reason", "topic", "event", "le"}
+    allowed_labels = {"ally", "hop", "kind", "channel", "reason", "topic", "event", "sensor", "le"}
     bounded_values = {
         "ally": {n.value for n in Nation},
         "hop": set(HOPS),

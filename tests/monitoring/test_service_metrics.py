@@ -15,9 +15,6 @@ from trilink.monitoring.names import ALLY_SENSOR_LAST_SEEN, FAMILIES
 
 pytestmark = [pytest.mark.monitoring]
 
-#: Families the contract has and the ally service does not expose yet (issue #7 asks for it).
-NOT_YET_IN_ALLY_SERVICE = {ALLY_SENSOR_LAST_SEEN.name}
-
 
 def ally_exposition() -> str:
     m = AllyMetrics("JP")
@@ -28,6 +25,7 @@ def ally_exposition() -> str:
     m.dead_letters.labels("JP", "bad_magic").inc()
     m.subscriber_drops.labels("JP", "sse").inc()
     m.lag_records.labels("JP", "trilink.warnings.v1").set(3)
+    m.sensor_seen("jp-fps5-sado", 1_700_000_000.0)
     return generate_latest(m.registry).decode()
 
 
@@ -51,7 +49,7 @@ def test_producer_metrics_follow_the_contract(promtool: str) -> None:
 
 def test_ally_metrics_follow_the_contract(promtool: str) -> None:
     text = ally_exposition()
-    wanted = [f for f in FAMILIES if f.exposed_by == "ally" and f.name not in NOT_YET_IN_ALLY_SERVICE]
+    wanted = [f for f in FAMILIES if f.exposed_by == "ally"]
     assert exposition_problems(text, wanted) == []
     lint = subprocess.run(
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
@@ -59,6 +57,20 @@ def test_ally_metrics_follow_the_contract(promtool: str) -> None:
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout.decode() + lint.stderr.decode()
 
 
-@pytest.mark.xfail(reason="consumers/metrics.py has no sensor last-seen gauge yet", strict=False)
 def test_ally_service_exposes_sensor_last_seen() -> None:
     assert exposition_problems(ally_exposition(), [ALLY_SENSOR_LAST_SEEN]) == []
+
+
+def test_sensor_last_seen_only_for_catalog_sensors_and_no_created_series() -> None:
+    m = AllyMetrics("KR", sensors=["kr-aegis-eastsea"])
+    text = generate_latest(m.registry).decode()
+    # no sighting yet: no series (a 0 timestamp would read as silent since 1970)
+    assert "trilink_ally_sensor_last_seen_timestamp_seconds{" not in text
+    m.sensor_seen("kr-aegis-eastsea", 1_700_000_123.5)
+    m.sensor_seen("not-in-the-catalog", 1_700_000_124.0)  # from the wire: never a label
+    text = generate_latest(m.registry).decode()
+    assert 'sensor="kr-aegis-eastsea"} 1.7000001235e+09' in text
+    assert "not-in-the-catalog" not in text
+    assert "_created" not in text
+    # counters are pre-created at 0, so rate() sees the first event
+    assert 'trilink_ally_events_received_total{ally="KR",kind="alert"} 0.0' in text
