@@ -150,10 +150,16 @@ def test_scraped_values_are_sane(live: LiveRun) -> None:
     assert set(by_hop) == set(n.ALLY_HOPS)
     assert all(by_hop["end_to_end"] > by_hop[h] for h in n.ALLY_HOPS if h != "end_to_end")
     assert all(v >= 0 for v in api.values("trilink_ally_consumer_lag_records").values())
-    seen = api.values("time() - trilink_ally_sensor_last_seen_timestamp_seconds")
-    assert seen and all(-5 < v < 120 for v in seen.values())
-    produced = api.values("sum(rate(trilink_producer_events_total[5s]))")
-    assert next(iter(produced.values())) > 0
+    seen = wait_for(
+        "a sensor heartbeat age",
+        lambda: api.values("time() - trilink_ally_sensor_last_seen_timestamp_seconds"),
+    )
+    assert all(-5 < v < 120 for v in seen.values())
+    produced = wait_for(
+        "a producer event rate",
+        lambda: [v for v in api.values("sum(rate(trilink_producer_events_total[5s]))").values() if v > 0],
+    )
+    assert produced
 
 
 def test_every_recording_rule_produces_a_value(live: LiveRun) -> None:
