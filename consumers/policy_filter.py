@@ -1,17 +1,18 @@
 """The release check every event passes before an ally service delivers it.
 
 Two independent conditions (defence in depth): the producer's own marking (the ally is in
-``header.releasable_to``) and the sharing policy file read by this service (data of
-``header.sensor_nation`` may reach this ally). A producer with a stale or wrong policy cannot
-make a service deliver what its own policy forbids, and a service cannot deliver what the
-producer did not mark as releasable.
+``header.releasable_to``) and the sharing policy file read by this service (this kind of data
+from ``header.sensor_nation`` may reach this ally). A producer with a stale or wrong policy
+cannot make a service deliver what its own policy forbids, and a service cannot deliver what
+the producer did not mark as releasable. The kind comes from the payload's type, not from
+anything the producer declares, so a mislabelled header cannot widen what is released.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from schemas.models import EventHeader, Nation
+from schemas.models import Nation, WarningEvent
 from trilink.policy import SharingPolicy
 
 
@@ -19,13 +20,14 @@ class WithholdReason(StrEnum):
     """Why an event was not delivered to an ally (a bounded report key)."""
 
     NOT_RELEASABLE = "not_releasable"  # the producer did not mark it for this ally
-    POLICY_FORBIDS = "policy_forbids"  # this service's policy does not allow the sensor nation
+    POLICY_FORBIDS = "policy_forbids"  # this service's policy forbids this sensor nation and kind
 
 
-def withhold_reason(ally: Nation, header: EventHeader, policy: SharingPolicy) -> WithholdReason | None:
-    """None when ``ally`` may receive the event, otherwise the first failed condition."""
+def withhold_reason(ally: Nation, event: WarningEvent, policy: SharingPolicy) -> WithholdReason | None:
+    """None when ``ally`` may receive ``event``, otherwise the first failed condition."""
+    header = event.header
     if ally not in header.releasable_to:
         return WithholdReason.NOT_RELEASABLE
-    if not policy.may_receive(header.sensor_nation, ally):
+    if not policy.may_receive(header.sensor_nation, ally, event.kind):
         return WithholdReason.POLICY_FORBIDS
     return None

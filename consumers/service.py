@@ -536,7 +536,7 @@ class AllyService:
                 "sensor_to_send", kind, NO_CHANNEL, sent_ns - datetime_ns(event.header.measured_at)
             )
 
-        withheld = withhold_reason(self.ally, event.header, self.policy)
+        withheld = withhold_reason(self.ally, event, self.policy)
         if withheld is not None:
             metrics.withheld_by_kind[kind].inc()
             with self._lock:

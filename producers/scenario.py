@@ -241,7 +241,6 @@ def simulate(
             )
     merged = heapq.merge(*streams, key=lambda d: (d.emit_offset_s, d.sensor.id, d.correlation_key, d.order))
     sequences: dict[str, int] = {}
-    releasable = {spec.id: policy.releasable_to(spec.nation) for spec in specs}
     for draft in merged:
         seq = sequences.get(draft.sensor.id, 0)
         sequences[draft.sensor.id] = seq + 1
@@ -250,7 +249,7 @@ def simulate(
             correlation_key=draft.correlation_key,
             sensor_id=draft.sensor.id,
             sensor_nation=draft.sensor.nation,
-            releasable_to=releasable[draft.sensor.id],
+            releasable_to=policy.releasable_to(draft.sensor.nation, draft.payload.KIND),
             sequence=seq,
             measured_at=ctx.at(draft.measured_offset_s),
             emitted_at=ctx.at(draft.emit_offset_s),

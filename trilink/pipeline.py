@@ -123,7 +123,9 @@ def run_pipeline(
         def count_expected(event: WarningEvent) -> None:
             header = event.header
             for ally in ALLIES:
-                if ally in header.releasable_to and policy.may_receive(header.sensor_nation, ally):
+                if ally in header.releasable_to and policy.may_receive(
+                    header.sensor_nation, ally, event.kind
+                ):
                     expected[ally.value] += 1
 
         publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")

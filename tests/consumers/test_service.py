@@ -43,6 +43,7 @@ NO_RELAY_POLICY = parse_policy(
     """
 hub = "US"
 hub_relay = false
+relayed_kinds = ["launch_detection", "track_update", "impact_prediction", "track_end"]
 [nations.US]
 direct = ["US", "JP", "KR"]
 [nations.JP]
@@ -388,8 +389,9 @@ def test_three_allies_deliver_only_what_is_releasable_to_them(
     events = []
     for i in range(60):
         sensor = rng.choice(ALL)
+        kind = rng.choice(list(EventKind))
         releasable = [n for n in ALL if rng.random() < 0.5]
-        events.append(event(key, i, sensor=sensor, releasable=releasable))
+        events.append(event(key, i, kind=kind, sensor=sensor, releasable=releasable))
     starts = {n: end_offsets(kafka_bootstrap, f"ally.{n.value}") for n in ALL}
     producer = Producer(kafka_bootstrap)
     try:
@@ -403,7 +405,8 @@ def test_three_allies_deliver_only_what_is_releasable_to_them(
         allowed = {
             str(ev.header.event_id)
             for ev in events
-            if nation in ev.header.releasable_to and policy.may_receive(ev.header.sensor_nation, nation)
+            if nation in ev.header.releasable_to
+            and policy.may_receive(ev.header.sensor_nation, nation, ev.kind)
         }
         assert service.run_until(lambda s: s.count("received") >= len(events), timeout_s=20)
         delivered = read_from(

@@ -21,7 +21,7 @@ from consumers.policy_filter import WithholdReason, withhold_reason
 from consumers.sse import SseHub, SseItem, SubscriberQueue, sse_frame
 from schemas.errors import DECODE_REASONS
 from schemas.models import EventKind, Nation
-from schemas.samples import LAUNCH_TIME, sample_header
+from schemas.samples import LAUNCH_TIME, sample_event
 from trilink.latency import HOPS
 from trilink.policy import SharingPolicy, default_policy, parse_policy
 
@@ -30,11 +30,20 @@ pytestmark = pytest.mark.unit
 NATIONS = list(Nation)
 
 
-def _policy(hub_relay: bool) -> SharingPolicy:
+RELAYED = (
+    EventKind.LAUNCH_DETECTION,
+    EventKind.TRACK_UPDATE,
+    EventKind.IMPACT_PREDICTION,
+    EventKind.TRACK_END,
+)
+
+
+def _policy(hub_relay: bool, relayed: tuple[EventKind, ...] = RELAYED) -> SharingPolicy:
     return parse_policy(
         f"""
 hub = "US"
 hub_relay = {"true" if hub_relay else "false"}
+relayed_kinds = {[k.value for k in relayed]!r}
 [nations.US]
 direct = ["US", "JP", "KR"]
 [nations.JP]
@@ -47,36 +56,79 @@ via_hub = ["JP"]
     )
 
 
+def _forbidden(
+    policy_relays: bool, relayed: tuple[EventKind, ...], sensor: Nation, ally: Nation, kind: EventKind
+) -> bool:
+    """The rule restated: only JP<->KR is ever forbidden, and only when the hub does not relay the kind."""
+    third_party = {sensor, ally} == {Nation.JP, Nation.KR}
+    return third_party and not (policy_relays and kind in relayed)
+
+
 # ------------------------------------------------------------------ sharing policy
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     sensor=st.sampled_from(NATIONS),
     others=st.sets(st.sampled_from(NATIONS)),
     ally=st.sampled_from(NATIONS),
-    hub_relay=st.booleans(),
+    kind=st.sampled_from(list(EventKind)),
+    relay=st.tuples(st.booleans(), st.lists(st.sampled_from(list(EventKind)), unique=True).map(tuple)),
 )
-def test_never_delivers_what_is_not_releasable(
-    sensor: Nation, others: set[Nation], ally: Nation, hub_relay: bool
+def test_never_delivers_what_is_not_releasable_or_forbidden(
+    sensor: Nation,
+    others: set[Nation],
+    ally: Nation,
+    kind: EventKind,
+    relay: tuple[bool, tuple[EventKind, ...]],
 ) -> None:
-    releasable = sorted({sensor, *others})
-    header = sample_header(sensor_nation=sensor, releasable_to=releasable)
-    policy = _policy(hub_relay)
-    reason = withhold_reason(ally, header, policy)
-    allowed = ally in releasable and policy.may_receive(sensor, ally)
-    assert (reason is None) == allowed
+    hub_relay, relayed = relay
+    releasable = sorted({sensor, *others}, key=NATIONS.index)
+    event = sample_event(kind, sensor_nation=sensor, releasable_to=releasable)
+    policy = _policy(hub_relay, relayed)
+    reason = withhold_reason(ally, event, policy)
+    forbidden = _forbidden(hub_relay, relayed, sensor, ally, kind)
+    assert (reason is None) == (ally in releasable and not forbidden)
     if ally not in releasable:
         assert reason is WithholdReason.NOT_RELEASABLE
-    elif not policy.may_receive(sensor, ally):
+    elif forbidden:
         assert reason is WithholdReason.POLICY_FORBIDS
 
 
+@settings(max_examples=200, deadline=None)
+@given(sensor=st.sampled_from(NATIONS), ally=st.sampled_from(NATIONS), kind=st.sampled_from(list(EventKind)))
+def test_a_header_claiming_everyone_cannot_release_what_the_shipped_policy_forbids(
+    sensor: Nation, ally: Nation, kind: EventKind
+) -> None:
+    event = sample_event(kind, sensor_nation=sensor, releasable_to=NATIONS)  # the producer claims all
+    reason = withhold_reason(ally, event, default_policy())
+    if _forbidden(True, RELAYED, sensor, ally, kind):
+        assert reason is WithholdReason.POLICY_FORBIDS
+    else:
+        assert reason is None
+
+
 def test_policy_is_checked_even_when_the_producer_marks_releasable() -> None:
-    header = sample_header(sensor_nation=Nation.KR, releasable_to=[Nation.KR, Nation.JP])
-    assert withhold_reason(Nation.JP, header, _policy(hub_relay=False)) is WithholdReason.POLICY_FORBIDS
-    assert withhold_reason(Nation.JP, header, _policy(hub_relay=True)) is None
-    assert withhold_reason(Nation.US, header, default_policy()) is WithholdReason.NOT_RELEASABLE
+    event = sample_event(sensor_nation=Nation.KR, releasable_to=[Nation.KR, Nation.JP])
+    assert withhold_reason(Nation.JP, event, _policy(hub_relay=False)) is WithholdReason.POLICY_FORBIDS
+    assert withhold_reason(Nation.JP, event, _policy(hub_relay=True)) is None
+    assert withhold_reason(Nation.US, event, default_policy()) is WithholdReason.NOT_RELEASABLE
+
+
+def test_a_japanese_alert_is_withheld_by_korea_and_delivered_to_the_us_and_japan() -> None:
+    policy = default_policy()
+    marked = policy.releasable_to(Nation.JP, EventKind.ALERT)
+    assert marked == [Nation.US, Nation.JP]
+    as_produced = sample_event(EventKind.ALERT, sensor_nation=Nation.JP, releasable_to=marked)
+    claims_all = sample_event(EventKind.ALERT, sensor_nation=Nation.JP, releasable_to=NATIONS)
+    for event in (as_produced, claims_all):
+        assert withhold_reason(Nation.US, event, policy) is None
+        assert withhold_reason(Nation.JP, event, policy) is None
+    assert withhold_reason(Nation.KR, as_produced, policy) is WithholdReason.NOT_RELEASABLE
+    assert withhold_reason(Nation.KR, claims_all, policy) is WithholdReason.POLICY_FORBIDS
+    # the same sensor's trajectory data does reach Korea, through the hub
+    track = sample_event(EventKind.TRACK_UPDATE, sensor_nation=Nation.JP, releasable_to=NATIONS)
+    assert withhold_reason(Nation.KR, track, policy) is None
 
 
 # ------------------------------------------------------------------ de-duplication window

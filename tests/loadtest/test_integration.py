@@ -56,7 +56,11 @@ def test_short_load_is_delivered_whole_with_sane_percentiles_and_a_baseline(
     assert report["harness"]["send_failed"] == 0
     for ally in ALLIES:
         counts = report["allies"][ally]
-        assert counts["expected"] == counts["delivered"] == 800
+        assert counts["expected"] == counts["delivered"]
+        # The default mix has alerts and heartbeats, which JP and KR sensors share with the US
+        # only (producers/data/sharing_policy.toml): the third nation withholds them.
+        assert counts["expected"] + counts["withheld"] == 800
+        assert (counts["withheld"] == 0) == (ally == "US")
         assert (counts["lost"], counts["duplicates"], counts["out_of_order"], counts["dead_lettered"]) == (
             0,
             0,
@@ -65,7 +69,9 @@ def test_short_load_is_delivered_whole_with_sane_percentiles_and_a_baseline(
         )
         intended = _row(report, ally, "end_to_end", "intended")
         actual = _row(report, ally, "end_to_end", "actual")
-        assert intended["count"] == actual["count"] == 600  # the warm-up second is left out
+        assert intended["count"] == actual["count"]
+        # the warm-up second (200 events) is left out
+        assert intended["count"] == 600 if ally == "US" else 0 < intended["count"] < 600
         assert (
             0
             < intended["p50_ms"]

@@ -76,12 +76,27 @@ def test_plan_keeps_every_key_on_one_sender_and_status_on_its_own_keys() -> None
         assert ("sensor_status" in kinds) == key.startswith("STS-"), key
 
 
-def test_plan_follows_the_mix_and_every_ally_may_receive_the_default_sensors() -> None:
-    plan = Workload(_spec(rate_per_s=5000.0, mix=parse_mix("track_update=0.8,alert=0.2"))).plan
+def test_plan_follows_the_mix_and_the_sharing_policy_per_kind() -> None:
+    workload = Workload(_spec(rate_per_s=5000.0, mix=parse_mix("track_update=0.8,alert=0.2")))
+    plan = workload.plan
     share = Counter(p.kind for p in plan)
     assert set(share) == {"track_update", "alert"}
     assert 0.75 < share["track_update"] / len(plan) < 0.85
-    assert all(p.allies == {"US", "JP", "KR"} for p in plan)
+    # trajectory data reaches every ally (JP<->KR through the hub); an alert stays with its
+    # nation and the US
+    assert all(p.allies == {"US", "JP", "KR"} for p in plan if p.kind == "track_update")
+    alert_allies = {
+        (workload.sensors[p.slot % len(workload.sensors)].nation.value, p.allies)
+        for p in plan
+        if p.kind == "alert"
+    }
+    assert alert_allies == {
+        ("US", frozenset({"US", "JP", "KR"})),
+        ("JP", frozenset({"US", "JP"})),
+        ("KR", frozenset({"US", "KR"})),
+    }
+    for planned, event in workload.events(0, 1_800_000_000 * NS_PER_S):
+        assert {n.value for n in event.header.releasable_to} == planned.allies
 
 
 def test_events_of_a_worker_are_valid_and_carry_the_plan() -> None:

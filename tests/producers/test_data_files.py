@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import tomllib
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from producers.areas import default_areas
 from producers.catalog import SENSORS_FILE, default_catalog, parse_catalog
 from producers.errors import CatalogError
-from schemas.models import Nation
+from producers.scenario import load_scenario, simulate
+from schemas.models import EventKind, Nation
 from trilink.errors import ConfigError
-from trilink.policy import POLICY_FILE, PolicyError, default_policy, parse_policy
+from trilink.policy import POLICY_FILE, PolicyError, SharingPolicy, default_policy, parse_policy
 
 pytestmark = pytest.mark.unit
 
@@ -80,23 +84,145 @@ def test_a_track_across_the_antimeridian_does_not_sweep_the_map() -> None:
     assert default_areas().areas_touched([(40.0, 178.0), (40.0, -178.0)]) == []
 
 
+ALL_NATIONS = [Nation.US, Nation.JP, Nation.KR]
+THREE_ITEMS = (  # launch point, trajectory (and its end), impact point: relayed by the hub
+    EventKind.LAUNCH_DETECTION,
+    EventKind.TRACK_UPDATE,
+    EventKind.IMPACT_PREDICTION,
+    EventKind.TRACK_END,
+)
+NATIONAL = (EventKind.ALERT, EventKind.SENSOR_STATUS)  # bilateral with the US only
+
+
 def test_default_policy_follows_the_public_hub_topology() -> None:
     policy = default_policy()
-    assert policy.releasable_to(Nation.US) == [Nation.US, Nation.JP, Nation.KR]
-    assert policy.releasable_to(Nation.JP) == [Nation.US, Nation.JP, Nation.KR]
-    assert policy.releasable_to(Nation.KR) == [Nation.US, Nation.JP, Nation.KR]
-    assert policy.relayed_by_hub(Nation.JP, Nation.KR)
-    assert policy.relayed_by_hub(Nation.KR, Nation.JP)
-    assert not policy.relayed_by_hub(Nation.US, Nation.KR)
+    for kind in EventKind:
+        assert policy.releasable_to(Nation.US, kind) == ALL_NATIONS, kind
+    for kind in THREE_ITEMS:
+        assert policy.releasable_to(Nation.JP, kind) == ALL_NATIONS, kind
+        assert policy.releasable_to(Nation.KR, kind) == ALL_NATIONS, kind
+        assert policy.relayed_by_hub(Nation.JP, Nation.KR, kind)
+        assert policy.relayed_by_hub(Nation.KR, Nation.JP, kind)
+        assert not policy.relayed_by_hub(Nation.US, Nation.KR, kind)
+    for kind in NATIONAL:
+        assert policy.releasable_to(Nation.JP, kind) == [Nation.US, Nation.JP], kind
+        assert policy.releasable_to(Nation.KR, kind) == [Nation.US, Nation.KR], kind
+        assert not policy.relayed_by_hub(Nation.JP, Nation.KR, kind)
+        assert not policy.may_receive(Nation.JP, Nation.KR, kind)
+        assert not policy.may_receive(Nation.KR, Nation.JP, kind)
+
+
+def test_a_japanese_alert_reaches_the_us_and_japan_but_not_korea() -> None:
+    policy = default_policy()
+    assert policy.may_receive(Nation.JP, Nation.US, EventKind.ALERT)
+    assert policy.may_receive(Nation.JP, Nation.JP, EventKind.ALERT)
+    assert not policy.may_receive(Nation.JP, Nation.KR, EventKind.ALERT)
 
 
 def test_without_hub_relay_japan_and_korea_do_not_see_each_other() -> None:
     text = POLICY_FILE.read_text(encoding="utf-8").replace("hub_relay = true", "hub_relay = false")
     policy = parse_policy(text)
-    assert policy.releasable_to(Nation.JP) == [Nation.US, Nation.JP]
-    assert policy.releasable_to(Nation.KR) == [Nation.US, Nation.KR]
-    assert not policy.may_receive(Nation.KR, Nation.JP)
-    assert policy.may_receive(Nation.US, Nation.KR)
+    for kind in EventKind:
+        assert policy.releasable_to(Nation.JP, kind) == [Nation.US, Nation.JP]
+        assert policy.releasable_to(Nation.KR, kind) == [Nation.US, Nation.KR]
+        assert not policy.may_receive(Nation.KR, Nation.JP, kind)
+        assert policy.may_receive(Nation.US, Nation.KR, kind)
+
+
+def test_a_nation_may_override_the_relayed_kinds() -> None:
+    text = POLICY_FILE.read_text(encoding="utf-8").replace(
+        'via_hub = ["KR"]', 'via_hub = ["KR"]\nrelayed_kinds = ["launch_detection"]'
+    )
+    policy = parse_policy(text)
+    assert policy.releasable_to(Nation.JP, EventKind.LAUNCH_DETECTION) == ALL_NATIONS
+    assert policy.releasable_to(Nation.JP, EventKind.TRACK_UPDATE) == [Nation.US, Nation.JP]
+    assert policy.releasable_to(Nation.KR, EventKind.TRACK_UPDATE) == ALL_NATIONS  # KR keeps the default
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        ("relayed_kinds = [", "relayed_kindz = [", "relayed_kinds: Field required"),
+        ('"track_end"]', '"track_end", "radar_plot"]', "relayed_kinds.4: Input should be"),
+        ('"track_end"]', '"track_end", "track_update"]', "relayed_kinds repeats ['track_update']"),
+        ('direct = ["US", "JP", "KR"]', 'direct = ["US", "JP", "KR"]\nrelayed_kinds = []', "nations.US.relayed_kinds has no effect"),
+        ('via_hub = ["KR"]', 'via_hub = ["KR", "KR"]', "nations.JP.via_hub repeats ['KR']"),
+        ('via_hub = ["KR"]', 'via_hub = ["KR"]\nrelayed_kinds = ["alert", "alert"]', "nations.JP.relayed_kinds repeats ['alert']"),
+        ('direct = ["JP", "US"]', 'direct = ["JP"]', "nations.JP.via_hub needs the hub US"),
+    ],
+)  # fmt: skip
+def test_bad_policy_is_refused_with_its_path(old: str, new: str, needle: str) -> None:
+    shipped = POLICY_FILE.read_text(encoding="utf-8")
+    assert old in shipped
+    with pytest.raises(PolicyError) as info:
+        parse_policy(shipped.replace(old, new, 1))
+    assert info.value.reason == "invalid_policy"
+    assert needle in info.value.message, info.value.message
+
+
+# A policy document drawn at random: any relay flag, any relayed kinds, any per-nation override,
+# any extra direct recipients. The oracle below restates the rule from the file's comments.
+_kind_lists = st.lists(st.sampled_from(list(EventKind)), unique=True)
+
+
+@st.composite
+def _policies(draw: st.DrawFn) -> dict[str, object]:
+    nations: dict[str, dict[str, object]] = {}
+    for nation in ALL_NATIONS:
+        others = [n for n in ALL_NATIONS if n not in (nation, Nation.US)]
+        extra_direct = draw(st.lists(st.sampled_from(others), unique=True)) if nation is not Nation.US else []
+        direct = sorted({nation, Nation.US, *extra_direct}, key=ALL_NATIONS.index)
+        via_hub = [n for n in others if n not in direct and draw(st.booleans())]
+        rule: dict[str, object] = {"direct": [n.value for n in direct], "via_hub": [n.value for n in via_hub]}
+        if via_hub and draw(st.booleans()):
+            rule["relayed_kinds"] = [k.value for k in draw(_kind_lists)]
+        nations[nation.value] = rule
+    return {
+        "hub": "US",
+        "hub_relay": draw(st.booleans()),
+        "relayed_kinds": [k.value for k in draw(_kind_lists)],
+        "nations": nations,
+    }
+
+
+def _allowed(doc: dict[str, Any], sensor: Nation, ally: Nation, kind: EventKind) -> bool:
+    rule = doc["nations"][sensor.value]
+    relayed = rule.get("relayed_kinds", doc["relayed_kinds"])
+    if ally.value in rule["direct"]:
+        return True
+    return bool(doc["hub_relay"]) and ally.value in rule["via_hub"] and kind.value in relayed
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_policies(), sensor=st.sampled_from(ALL_NATIONS), kind=st.sampled_from(list(EventKind)))
+def test_releasable_to_never_lists_a_forbidden_ally(
+    doc: dict[str, Any], sensor: Nation, kind: EventKind
+) -> None:
+    policy = SharingPolicy.model_validate(doc)
+    releasable = policy.releasable_to(sensor, kind)
+    assert sensor in releasable and Nation.US in releasable
+    assert releasable == sorted(releasable, key=ALL_NATIONS.index)
+    for ally in ALL_NATIONS:
+        assert (ally in releasable) == _allowed(doc, sensor, ally, kind), (ally, doc)
+        assert policy.may_receive(sensor, ally, kind) == (ally in releasable)
+
+
+@pytest.mark.parametrize("hub_relay", [True, False])
+@pytest.mark.parametrize("scenario", ["single_srbm", "irbm_over_japan"])
+def test_simulated_events_are_marked_only_for_allies_the_policy_allows(
+    scenario: str, hub_relay: bool
+) -> None:
+    text = POLICY_FILE.read_text(encoding="utf-8")
+    policy = parse_policy(text if hub_relay else text.replace("hub_relay = true", "hub_relay = false"))
+    seen: set[tuple[Nation, EventKind]] = set()
+    for item in simulate(load_scenario(scenario), policy=policy):
+        header, kind = item.event.header, item.event.kind
+        seen.add((header.sensor_nation, kind))
+        assert header.releasable_to == policy.releasable_to(header.sensor_nation, kind)
+        if header.sensor_nation is not Nation.US and (kind in NATIONAL or not hub_relay):
+            third = Nation.KR if header.sensor_nation is Nation.JP else Nation.JP
+            assert third not in header.releasable_to, (header, kind)
+    assert (Nation.JP, EventKind.SENSOR_STATUS) in seen and (Nation.KR, EventKind.SENSOR_STATUS) in seen
 
 
 def test_policy_must_let_a_nation_see_its_own_data() -> None:

@@ -134,6 +134,10 @@ def test_releasability_follows_the_policy(single: list[ScheduledEvent]) -> None:
         assert header.sensor_nation in header.releasable_to
         if header.sensor_nation is Nation.US:
             assert header.releasable_to == [Nation.US, Nation.JP, Nation.KR]
+        elif e.event.kind is EventKind.SENSOR_STATUS:  # a national product: not relayed by the hub
+            assert header.releasable_to == sorted({header.sensor_nation, Nation.US}, key=list(Nation).index)
+        else:
+            assert header.releasable_to == [Nation.US, Nation.JP, Nation.KR]
 
 
 def test_events_survive_the_wire_codec(single: list[ScheduledEvent]) -> None:

@@ -27,7 +27,7 @@ from producers.catalog import default_catalog
 from producers.publisher import Run, for_run
 from producers.scenario import ScheduledEvent, parse_scenario, simulate
 from schemas import samples
-from schemas.models import AlertStatus, EventHeader, EventKind, EventPayload, Nation, WarningEvent
+from schemas.models import AlertStatus, EventKind, EventPayload, Nation, WarningEvent
 from trilink.loadtest.errors import LoadtestConfigError
 from trilink.policy import default_policy
 
@@ -160,12 +160,12 @@ def _stable_bucket(text: str, buckets: int) -> int:
     return zlib.crc32(text.encode("utf-8")) % buckets
 
 
-def _receivers(header: EventHeader) -> frozenset[str]:
+def _receivers(event: WarningEvent) -> frozenset[str]:
     # The same check the ally services run, so "expected" cannot disagree with the policy.
     from consumers.policy_filter import withhold_reason
 
     policy = default_policy()
-    return frozenset(n.value for n in Nation if withhold_reason(n, header, policy) is None)
+    return frozenset(n.value for n in Nation if withhold_reason(n, event, policy) is None)
 
 
 class Workload:
@@ -199,7 +199,10 @@ class Workload:
         kinds = list(spec.mix)
         weights = [spec.mix[k] for k in kinds]
         rng = random.Random(f"trilink/loadtest/{spec.seed}")
-        receivers = [_receivers(self._header_for_sensor(i)) for i in range(len(self.sensors))]
+        # Who may receive depends on the sensor's nation and on the kind (sharing policy).
+        receivers = {
+            (i, kind): _receivers(self._template(i, kind)) for i in range(len(self.sensors)) for kind in kinds
+        }
         plan = []
         for slot, offset in enumerate(open_loop_offsets_ns(spec.rate_per_s, spec.total_s)):
             kind = rng.choices(kinds, weights)[0]
@@ -218,7 +221,7 @@ class Workload:
                     offset_ns=offset,
                     kind=kind,
                     key=key,
-                    allies=receivers[sensor_index],
+                    allies=receivers[(sensor_index, kind)],
                     worker=worker,
                     measured=offset >= spec.warmup_ns,
                 )
@@ -238,7 +241,7 @@ class Workload:
                     offset_ns=offset,
                     kind=item.event.kind.value,
                     key=key,
-                    allies=_receivers(item.event.header),
+                    allies=_receivers(item.event),
                     worker=_stable_bucket(key, spec.producers),
                     measured=offset >= spec.warmup_ns,
                 )
@@ -277,15 +280,16 @@ class Workload:
     def _rate_key(self, key_index: int) -> str:
         return f"LT-{self.spec.run_id}-{key_index:04d}"
 
-    def _header_for_sensor(self, index: int, **fields: Any) -> EventHeader:
+    def _template(self, index: int, kind: str) -> WarningEvent:
+        """A ``kind`` event of sensor ``index``, marked releasable as the sharing policy says."""
         sensor = self.sensors[index]
-        return samples.sample_header(
+        header = samples.sample_header(
             sensor_id=sensor.id,
             sensor_nation=sensor.nation,
-            releasable_to=self._policy.releasable_to(sensor.nation),
+            releasable_to=self._policy.releasable_to(sensor.nation, EventKind(kind)),
             exercise=True,
-            **fields,
         )
+        return WarningEvent(header=header, payload=self._payloads[kind])
 
     @cached_property
     def _payloads(self) -> dict[str, EventPayload]:
@@ -306,13 +310,15 @@ class Workload:
                 if planned.worker == worker:
                     yield planned, item.event
             return
-        templates = [self._header_for_sensor(i) for i in range(len(self.sensors))]
+        templates = {
+            (i, kind): self._template(i, kind) for i in range(len(self.sensors)) for kind in self.spec.mix
+        }
         for planned in self.plan:
             if planned.worker != worker:
                 continue
             sensor_index = planned.slot % len(self.sensors)
             due = start + timedelta(microseconds=planned.offset_ns // 1000)
-            header = templates[sensor_index].model_copy(
+            header = templates[(sensor_index, planned.kind)].header.model_copy(
                 update={
                     "event_id": uuid.uuid5(
                         uuid.NAMESPACE_OID, f"trilink/loadtest/{self.spec.run_id}/{planned.slot}"
