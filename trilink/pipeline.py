@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -201,6 +202,25 @@ def stop_producer_metrics(server: WSGIServer, run: Run, settings: Settings) -> N
     server.server_close()
 
 
+def _alter_offsets_retrying(
+    admin: Any, group_id: str, offsets: dict[Any, Any], timeout_s: float = 30.0
+) -> Any:
+    """``alter_group_offsets``, retried while the broker says so (a fresh broker's group
+    coordinator needs a moment to load the offsets topic)."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.alter_group_offsets(group_id, offsets)
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                raise RunError(
+                    "offset_pin_failed", f"could not set the start offsets of {group_id}: {exc!r}"
+                ) from exc
+            time.sleep(0.5)
+
+
 def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, ...]) -> None:
     """Commit the current end offset of every partition of ``topics`` for each (new) group."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -217,7 +237,7 @@ def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, .
         ends = consumer.end_offsets(partitions)
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()}
         for group_id in group_ids:
-            errors = admin.alter_group_offsets(group_id, offsets)
+            errors = _alter_offsets_retrying(admin, group_id, offsets)
             failed = {
                 f"{tp.topic}/{tp.partition}": err.__name__ for tp, err in errors.items() if err.errno != 0
             }

@@ -143,13 +143,21 @@ def test_scraped_counts_and_latency_match_the_run(real: RealRun) -> None:
         assert dead[ally] == 0 and duplicates[ally] == 0
         assert delivered[ally] > 0
         assert delivered[ally] + withheld[ally] == received[ally] == settled[ally] == sent
+
     # one end_to_end and one receive_to_deliver sample per Kafka delivery, one upstream per receive
-    counts = api.values("sum by (ally, hop) (trilink_ally_hop_latency_seconds_count)")
-    for labels, value in counts.items():
-        ally, hop = dict(labels)["ally"], dict(labels)["hop"]
-        want = received[ally] if hop in ("send_to_append", "append_to_receive") else delivered[ally]
-        assert value == want, (ally, hop, value, want)
-    assert {dict(k)["hop"] for k in counts} == set(n.ALLY_HOPS)
+    # (a scrape can land between a delivery's counter and its histogram sample: wait for the
+    # next one rather than read a single moment)
+    def hop_counts() -> dict[tuple[str, str], tuple[float, float]] | None:
+        counts = api.values("sum by (ally, hop) (trilink_ally_hop_latency_seconds_count)")
+        pairs = {}
+        for labels, value in counts.items():
+            ally, hop = dict(labels)["ally"], dict(labels)["hop"]
+            want = received[ally] if hop in ("send_to_append", "append_to_receive") else delivered[ally]
+            pairs[(ally, hop)] = (value, want)
+        complete = {hop for _, hop in pairs} == set(n.ALLY_HOPS)
+        return pairs if complete and all(v == w for v, w in pairs.values()) else None
+
+    assert wait_for("one latency sample per receive and per delivery", hop_counts)
 
     p99 = api.values(
         "histogram_quantile(0.99, sum by (ally, hop, le) (trilink_ally_hop_latency_seconds_bucket))"
