@@ -35,7 +35,7 @@ from trilink.policy import default_policy
 from trilink.settings import Settings, get_settings
 
 #: Wall-clock seconds a scenario is squeezed into when no speed is given.
-DEFAULT_PUBLISH_WALL_S = 60.0
+DEFAULT_PUBLISH_WALL_S = 90.0
 #: How long to wait for the allies to deliver what was sent before reporting a shortfall.
 DRAIN_TIMEOUT_S = 60.0
 ALLIES = (Nation.US, Nation.JP, Nation.KR)
@@ -297,7 +297,7 @@ def _row(report: dict[str, Any], hop: str, channel: str) -> dict[str, Any] | Non
 
 def print_result(result: RunResult, out: Any = sys.stdout) -> None:
     p = result.publish
-    speed = "as fast as possible" if result.speed is None else f"x{result.speed:g}"
+    speed = "as fast as possible" if result.speed is None else f"x{result.speed:.3g}"
     print(
         f"\nscenario {result.scenario}, run {result.run_id} ({speed}): published {p.acknowledged} events "
         f"in {p.wall_s:.1f} s via {result.bootstrap}",
