@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trilink.platform.cluster import LocalCluster, describe_brokers
+from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics
 from trilink.settings import Settings
 
@@ -49,7 +49,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """host:port of a real broker with trilink's topics applied."""
     external = os.environ.get("TRILINK_BOOTSTRAP")
     if external:
-        apply_declared_topics(external, len(describe_brokers(external)))
+        apply_declared_topics(external)
         yield external
         return
     settings = local_settings(tmp_path_factory.mktemp("kafka"))

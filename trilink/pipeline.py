@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
+from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
 from schemas.models import Nation, WarningEvent
@@ -122,11 +123,9 @@ def run_pipeline(
             )
 
         def count_expected(event: WarningEvent) -> None:
-            header = event.header
+            # the allies' own release check decides what each of them should deliver
             for ally in ALLIES:
-                if ally in header.releasable_to and policy.may_receive(
-                    header.sensor_nation, ally, event.kind
-                ):
+                if withhold_reason(ally, event, policy) is None:
                     expected[ally.value] += 1
 
         publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")

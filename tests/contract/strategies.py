@@ -151,3 +151,14 @@ BY_KIND: dict[m.EventKind, st.SearchStrategy[m.WarningEvent]] = {
     m.EventKind.SENSOR_STATUS: sensor_statuses(),
 }
 events = st.one_of(*BY_KIND.values())
+
+
+def zigzag(value: int) -> bytes:
+    """Avro long encoding (zig-zag varint), written independently of the codec under test."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

@@ -15,19 +15,10 @@ from schemas import avro, codec
 from schemas.errors import DECODE_REASONS, EncodeError, WireDecodeError
 from schemas.models import EventKind, GeoPoint, TrackUpdate, WarningEvent
 from schemas.samples import sample_event, sample_events
+from tests.contract.strategies import zigzag
 from trilink.errors import DeserializationError, SerializationError
 
 pytestmark = pytest.mark.unit
-
-
-def _zigzag(value: int) -> bytes:
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _reason(data: bytes) -> str:
@@ -104,14 +95,14 @@ def test_huge_array_count_is_rejected_before_decoding(valid: bytes) -> None:
     head = 10 + 1 + 36 + 1 + len(event.header.correlation_key) + 1 + len(event.header.sensor_id)
     assert valid[head + 1] == 6  # zig-zag 3: three nations
     for count in (2**31, 2**62, -(2**31)):
-        data = valid[: head + 1] + _zigzag(count) + valid[head + 2 :]
+        data = valid[: head + 1] + zigzag(count) + valid[head + 2 :]
         assert _reason(data) in {"truncated", "malformed_body"}
 
 
 def test_huge_string_length(valid: bytes) -> None:
-    data = valid[:10] + _zigzag(2**31) + valid[11:]
+    data = valid[:10] + zigzag(2**31) + valid[11:]
     assert _reason(data) == "truncated"
-    data = valid[:10] + _zigzag(-5) + valid[11:]
+    data = valid[:10] + zigzag(-5) + valid[11:]
     assert _reason(data) == "malformed_body"
 
 
@@ -124,9 +115,9 @@ def test_bad_union_and_enum_index(valid: bytes) -> None:
     good = _encode_raw(record)
     assert codec.decode_event(good) == sample_event(EventKind.TRACK_UPDATE)
     payload_index = good.index(b"\x02" + struct.pack("<d", 39.25))  # union branch 1, then lat_deg
-    assert _reason(good[:payload_index] + _zigzag(6) + good[payload_index + 1 :]) == ("malformed_body")
+    assert _reason(good[:payload_index] + zigzag(6) + good[payload_index + 1 :]) == ("malformed_body")
     phase_at = len(good) - 9  # enum index before the final double
-    assert _reason(good[:phase_at] + _zigzag(3) + good[phase_at + 1 :]) == "malformed_body"
+    assert _reason(good[:phase_at] + zigzag(3) + good[phase_at + 1 :]) == "malformed_body"
 
 
 def test_bad_boolean_byte(valid: bytes) -> None:
@@ -165,9 +156,9 @@ def test_timestamp_beyond_year_9999(valid: bytes) -> None:
     data = bytearray(_encode_raw(record))
     stamp = record["header"]["measured_at"]
     micros = int(stamp.timestamp()) * 1_000_000
-    old = _zigzag(micros)
+    old = zigzag(micros)
     at = bytes(data).index(old)
-    data[at : at + len(old)] = _zigzag(2**62)
+    data[at : at + len(old)] = zigzag(2**62)
     assert _reason(bytes(data)) == "invalid_value"
 
 
@@ -200,7 +191,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 3:
             buf[at:at] = rng.randbytes(rng.randint(1, 8))
         else:
-            buf[at:at] = _zigzag(rng.choice([2**31, 2**40, -1, 10**6]))
+            buf[at:at] = zigzag(rng.choice([2**31, 2**40, -1, 10**6]))
     return bytes(buf)
 
 

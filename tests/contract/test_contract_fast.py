@@ -34,7 +34,7 @@ from schemas.models import (
     WarningEvent,
 )
 from schemas.samples import sample_event, sample_events
-from tests.contract.strategies import events
+from tests.contract.strategies import events, zigzag
 
 pytestmark = pytest.mark.unit
 
@@ -358,16 +358,6 @@ def test_records_at_the_limits_are_judged_like_the_reference(
 # --- untrusted bytes ---------------------------------------------------------------------------
 
 
-def _zigzag(value: int) -> bytes:
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _mutate(rng: random.Random, data: bytes) -> bytes:
     buf = bytearray(data)
     for _ in range(rng.randint(1, 4)):
@@ -382,7 +372,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 3:
             buf[at:at] = rng.randbytes(rng.randint(1, 8))
         elif op == 4:
-            buf[at:at] = _zigzag(rng.choice([2**31, 2**40, -1, -3, 10**6, 2**63 - 1]))
+            buf[at:at] = zigzag(rng.choice([2**31, 2**40, -1, -3, 10**6, 2**63 - 1]))
         else:
             buf[at : at + 1] = rng.choice([b"\x80\x00", b"\x81\x00", b"\xff" * 10 + b"\x01"])
     return bytes(buf)

@@ -107,10 +107,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _topics(args: argparse.Namespace) -> int:
     settings = get_settings()
-    bootstrap = bootstrap_servers(settings)
-    state = LocalCluster(settings).load_state()
-    count = len(state.nodes) if state is not None and not settings.bootstrap else 1
-    report = apply_declared_topics(bootstrap, count, settings)
+    report = apply_declared_topics(bootstrap_servers(settings), settings=settings)
     for line in report.lines():
         print(line)
     return 1 if report.drift else 0

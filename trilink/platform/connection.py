@@ -48,10 +48,16 @@ def ensure_cluster(
     return bootstrap, report, state
 
 
-def apply_declared_topics(bootstrap: str, broker_count: int, settings: Settings | None = None) -> ApplyReport:
+def apply_declared_topics(
+    bootstrap: str, broker_count: int | None = None, settings: Settings | None = None
+) -> ApplyReport:
+    """Apply ``deploy/topics.toml``; ``broker_count=None`` asks the cluster how many brokers it has
+    (replication factor and ``min.insync.replicas`` are capped to that)."""
     from kafka import KafkaAdminClient
 
     settings = settings or get_settings()
+    if broker_count is None:
+        broker_count = len(describe_brokers(bootstrap, timeout_ms=10_000))
     admin: Any = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="trilink-topics")
     try:
         return apply_topics(admin, load_topic_file(settings.topics_file), broker_count)
