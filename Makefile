@@ -1,10 +1,12 @@
 # Two commands do all set-up: `make demo` and `make test`. The virtual environment lives in .venv.
+# `make demo MONITORING=1` also starts a local Prometheus scraping the run.
 PYTHON ?= python3.11
+MONITORING ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test unit integration lint bench up down status clean
+.PHONY: all venv prometheus demo test unit integration lint bench up down status clean
 
 all: venv
 
@@ -17,21 +19,26 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-demo: venv
-	$(BIN)/trilink demo
+# prometheus and promtool (Debian package prometheus): installed with apt-get when missing and
+# running as root; otherwise a one-line message says how to install them.
+prometheus:
+	@deploy/prometheus/ensure-installed.sh
+
+demo: venv $(if $(MONITORING),prometheus)
+	$(BIN)/trilink demo $(if $(MONITORING),--monitoring)
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint prometheus
 	$(BIN)/pytest
 
 unit: venv
 	$(BIN)/pytest -m unit
 
-integration: venv
+integration: venv prometheus
 	$(BIN)/pytest -m integration
 
 bench: venv

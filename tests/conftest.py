@@ -15,6 +15,25 @@ from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics
 from trilink.settings import Settings
 
+KIND_MARKERS = ("unit", "integration")
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects anything: `make unit` checks every test too
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries exactly one of the markers ``unit`` and ``integration``: an unmarked
+    test would run in neither `make unit` nor `make integration`."""
+    wrong = []
+    for item in items:
+        kinds = [name for name in KIND_MARKERS if item.get_closest_marker(name) is not None]
+        if len(kinds) != 1:
+            wrong.append(f"{item.nodeid} ({' and '.join(kinds) or 'no marker'})")
+    if wrong:
+        raise pytest.UsageError(
+            f"{len(wrong)} test(s) need exactly one of @pytest.mark.unit (pure logic, starts no process) "
+            "or @pytest.mark.integration (starts a process or server, or needs Kafka/Prometheus): "
+            + ", ".join(wrong)
+        )
+
 
 def free_port_base(count: int) -> int:
     """A base port such that ``count`` consecutive loopback ports are free right now."""

@@ -301,13 +301,14 @@ def test_scale_out_two_instances_deliver_everything_exactly_once(
     thread = threading.Thread(target=produce)
     thread.start()
     try:
-        time.sleep(0.5)
+        assert wait_for(lambda: a.delivered_count("kafka") > 0)  # the stream flows through a alone
         b = make_service("KR", group_id=group, instance_id="scale-b")
         assert wait_for(lambda: len(a.assigned_partitions()) < 15 and b.count("received") > 0)
-        time.sleep(0.5)
+        assert wait_for(lambda: b.delivered_count("kafka") > 0)  # b has delivered part of the stream
         b.stop()  # mid-stream: finish the batch, commit on revoke, leave the group
         assert wait_for(lambda: len(a.assigned_partitions()) == 15)
-        time.sleep(0.5)
+        taken_over_at = a.delivered_count("kafka")
+        assert wait_for(lambda: a.delivered_count("kafka") > taken_over_at)  # a carries on with b's share
     finally:
         producing.clear()
         thread.join()

@@ -26,11 +26,13 @@ def run_promtool(promtool: str, *args: str, stdin: bytes | None = None) -> str:
     return output
 
 
+@pytest.mark.integration
 def test_shipped_config_is_valid(promtool: str) -> None:
     out = run_promtool(promtool, "check", "config", str(CONFIG_DIR / "prometheus.yml"))
     assert "2 rule files found" in out
 
 
+@pytest.mark.integration
 def test_rendered_config_is_valid(promtool: str, tmp_path: Path) -> None:
     config = render_config(
         tmp_path, host="127.0.0.1", port=19999, scrape_interval_s=0.5, evaluation_interval_s=1.5
@@ -44,12 +46,14 @@ def test_rendered_config_is_valid(promtool: str, tmp_path: Path) -> None:
     run_promtool(promtool, "check", "config", str(config))
 
 
+@pytest.mark.integration
 def test_rules_are_valid(promtool: str) -> None:
     files = sorted(str(p) for p in (CONFIG_DIR / "rules").glob("*.yml"))
     assert files
     run_promtool(promtool, "check", "rules", *files)
 
 
+@pytest.mark.integration
 def test_rule_unit_tests_pass(promtool: str) -> None:
     files = sorted(str(p.relative_to(REPO_ROOT)) for p in (CONFIG_DIR / "tests").glob("*.yml"))
     assert len(files) >= 5
@@ -75,6 +79,7 @@ def simulated_endpoints() -> Iterator[dict[str, Endpoint]]:
             endpoint.close()
 
 
+@pytest.mark.integration
 def test_exposition_passes_promtool_check_metrics(
     promtool: str, simulated_endpoints: dict[str, Endpoint]
 ) -> None:

@@ -38,6 +38,7 @@ def producer_exposition() -> str:
     return generate_latest(registry).decode()
 
 
+@pytest.mark.integration
 def test_producer_metrics_follow_the_contract(promtool: str) -> None:
     text = producer_exposition()
     assert exposition_problems(text, [f for f in FAMILIES if f.exposed_by == "producer"]) == []
@@ -47,6 +48,7 @@ def test_producer_metrics_follow_the_contract(promtool: str) -> None:
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout.decode() + lint.stderr.decode()
 
 
+@pytest.mark.integration
 def test_ally_metrics_follow_the_contract(promtool: str) -> None:
     text = ally_exposition()
     wanted = [f for f in FAMILIES if f.exposed_by == "ally"]
@@ -57,10 +59,12 @@ def test_ally_metrics_follow_the_contract(promtool: str) -> None:
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout.decode() + lint.stderr.decode()
 
 
+@pytest.mark.unit
 def test_ally_service_exposes_sensor_last_seen() -> None:
     assert exposition_problems(ally_exposition(), [ALLY_SENSOR_LAST_SEEN]) == []
 
 
+@pytest.mark.unit
 def test_sensor_last_seen_only_for_catalog_sensors_and_no_created_series() -> None:
     m = AllyMetrics("KR", sensors=["kr-aegis-eastsea"])
     text = generate_latest(m.registry).decode()

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,14 @@ def _read(bootstrap: str, topics: list[str], since: Offsets) -> dict[str, list[t
     finally:
         consumer.close()
     return per_key
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, failure: str) -> None:
+    """Poll ``condition`` until it holds; fail with ``failure`` when ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
 
 
 def _start_allies(bootstrap: str, offset_reset: str) -> AllyFleet:
@@ -315,6 +323,36 @@ def test_sigterm_closes_the_recording_cleanly(fresh_bootstrap: str, tmp_path: Pa
     import subprocess
     import sys
 
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    # The records are on a private one-partition topic before the recorder starts, so its first
+    # fetch from the beginning holds all of them: the file it opens on its first record says the
+    # whole batch is in hand, and SIGTERM stops it only after the batch in hand.
+    topic = f"replay-test-term-{uuid.uuid4().hex[:8]}"
+    admin: Any = KafkaAdminClient(bootstrap_servers=fresh_bootstrap.split(","), client_id="replay-test-admin")
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
+    assert (
+        main(
+            [
+                "replay",
+                "single_srbm",
+                "--fast",
+                "--bootstrap",
+                fresh_bootstrap,
+                "--kind",
+                "alert",
+                "--kind",
+                "launch_detection",
+                "--topic-map",
+                f"warnings={topic}",
+            ]
+        )
+        == 0
+    )
     args = [
         sys.executable,
         "-m",
@@ -322,6 +360,9 @@ def test_sigterm_closes_the_recording_cleanly(fresh_bootstrap: str, tmp_path: Pa
         "record",
         "--bootstrap",
         fresh_bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
         "--out",
         str(tmp_path),
         "--name",
@@ -334,24 +375,9 @@ def test_sigterm_closes_the_recording_cleanly(fresh_bootstrap: str, tmp_path: Pa
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
-        assert child.stdout.readline().startswith("recording ")  # assigned and positioned at the end
-        assert (
-            main(
-                [
-                    "replay",
-                    "single_srbm",
-                    "--fast",
-                    "--bootstrap",
-                    fresh_bootstrap,
-                    "--kind",
-                    "alert",
-                    "--kind",
-                    "launch_detection",
-                ]
-            )
-            == 0
-        )
-        time.sleep(2)  # let it receive; its only block is still open (no flush for 600 s)
+        assert child.stdout.readline().startswith("recording ")  # assigned and positioned at the beginning
+        # it has received; its only block is still open (no flush for 600 s)
+        _wait_until(lambda: any(tmp_path.glob("term.*.avro")), 30, "trilink record opened no file in 30 s")
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=30)
     finally:
