@@ -24,8 +24,45 @@ class HeaderMismatchError(WireDecodeError):
     REASON = "header_mismatch"
 
 
+class ImplausibleEventError(WireDecodeError):
+    """A valid event whose times cannot be real: measured or sent too far in the future or
+    past of the receiving clock (bounds: :class:`consumers.service.Plausibility`)."""
+
+    REASON = "implausible_time"
+
+
+class UndeliverableError(WireDecodeError):
+    """A valid event the Kafka client refused to send on as it is (too large with the relay's
+    headers, a header it cannot encode): dead-lettered instead of stopping the partition."""
+
+    REASON = "undeliverable"
+
+
+class UnparseableRecordError(WireDecodeError):
+    """The Kafka client library could not parse a record batch (a header name that is not
+    UTF-8, a corrupt batch): the batch is skipped and named in a dead-letter entry."""
+
+    REASON = "unparseable_batch"
+
+
+#: Reason for a failure no contract error describes (a bug, not bad input).
+UNEXPECTED_REASON = "unexpected"
+
 #: Every reason a record can be dead-lettered for.
-DLQ_REASONS: frozenset[str] = DECODE_REASONS | {EmptyRecordError.REASON, HeaderMismatchError.REASON}
+DLQ_REASONS: frozenset[str] = (
+    DECODE_REASONS
+    | {
+        cls.REASON
+        for cls in (
+            EmptyRecordError,
+            HeaderMismatchError,
+            ImplausibleEventError,
+            UndeliverableError,
+            UnparseableRecordError,
+        )
+    }
+    | {UNEXPECTED_REASON}
+)
 
 
 class ChannelDeliveryError(DeliveryError):
@@ -33,12 +70,13 @@ class ChannelDeliveryError(DeliveryError):
 
     Reasons: ``kafka_send_failed`` (the broker refused a record), ``kafka_flush_timeout`` (acks
     did not arrive in time), ``dead_letter_failed`` (the DLQ topic refused a record),
-    ``audit_write_failed`` (the audit file could not be written or synced).
+    ``audit_write_failed`` (the audit file could not be written or synced), ``poll_failed``
+    (the consumer's ``poll`` raised).
     """
 
 
 DELIVERY_REASONS: frozenset[str] = frozenset(
-    {"kafka_send_failed", "kafka_flush_timeout", "dead_letter_failed", "audit_write_failed"}
+    {"kafka_send_failed", "kafka_flush_timeout", "dead_letter_failed", "audit_write_failed", "poll_failed"}
 )
 
 

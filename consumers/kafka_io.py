@@ -133,6 +133,23 @@ def commit(consumer: Any, offsets: Offsets, timeout_ms: int = 10_000) -> None:
         )
 
 
+def commit_async(
+    consumer: Any, offsets: Offsets, on_failure: Callable[[Offsets, BaseException], None]
+) -> None:
+    """Commit without waiting for the coordinator; ``on_failure`` runs (IO thread) when it fails."""
+    from kafka import OffsetAndMetadata
+
+    def done(_offsets: Any, result: Any) -> None:
+        if isinstance(result, BaseException):
+            on_failure(offsets, result)
+
+    if offsets:
+        consumer.commit_async(
+            {topic_partition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()},
+            callback=done,
+        )
+
+
 def committed(consumer: Any, topic: str, partition: int) -> int | None:
     value = consumer.committed(topic_partition(topic, partition))
     return None if value is None else int(value)
@@ -222,3 +239,62 @@ def read_tail_event_ids(
         return out
     finally:
         consumer.close()
+
+
+def locate_unparseable(
+    bootstrap: str, topic: str, partition: int, offset: int, timeout_s: float = 10.0
+) -> tuple[int, str] | None:
+    """Whether the client library fails to parse the record at ``offset``; if so, the first
+    offset after the batch it cannot parse (where reading can go on) and the error.
+
+    kafka-python raises inside ``poll`` on a batch it cannot parse (a header name that is not
+    UTF-8, a corrupt batch) without saying which partition, and fetching any offset inside that
+    batch parses it again. A group-less probe reads the partition from ``offset`` and, when it
+    fails there, finds the end of the bad batch by exponential then binary search over the
+    offsets at which a fetch succeeds. Returns None when the record parses (the failure was
+    elsewhere) or the partition has nothing at ``offset``.
+    """
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    probe: Any = KafkaConsumer(**consumer_config(bootstrap, None, f"trilink-probe-{topic}-{partition}"))
+    tp = topic_partition(topic, partition)
+    try:
+        probe.assign([tp])
+        end = int(probe.end_offsets([tp])[tp])
+
+        def fails_at(at: int) -> str | None:
+            probe.seek(tp, at)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    if probe.poll(timeout_ms=200, max_records=1):
+                        return None
+                except KafkaError:
+                    raise
+                except Exception as exc:
+                    return f"{type(exc).__name__}: {exc}"
+            return None  # nothing arrived: no verdict, treat as parseable
+
+        if offset >= end:
+            return None
+        why = fails_at(offset)
+        if why is None:
+            return None
+        good, step = end, 1  # smallest offset known to fetch cleanly (end: nothing left to parse)
+        bad = offset
+        while bad + step < end:
+            if fails_at(bad + step) is None:
+                good = bad + step
+                break
+            bad += step
+            step *= 2
+        while good - bad > 1:
+            middle = (bad + good) // 2
+            if fails_at(middle) is None:
+                good = middle
+            else:
+                bad = middle
+        return good, why
+    finally:
+        probe.close()

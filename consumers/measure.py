@@ -1,9 +1,5 @@
-"""In-process latency and launch bookkeeping of an ally service (what :meth:`report` returns).
-
-:class:`LatencyBook` keeps one :class:`trilink.latency.LatencyRecorder` (HdrHistogram, µs) per
-``(hop, kind, channel)`` and mirrors every sample into the Prometheus histogram, so the report
-and ``/metrics`` never disagree about what was measured. It is thread-safe: samples arrive from
-the consumer loop, the Kafka producer's callback thread and the SSE writer threads.
+"""Launch bookkeeping of an ally service (the ``launches`` part of its report; counts and
+latency live in :mod:`consumers.ledger`).
 
 :class:`LaunchBook` remembers, per correlation key (one missile), the first launch detection
 and the first alert delivered, with the wall-clock and simulated times an orchestrator needs to
@@ -18,96 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumers.metrics import AllyMetrics
 from schemas.models import EventKind, LaunchDetection, WarningEvent
-from trilink.latency import LatencyRecorder
 
-#: ``kind`` of the rows that merge every kind of one (hop, channel).
-ALL_KINDS = "*"
 #: Most launches remembered (the oldest is forgotten first).
 MAX_LAUNCHES = 10_000
-
-
-class _Series:
-    """One (hop, kind, channel): an HdrHistogram plus an exact running sum for the mean."""
-
-    __slots__ = ("child", "lock", "recorder", "sum_us")
-
-    def __init__(self, child: Any) -> None:
-        self.lock = threading.Lock()
-        self.recorder = LatencyRecorder()
-        self.sum_us = 0
-        self.child = child
-
-    def row(self) -> dict[str, float]:
-        with self.lock:
-            count = self.recorder.count
-            values = self.recorder.percentiles_us() if count else {}
-            max_us = self.recorder.max_us()
-            mean_us = self.sum_us / count if count else 0.0
-        return {
-            "count": count,
-            "p50_ms": values.get(50.0, 0) / 1000,
-            "p90_ms": values.get(90.0, 0) / 1000,
-            "p99_ms": values.get(99.0, 0) / 1000,
-            "p99_9_ms": values.get(99.9, 0) / 1000,
-            "max_ms": max_us / 1000,
-            "mean_ms": round(mean_us / 1000, 3),
-        }
-
-
-class LatencyBook:
-    """HdrHistograms per (hop, kind, channel) plus the Prometheus histogram.
-
-    Each series has its own lock, held only for one sample or one percentile pass, so a report
-    taken while the service runs delays no delivery by more than a fraction of a millisecond.
-    Rows with kind ``*`` merge the per-kind histograms of one (hop, channel) when a report is
-    taken, so the hot path records each sample once.
-    """
-
-    def __init__(self, metrics: AllyMetrics) -> None:
-        self._metrics = metrics
-        self._lock = threading.Lock()  # only guards creating series
-        self._series: dict[tuple[str, str, str], _Series] = {}
-
-    def _get(self, key: tuple[str, str, str]) -> _Series:
-        series = self._series.get(key)
-        if series is None:
-            with self._lock:
-                series = self._series.get(key)
-                if series is None:
-                    hop, kind, channel = key
-                    child = self._metrics.hop_latency.labels(self._metrics.ally, hop, kind, channel)
-                    series = self._series[key] = _Series(child)
-        return series
-
-    def record_ns(self, hop: str, kind: str, channel: str, latency_ns: int) -> None:
-        series = self._get((hop, kind, channel))
-        with series.lock:
-            series.recorder.record_ns(latency_ns)
-            series.sum_us += max(latency_ns, 0) // 1000
-        series.child.observe(max(latency_ns, 0) / 1e9)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per (hop, kind, channel) plus merged rows with kind ``*``, percentiles in ms."""
-        with self._lock:
-            keys = sorted(self._series)
-        rows = [
-            {"hop": hop, "kind": kind, "channel": channel, **self._series[(hop, kind, channel)].row()}
-            for hop, kind, channel in keys
-        ]
-        merged: dict[tuple[str, str], _Series] = {}
-        for hop, kind, channel in keys:
-            source = self._series[(hop, kind, channel)]
-            target = merged.setdefault((hop, channel), _Series(None))
-            with source.lock:
-                target.recorder.merge(source.recorder)
-                target.sum_us += source.sum_us
-        rows += [
-            {"hop": hop, "kind": ALL_KINDS, "channel": channel, **series.row()}
-            for (hop, channel), series in sorted(merged.items())
-        ]
-        return rows
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """Prometheus metrics of one ally service, in its own registry (several services can share a process).
 
+The per-event families (events received, delivered, withheld, duplicates, dead letters and
+the hop latency histogram) are exposed by the service's :class:`consumers.ledger.Ledger`,
+registered in the same registry; this module declares the rest.
+
 Label values are bounded sets: ``ally`` (3 nations), ``kind`` (:class:`schemas.models.EventKind`),
 ``hop`` (:data:`trilink.latency.HOPS`), ``channel`` (:data:`CHANNELS` or ``none`` for hops
 before fan-out), ``reason`` (:data:`consumers.errors.DLQ_REASONS` and friends), ``topic`` (the
@@ -16,20 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
-from consumers.errors import DLQ_REASONS
-from schemas.models import EventKind
-from trilink.latency import LATENCY_BUCKETS_S
+from consumers.ledger import CHANNELS, NO_CHANNEL
 
 # A process-wide switch in prometheus_client (read at collect time); every registry of an
 # ally service process is served without _created samples.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
-#: Downstream channels of an ally service.
-CHANNELS = ("kafka", "sse", "audit")
-#: ``channel`` label of hops measured before fan-out.
-NO_CHANNEL = "none"
+__all__ = ["CHANNELS", "NO_CHANNEL", "AllyMetrics"]
 
 
 class AllyMetrics:
@@ -41,52 +40,12 @@ class AllyMetrics:
         registry: CollectorRegistry | None = None,
         sensors: Iterable[str] | None = None,
         input_topics: Iterable[str] = (),
-        channels: Iterable[str] = CHANNELS,
     ) -> None:
         """``sensors``: ids allowed as ``sensor`` label (default: the shipped sensor catalog);
-        ``input_topics``: topics whose lag gauge starts at 0 before the first assignment;
-        ``channels``: the channels this instance can deliver to (their latency series start at 0)."""
+        ``input_topics``: topics whose lag gauge starts at 0 before the first assignment."""
         self.ally = ally
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.hop_latency = Histogram(
-            "trilink_ally_hop_latency_seconds",
-            "Latency of one hop of an event on its way to an ally's downstream channel.",
-            ["ally", "hop", "kind", "channel"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.received = Counter(
-            "trilink_ally_events_received_total",
-            "Valid events read from the warning topics.",
-            ["ally", "kind"],
-            registry=r,
-        )
-        self.delivered = Counter(
-            "trilink_ally_events_delivered_total",
-            "Events handed to a downstream channel (kafka: acknowledged; sse: queued for the "
-            "live subscribers; audit: written).",
-            ["ally", "kind", "channel"],
-            registry=r,
-        )
-        self.withheld = Counter(
-            "trilink_ally_events_withheld_total",
-            "Valid events not delivered because they are not releasable to this ally.",
-            ["ally", "kind"],
-            registry=r,
-        )
-        self.duplicates = Counter(
-            "trilink_ally_duplicates_suppressed_total",
-            "Events not delivered again because their id is in the de-duplication window.",
-            ["ally"],
-            registry=r,
-        )
-        self.dead_letters = Counter(
-            "trilink_dead_letters_total",
-            "Records sent to the dead-letter topic, by reason.",
-            ["ally", "reason"],
-            registry=r,
-        )
         self.subscriber_drops = Counter(
             "trilink_ally_subscriber_drops_total",
             "Events dropped for a slow live subscriber (its bounded queue was full; oldest dropped).",
@@ -150,23 +109,6 @@ class AllyMetrics:
         # "silent since 1970" and fire TrilinkSensorSilent for sensors this ally never hears.
         self._sensor_seen: dict[str, Gauge] = {}
 
-        kinds = [k.value for k in EventKind]
-        self.received_by_kind: dict[str, Counter] = {k: self.received.labels(ally, k) for k in kinds}
-        self.withheld_by_kind: dict[str, Counter] = {k: self.withheld.labels(ally, k) for k in kinds}
-        self.delivered_by: dict[tuple[str, str], Counter] = {
-            (k, channel): self.delivered.labels(ally, k, channel) for k in kinds for channel in CHANNELS
-        }
-        for reason in sorted(DLQ_REASONS):
-            self.dead_letters.labels(ally, reason)
-        # Latency series of every hop the service measures for any live event (sensor_to_send
-        # exists only under real-time pacing and stays lazy): ~50 histograms per instance.
-        for k in kinds:
-            for hop in ("send_to_append", "append_to_receive"):
-                self.hop_latency.labels(ally, hop, k, NO_CHANNEL)
-            for channel in channels:
-                for hop in ("receive_to_deliver", "end_to_end"):
-                    self.hop_latency.labels(ally, hop, k, channel)
-        self.duplicates_child = self.duplicates.labels(ally)
         self.sse_drops_child = self.subscriber_drops.labels(ally, "sse")
         self.sse_subscribers.labels(ally).set(0)
         self.lag_seconds.labels(ally).set(0)

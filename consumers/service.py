@@ -70,15 +70,15 @@ With an HTTP server the service announces its ``/metrics`` to the local Promethe
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import re
 import socket
 import threading
 import time
-from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -86,27 +86,41 @@ from uuid import UUID
 from prometheus_client import CollectorRegistry
 
 from consumers import kafka_io
-from consumers.audit import AuditLog
+from consumers.audit import AuditLog, recover_ids
+from consumers.channels import (
+    INSTANCE_HEADER,
+    RECEIVED_NS_HEADER,
+    AuditChannel,
+    Checkpoint,
+    DeadLetters,
+    Delivery,
+    KafkaChannel,
+    SseChannel,
+)
 from consumers.dedup import DEFAULT_CAPACITY, DedupWindow, rebuild_order
-from consumers.dlq import dead_letter_headers
 from consumers.errors import (
     DLQ_REASONS,
+    UNEXPECTED_REASON,
     AllyServiceError,
     ChannelDeliveryError,
     EmptyRecordError,
     HeaderMismatchError,
+    ImplausibleEventError,
+    UndeliverableError,
+    UnparseableRecordError,
 )
 from consumers.httpd import DEFAULT_WRITE_TIMEOUT_S, AllyHttpServer, HttpContext
-from consumers.measure import FirstDelivery, LatencyBook, LaunchBook, datetime_ns
-from consumers.metrics import NO_CHANNEL, AllyMetrics
+from consumers.ledger import Ledger
+from consumers.measure import LaunchBook, datetime_ns
+from consumers.metrics import AllyMetrics
 from consumers.policy_filter import withhold_reason
-from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub, SseItem, sse_frame
+from consumers.ports import ConsumerPort, ProducerPort
+from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
 from schemas.headers import verify_headers_match
 from schemas.models import EventKind, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
-from trilink.latency import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER, decode_sent_ns, encode_sent_ns
 from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
 from trilink.platform.topics import topic_name
 from trilink.policy import SharingPolicy, default_policy
@@ -114,17 +128,34 @@ from trilink.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-#: Headers added to every record the service writes to its ally topic.
-ALLY_HEADER = "trilink_ally"
-INSTANCE_HEADER = "trilink_ally_instance"
-RECEIVED_NS_HEADER = "trilink_received_ns"
-SOURCE_HEADER = "trilink_source"
-
-#: DLQ reason for a failure no contract error describes (a decoder bug, not bad input).
-UNEXPECTED_REASON = "unexpected"
+__all__ = ["INSTANCE_HEADER", "RECEIVED_NS_HEADER", "AllyService", "Plausibility", "default_group_id"]
 
 _instance_counter = itertools.count(1)
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
+_NS_PER_S = 1_000_000_000
+#: Longest a predicted impact may lie after the measurement (the longest ICBM flight is under
+#: an hour; two leave room for any trajectory trilink simulates).
+_MAX_FLIGHT_NS = 2 * 3600 * _NS_PER_S
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """How far an event's times may be from the receiving clock before it is dead-lettered
+    (reason ``implausible_time``): ``measured_at``, ``emitted_at`` and the producer's send time
+    at most ``max_future_s`` ahead, and (when set) at most ``max_age_s`` behind.
+
+    The future bound is hours, not seconds, on purpose: a scenario played faster than real time
+    (``--speed``, ``--fast``) runs its simulated clock ahead of the wall clock by up to its whole
+    duration (a lofted ICBM flight: about an hour). An event from next year is still refused.
+    There is no past bound by default: replaying a recording as it was recorded (without
+    ``--rebase``) delivers events of its own, older, time."""
+
+    max_future_s: float = 6 * 3600.0
+    max_age_s: float | None = None
+
+
+ConsumerFactory = Callable[..., ConsumerPort]
+ProducerFactory = Callable[[str, str], ProducerPort]
 
 
 def default_group_id(ally: Nation) -> str:
@@ -167,6 +198,10 @@ class AllyService:
         commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
         unhealthy_poll_age_s: float = 15.0,
+        plausibility: Plausibility | None = None,
+        consumer_factory: ConsumerFactory | None = None,
+        producer_factory: ProducerFactory | None = None,
+        locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
         settings: Settings | None = None,
     ) -> None:
         if offset_reset not in ("latest", "earliest"):
@@ -192,15 +227,16 @@ class AllyService:
         self.commit_interval_s = commit_interval_s
         self.flush_timeout_s = flush_timeout_s
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
+        self.plausibility = plausibility or Plausibility()
+        self._consumer_factory = consumer_factory or kafka_io.new_consumer
+        self._producer_factory = producer_factory or kafka_io.new_producer
+        self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
 
         label = self.ally.value
-        self.metrics = AllyMetrics(
-            label,
-            registry,
-            input_topics=self.input_topics,
-            channels=("kafka", "sse") if audit_dir is None else ("kafka", "sse", "audit"),
-        )
-        self.latency = LatencyBook(self.metrics)
+        channels = ("kafka", "sse") if audit_dir is None else ("kafka", "sse", "audit")
+        self.metrics = AllyMetrics(label, registry, input_topics=self.input_topics)
+        self.ledger = Ledger(label, channels)
+        self.metrics.registry.register(self.ledger)
         self.launches = LaunchBook()
         self.window = DedupWindow(dedup_capacity)
         self.hub = SseHub(
@@ -208,10 +244,12 @@ class AllyService:
             on_drop=self._count_drop,
             on_count=lambda n: self.metrics.sse_subscribers.labels(label).set(n),
         )
+        self.audit_dir = None if audit_dir is None else Path(audit_dir)
+        self._audit_glob = f"ally-{label.lower()}-*.jsonl"
         self.audit_path = (
             None
-            if audit_dir is None
-            else Path(audit_dir) / f"ally-{label.lower()}-{_SAFE_ID.sub('_', self.instance_id)}.jsonl"
+            if self.audit_dir is None
+            else self.audit_dir / f"ally-{label.lower()}-{_SAFE_ID.sub('_', self.instance_id)}.jsonl"
         )
         # Where discovery writes the target file (state_dir) and the default HTTP host.
         self._settings = settings if settings is not None else get_settings()
@@ -227,46 +265,43 @@ class AllyService:
         self.http: AllyHttpServer | None = None
         self._consumer: Any = None
         self._producer: Any = None
+        self._kafka: KafkaChannel | None = None
+        self._sse = SseChannel(self.hub, self.ledger, self.launches)
+        self._audit_channel: AuditChannel | None = None
+        self._dead: DeadLetters | None = None
+        self._channels: tuple[Any, ...] = ()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._lock = threading.Lock()  # counts, pending offsets, assignment, send errors
+        self._lock = threading.Lock()  # pending offsets, assignment, rebuild result
         self.error: BaseException | None = None
 
-        self._counts: dict[str, Tally[str]] = {
-            "received": Tally(),
-            "withheld": Tally(),
-            "withheld_by_reason": Tally(),
-            "delivered.kafka": Tally(),
-            "delivered.sse": Tally(),
-            "delivered.audit": Tally(),
-            "dead_letters": Tally(),
-            "delivery_failures": Tally(),
-        }
-        self._duplicates = 0
         self._drops = 0
         self._pending_commit: kafka_io.Offsets = {}
         self._positions: kafka_io.Offsets = {}
         self._assigned: set[tuple[str, int]] = set()
         self._assignment_dirty = False
         self._reset_done: set[tuple[str, int]] = set()
-        self._send_errors: list[tuple[str, BaseException]] = []
         self._last_poll_monotonic: float | None = None
         self._last_append_ns: int | None = None
         self._lag_records: dict[str, int] = {}
         self._lag_seconds = 0.0
+        self._last_lag_monotonic = 0.0
         self._last_commit_monotonic = 0.0
+        self._poll_failures = 0
         # De-duplication window rebuild (see _after_assignment): partitions paused meanwhile.
         self._held: set[tuple[str, int]] = set()
         self._rebuild_generation = 0
-        self._rebuild_result: (
-            tuple[int, list[tuple[int, int, int, UUID]] | None, BaseException | None] | None
-        ) = None
-        # Fanned out since the last durable point (loop thread; the listener runs while it polls).
-        self._undurable_first: kafka_io.Offsets = {}
-        self._undurable_next: kafka_io.Offsets = {}
-        self._undurable_ids: list[UUID] = []
-        self._last_durable_monotonic = 0.0
+        self._rebuild_result: tuple[int, tuple[set[UUID], set[UUID]] | None, BaseException | None] | None = (
+            None
+        )
+        # Ids a channel already holds although the event is not fully delivered (recovered from
+        # the ally topic's and the audit files' tails, or left by a failed checkpoint).
+        self._already: dict[str, set[UUID]] = {}
+        # Checkpoints: the open one collects what is fanned out; closed ones wait to be durable.
+        self._open = Checkpoint()
+        self._open_since = time.monotonic()
+        self._closed: deque[Checkpoint] = deque()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -279,9 +314,9 @@ class AllyService:
         """Connect, subscribe, open the audit file, serve HTTP and start the consumer loop."""
         if self._thread is not None:
             raise ConfigError("already_started", "an AllyService can be started once")
-        self._producer = kafka_io.new_producer(self.bootstrap, self.client_id)
+        self._producer = self._producer_factory(self.bootstrap, self.client_id)
         try:
-            self._consumer = kafka_io.new_consumer(
+            self._consumer = self._consumer_factory(
                 self.bootstrap,
                 self.group_id,
                 self.client_id,
@@ -297,14 +332,25 @@ class AllyService:
             for topic in self.input_topics:
                 self._consumer.partitions_for_topic(topic)
             self._consumer.subscribe(list(self.input_topics), listener=listener)
+            self._kafka = KafkaChannel(
+                self._producer, self.output_topic, self.instance_id, self.ledger, self.launches
+            )
+            self._dead = DeadLetters(self._producer, self.dead_letter_topic, self.ally.value, self.ledger)
+            channels: list[Any] = [self._kafka]
             if self.audit_path is not None:
                 self.audit = AuditLog(self.audit_path)
+                self._audit_channel = AuditChannel(
+                    self.audit, self.ally.value, self.instance_id, self.ledger, self.launches
+                )
+                channels.append(self._audit_channel)
+            channels.append(self._sse)
+            self._channels = tuple(channels)
             if self._http_port is not None:
                 context = HttpContext(
                     hub=self.hub,
                     registry=self.metrics.registry,
                     health=self.health,
-                    on_sse_written=self._on_sse_written,
+                    on_sse_written=self._sse.on_written,
                     on_disconnect=self._on_sse_disconnect,
                     write_timeout_s=self._sse_write_timeout_s,
                     send_buffer_bytes=self._sse_send_buffer_bytes,
@@ -389,11 +435,16 @@ class AllyService:
         clean = False
         try:
             while not self._stop.is_set():
-                batch = self._consumer.poll(
-                    timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records
-                )
+                try:
+                    batch = self._consumer.poll(
+                        timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records
+                    )
+                except Exception as exc:  # the library could not fetch or parse: never a reason to stop
+                    self._on_poll_error(exc)
+                    continue
+                self._poll_failures = 0
                 received_ns = time.time_ns()
-                self._last_poll_monotonic = time.monotonic()
+                now = self._last_poll_monotonic = time.monotonic()
                 if self._assignment_dirty:
                     self._after_assignment()
                 if self._held:
@@ -401,11 +452,10 @@ class AllyService:
                     self._finish_rebuild()
                 if batch:
                     self._process_batch(batch, received_ns)
-                due = time.monotonic() - self._last_durable_monotonic >= self.commit_interval_s
-                if (due or not batch) and not self._durable_point(retry=True):
-                    time.sleep(0.5)  # a channel failed: back off before re-reading
-                self._maybe_commit()
-                self._update_lag()
+                self._advance(now, idle=not batch)
+                if now - self._last_lag_monotonic >= self.commit_interval_s:
+                    self._last_lag_monotonic = now
+                    self._update_lag()
             clean = True
         except BaseException as exc:
             self.error = exc
@@ -415,8 +465,11 @@ class AllyService:
 
     def _shutdown(self, commit: bool) -> None:
         try:
-            if commit and self._durable_point(retry=False):
-                self._commit_pending()
+            if commit:
+                offsets = self._settle_all()
+                with self._lock:
+                    self._pending_commit.update(offsets)
+                self._commit_pending(sync=True)
         except BaseException as exc:
             self.error = self.error or exc
             log.exception("ally %s: final commit failed", self.ally.value)
@@ -436,275 +489,301 @@ class AllyService:
                 log.exception("ally %s: closing the producer failed", self.ally.value)
 
     def _process_batch(self, batch: dict[Any, list[Any]], received_ns: int) -> None:
-        """Fan out one poll's records; they become committable at the next durable point."""
+        """Fan out one poll's records; they become committable once their checkpoint is durable.
+
+        Whatever goes wrong with one record ends with that record dead-lettered (or withheld,
+        or delivered) and the loop going on: no record can stop the service."""
+        checkpoint = self._open
         for tp, records in batch.items():
             if not records:
                 continue
             key = (tp.topic, tp.partition)
-            self._undurable_first.setdefault(key, records[0].offset)
-            self._undurable_next[key] = records[-1].offset + 1
+            checkpoint.first.setdefault(key, records[0].offset)
+            checkpoint.next[key] = records[-1].offset + 1
             for record in records:
-                self._handle(record, received_ns, self._undurable_ids)
+                try:
+                    self._handle(record, received_ns, checkpoint)
+                except Exception as exc:
+                    self._isolate(record, exc, checkpoint)
+        if self._audit_channel is not None:
+            self._audit_channel.end_batch(checkpoint)
+        self._sse.end_batch(checkpoint)
         with self._lock:
-            self._positions.update({k: v for k, v in self._undurable_next.items()})
-        self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
+            self._positions.update(checkpoint.next)
 
-    def _durable_point(self, *, retry: bool) -> bool:
-        """Wait until every channel has what was fanned out since the last durable point, then
-        make those offsets committable. On a channel failure forget the ids (so the records are
-        delivered again) and, when ``retry``, seek back to re-read them; returns success."""
-        if not self._undurable_next:
-            return True
-        try:
-            self._make_durable()
-        except ChannelDeliveryError as exc:
-            log.warning("ally %s: records not delivered, retrying: %s", self.ally.value, exc)
-            for event_id in self._undurable_ids:
-                self.window.discard(event_id)
-            if retry:
-                for (topic, partition), offset in self._undurable_first.items():
-                    try:
-                        kafka_io.seek(self._consumer, topic, partition, offset)
-                    except Exception:  # no longer assigned: its next owner reads it again
-                        log.info("ally %s: %s/%s moved before its retry", self.ally.value, topic, partition)
-            self._clear_undurable()
-            return False
-        with self._lock:
-            self._pending_commit.update(self._undurable_next)
-        self._clear_undurable()
-        return True
-
-    def _clear_undurable(self) -> None:
-        self._undurable_first = {}
-        self._undurable_next = {}
-        self._undurable_ids = []
-        self._last_durable_monotonic = time.monotonic()
-
-    def _make_durable(self) -> None:
-        """Wait for the batch's Kafka acks and fsync the audit file; raise when a channel failed."""
-        from kafka.errors import KafkaTimeoutError
-
-        try:
-            self._producer.flush(timeout=self.flush_timeout_s)
-        except KafkaTimeoutError as exc:
-            self._count_failure("kafka", "kafka_flush_timeout")
-            raise ChannelDeliveryError(
-                "kafka_flush_timeout", f"acks not received in {self.flush_timeout_s} s"
-            ) from exc
-        with self._lock:
-            errors, self._send_errors = self._send_errors, []
-        if errors:
-            channel, first = errors[0]
-            reason = "dead_letter_failed" if channel == "dead_letter" else "kafka_send_failed"
-            self._count_failure(channel, reason)
-            raise ChannelDeliveryError(reason, f"{len(errors)} record(s) refused: {first!r}")
-        if self.audit is not None:
-            try:
-                self.audit.sync()
-            except ChannelDeliveryError as exc:
-                self._count_failure("audit", exc.reason)
-                raise
-
-    def _handle(self, record: Any, received_ns: int, new_ids: list[UUID]) -> None:
-        try:
-            event = self._decode(record)
-        except DeserializationError as exc:
+    def _isolate(self, record: Any, exc: Exception, checkpoint: Checkpoint) -> None:
+        """Dead-letter ``record`` for ``exc``: a typed reason for bad input, ``unexpected`` else."""
+        if isinstance(exc, DeserializationError):
             reason = exc.reason if exc.reason in DLQ_REASONS else UNEXPECTED_REASON
-            self._dead_letter(record, reason, exc.message)
-            return
-        except Exception as exc:  # a bug in decoding must not stop the service
-            self._dead_letter(record, UNEXPECTED_REASON, f"{type(exc).__name__}: {exc}")
-            return
-        kind = event.kind.value
-        headers = record.headers or []
-        sent_ns = self._sent_ns(headers)
-        append_ns = (
-            record.timestamp * 1_000_000 if record.timestamp_type == kafka_io.LOG_APPEND_TIME else None
-        )
-        metrics = self.metrics
-        metrics.received_by_kind[kind].inc()
-        with self._lock:
-            self._counts["received"][kind] += 1
-            if append_ns is not None:
-                self._last_append_ns = append_ns
-        if sent_ns is not None and append_ns is not None:
-            self.latency.record_ns("send_to_append", kind, NO_CHANNEL, append_ns - sent_ns)
-        if append_ns is not None:
-            self.latency.record_ns("append_to_receive", kind, NO_CHANNEL, received_ns - append_ns)
-        if sent_ns is not None and kafka_io.header_value(headers, PACING_HEADER) == REALTIME_PACING:
-            self.latency.record_ns(
-                "sensor_to_send", kind, NO_CHANNEL, sent_ns - datetime_ns(event.header.measured_at)
+            message = exc.message
+        else:
+            reason = UNEXPECTED_REASON
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "ally %s: record %s/%s/%s dead-lettered: %s",
+                self.ally.value,
+                record.topic,
+                record.partition,
+                record.offset,
+                message,
             )
-
-        withheld = withhold_reason(self.ally, event, self.policy)
-        if withheld is not None:
-            metrics.withheld_by_kind[kind].inc()
-            with self._lock:
-                self._counts["withheld"][kind] += 1
-                self._counts["withheld_by_reason"][withheld.value] += 1
-            return
-        if event.kind is EventKind.SENSOR_STATUS:
-            metrics.sensor_seen(event.header.sensor_id, received_ns / 1e9)
-        if not self.window.check_and_add(event.header.event_id):
-            metrics.duplicates_child.inc()
-            with self._lock:
-                self._duplicates += 1
-            return
-        new_ids.append(event.header.event_id)
-        first = self.launches.note(event, sent_ns=sent_ns, append_ns=append_ns, received_ns=received_ns)
-        self._deliver_kafka(record, event.kind, received_ns, sent_ns, first)
-        need_json = self.audit is not None or self.hub.subscriber_count > 0
-        event_json = event.model_dump_json().encode() if need_json else b""
-        if self.hub.subscriber_count:
-            frame = sse_frame(str(event.header.event_id), kind, event_json)
-            if self.hub.publish(SseItem(event.kind, frame, received_ns, sent_ns)):
-                now_ns = time.time_ns()
-                metrics.delivered_by[(kind, "sse")].inc()
-                with self._lock:
-                    self._counts["delivered.sse"][kind] += 1
-                if first is not None:
-                    self.launches.delivered(first, "sse", now_ns)
-        if self.audit is not None:
-            self._deliver_audit(
-                record,
-                event=event,
-                event_json=event_json,
-                received_ns=received_ns,
-                sent_ns=sent_ns,
-                append_ns=append_ns,
-                first=first,
-            )
-
-    def _decode(self, record: Any) -> WarningEvent:
-        if record.value is None:
-            raise EmptyRecordError("the record has no value")
-        parsed = parse_headers(record.headers or [])
-        event = decode_event(record.value)
-        try:
-            verify_headers_match(parsed, event)
-        except BadHeaderError as exc:
-            raise HeaderMismatchError(exc.message) from None
-        return event
-
-    @staticmethod
-    def _sent_ns(headers: list[tuple[str, bytes]]) -> int | None:
-        raw = kafka_io.header_value(headers, SENT_NS_HEADER)
-        return None if raw is None else decode_sent_ns(raw)
-
-    def _deliver_kafka(
-        self, record: Any, kind: EventKind, received_ns: int, sent_ns: int | None, first: FirstDelivery | None
-    ) -> None:
-        headers = [
-            *(record.headers or []),
-            (ALLY_HEADER, self.ally.value.encode("ascii")),
-            (INSTANCE_HEADER, self.instance_id.encode("utf-8")),
-            (RECEIVED_NS_HEADER, encode_sent_ns(received_ns)),
-            (SOURCE_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
-        future = self._producer.send(self.output_topic, value=record.value, key=record.key, headers=headers)
-        future.add_callback(self._on_kafka_ack, kind.value, received_ns, sent_ns, first)
-        future.add_errback(self._on_send_error, "kafka")
-
-    def _on_kafka_ack(
-        self, kind: str, received_ns: int, sent_ns: int | None, first: FirstDelivery | None, _metadata: Any
-    ) -> None:
-        now_ns = time.time_ns()
-        self.latency.record_ns("receive_to_deliver", kind, "kafka", now_ns - received_ns)
-        if sent_ns is not None:
-            self.latency.record_ns("end_to_end", kind, "kafka", now_ns - sent_ns)
-        self.metrics.delivered_by[(kind, "kafka")].inc()
-        with self._lock:
-            self._counts["delivered.kafka"][kind] += 1
-        if first is not None:
-            self.launches.delivered(first, "kafka", now_ns)
-
-    def _on_send_error(self, channel: str, exc: BaseException) -> None:
-        with self._lock:
-            self._send_errors.append((channel, exc))
-
-    def _deliver_audit(
-        self,
-        record: Any,
-        *,
-        event: WarningEvent,
-        event_json: bytes,
-        received_ns: int,
-        sent_ns: int | None,
-        append_ns: int | None,
-        first: FirstDelivery | None,
-    ) -> None:
-        assert self.audit is not None
-        kind = event.kind.value
-        header = event.header
-        meta = {
-            "ally": self.ally.value,
-            "instance_id": self.instance_id,
-            "event_id": str(header.event_id),
-            "kind": kind,
-            "correlation_key": header.correlation_key,
-            "sensor_id": header.sensor_id,
-            "sensor_nation": header.sensor_nation.value,
-            "source": f"{record.topic}/{record.partition}/{record.offset}",
-            "sent_ns": sent_ns,
-            "append_ns": append_ns,
-            "received_ns": received_ns,
-            "delivered_ns": time.time_ns(),
-        }
-        line = json.dumps(meta, separators=(",", ":")).encode()[:-1] + b',"event":' + event_json + b"}\n"
-        try:
-            self.audit.append(line)
-        except ChannelDeliveryError as exc:
-            self._count_failure("audit", exc.reason)
-            raise
-        now_ns = time.time_ns()
-        self.latency.record_ns("receive_to_deliver", kind, "audit", now_ns - received_ns)
-        if sent_ns is not None:
-            self.latency.record_ns("end_to_end", kind, "audit", now_ns - sent_ns)
-        self.metrics.delivered_by[(kind, "audit")].inc()
-        with self._lock:
-            self._counts["delivered.audit"][kind] += 1
-        if first is not None:
-            self.launches.delivered(first, "audit", now_ns)
-
-    def _dead_letter(self, record: Any, reason: str, message: str) -> None:
-        headers = dead_letter_headers(
-            record.headers,
+        assert self._dead is not None
+        self._dead.send(
+            checkpoint,
             reason=reason,
             error=message,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            ally=self.ally.value,
+            value=record.value if type(record.value) is bytes else None,
+            key=record.key if type(record.key) is bytes else None,
+            headers=record.headers,
         )
-        future = self._producer.send(
-            self.dead_letter_topic, value=record.value, key=record.key, headers=headers
+
+    def _handle(self, record: Any, received_ns: int, checkpoint: Checkpoint) -> None:
+        value = record.value
+        if value is None:
+            raise EmptyRecordError("the record has no value")
+        parsed = parse_headers(record.headers)
+        event = decode_event(value)
+        try:
+            verify_headers_match(parsed, event)
+        except BadHeaderError as exc:
+            raise HeaderMismatchError(exc.message) from None
+        sent_ns = parsed.sent_ns
+        self._check_plausible(event, sent_ns, received_ns)
+        kind = event.kind.value
+        ledger = self.ledger
+        series = ledger.by_kind[kind]
+        ledger.received[kind] += 1
+        append_ns = None
+        if record.timestamp_type == kafka_io.LOG_APPEND_TIME:
+            append_ns = record.timestamp * 1_000_000
+            self._last_append_ns = append_ns
+            ledger.sample(series.append_to_receive, received_ns - append_ns)
+            if sent_ns is not None:
+                ledger.sample(series.send_to_append, append_ns - sent_ns)
+        if parsed.realtime and sent_ns is not None:
+            ledger.sample(series.sensor_to_send, sent_ns - datetime_ns(event.header.measured_at))
+
+        withheld = withhold_reason(self.ally, event, self.policy)
+        if withheld is not None:
+            ledger.withheld[kind] += 1
+            ledger.withheld_by_reason[withheld.value] = ledger.withheld_by_reason.get(withheld.value, 0) + 1
+            return
+        if event.kind is EventKind.SENSOR_STATUS:
+            self.metrics.sensor_seen(event.header.sensor_id, received_ns / 1e9)
+        event_id = parsed.event_id
+        if not self.window.check_and_add(event_id):
+            ledger.duplicates += 1
+            return
+        checkpoint.ids.append(event_id)
+        first = self.launches.note(event, sent_ns=sent_ns, append_ns=append_ns, received_ns=received_ns)
+        delivery = Delivery(record, parsed, event, series, received_ns, append_ns, first)
+        already = self._already
+        for channel in self._channels:
+            if already:
+                held = already.get(channel.name)
+                if held is not None and event_id in held:
+                    held.discard(event_id)
+                    continue
+            if channel is self._kafka:
+                self._deliver_kafka(delivery, checkpoint)
+            else:
+                channel.deliver(delivery, checkpoint)
+
+    def _deliver_kafka(self, delivery: Delivery, checkpoint: Checkpoint) -> None:
+        """Send on the ally topic; a record the client refuses as it is becomes a dead letter,
+        a client that cannot send right now (buffer full, no metadata) fails the checkpoint."""
+        from kafka.errors import KafkaTimeoutError
+
+        assert self._kafka is not None
+        try:
+            self._kafka.deliver(delivery, checkpoint)
+        except KafkaTimeoutError as exc:
+            checkpoint.failed.append(("kafka", delivery.parsed.event_id, f"KafkaTimeoutError: {exc}"))
+        except Exception as exc:
+            self.window.discard(delivery.parsed.event_id)
+            raise UndeliverableError(f"the Kafka client refused it: {type(exc).__name__}: {exc}") from exc
+
+    def _check_plausible(self, event: WarningEvent, sent_ns: int | None, received_ns: int) -> None:
+        bounds = self.plausibility
+        latest = received_ns + int(bounds.max_future_s * _NS_PER_S)
+        earliest = 0 if bounds.max_age_s is None else received_ns - int(bounds.max_age_s * _NS_PER_S)
+        header = event.header
+        for name, moment_ns in (
+            ("measured_at", datetime_ns(header.measured_at)),
+            ("emitted_at", datetime_ns(header.emitted_at)),
+            ("trilink_sent_ns", sent_ns),
+        ):
+            if moment_ns is not None and not earliest <= moment_ns <= latest:
+                raise ImplausibleEventError(
+                    f"{name} is {(moment_ns - received_ns) / _NS_PER_S:+.0f} s from the receiving clock "
+                    f"(accepted: at most {bounds.max_future_s:.0f} s ahead"
+                    f"{'' if bounds.max_age_s is None else f', {bounds.max_age_s:.0f} s behind'})"
+                )
+        impact = getattr(event.payload, "impact_time", None)
+        if impact is not None and datetime_ns(impact) - datetime_ns(header.measured_at) > _MAX_FLIGHT_NS:
+            raise ImplausibleEventError("impact_time is more than 2 h after measured_at")
+
+    # ---------------------------------------------------------------- durable points
+
+    def _advance(self, now: float, *, idle: bool) -> None:
+        """Close the open checkpoint when due, make closed ones committable in order, commit."""
+        if self._open.next and (idle or now - self._open_since >= self.commit_interval_s):
+            self._close_open(now)
+        while self._closed:
+            head = self._closed[0]
+            if not head.settled():
+                if head.closed_monotonic is not None and now - head.closed_monotonic > self.flush_timeout_s:
+                    head.failed.append(("kafka", None, f"acks not received in {self.flush_timeout_s} s"))
+                    self._count_failure("kafka", "kafka_flush_timeout")
+                    self._retry_from(head)
+                break
+            if self.audit is not None:
+                try:
+                    if self.audit.synced() < head.audit_generation:
+                        break
+                except ChannelDeliveryError as exc:
+                    head.failed.extend(("audit", event_id, exc.reason) for event_id in head.ids)
+            if head.failed:
+                self._retry_from(head)
+                break
+            self._closed.popleft()
+            with self._lock:
+                self._pending_commit.update(head.next)
+        if self._pending_commit and now - self._last_commit_monotonic >= self.commit_interval_s:
+            self._commit_pending(sync=False)
+        self.ledger.fold()
+
+    def _close_open(self, now: float) -> None:
+        checkpoint = self._open
+        checkpoint.closed_monotonic = now
+        if self.audit is not None:
+            checkpoint.audit_generation = self.audit.request_sync()
+        self._closed.append(checkpoint)
+        self._open = Checkpoint()
+        self._open_since = now
+
+    def _retry_from(self, failed: Checkpoint) -> None:
+        """A channel did not take some records: wait for every send in flight (so every failure
+        is known), forget the failed ids (each channel that did take one remembers it holds it),
+        and read everything not yet durable again from the failed checkpoint on."""
+        if self._open.next:
+            self._close_open(time.monotonic())
+        try:
+            self._producer.flush(timeout=self.flush_timeout_s)
+        except Exception as exc:
+            log.warning("ally %s: flush before a retry failed: %r", self.ally.value, exc)
+        lost: dict[UUID, set[str]] = {}
+        rewind: kafka_io.Offsets = {}
+        blind = False  # a failure without an id: the whole checkpoint is re-sent
+        for checkpoint in self._closed:
+            for channel, event_id, why in checkpoint.failed:
+                if channel != "kafka" or event_id is not None:
+                    self._count_failure(channel, _failure_reason(channel, why))
+                if event_id is None:
+                    blind = blind or channel == "kafka"
+                else:
+                    lost.setdefault(event_id, set()).add(channel)
+            if blind:
+                for event_id in checkpoint.ids:
+                    lost.setdefault(event_id, set()).add("kafka")
+            for tp, offset in checkpoint.first.items():
+                rewind[tp] = min(offset, rewind.get(tp, offset))
+        log.warning(
+            "ally %s: %d event(s) not delivered on every channel; reading again", self.ally.value, len(lost)
         )
-        future.add_errback(self._on_send_error, "dead_letter")
-        self.metrics.dead_letters.labels(self.ally.value, reason).inc()
+        names = [channel.name for channel in self._channels if channel.name != "sse"]
+        for event_id, channels in lost.items():
+            self.window.discard(event_id)
+            for name in names:
+                if name not in channels:
+                    self._already.setdefault(name, set()).add(event_id)
+        for (topic, partition), offset in rewind.items():
+            try:
+                kafka_io.seek(self._consumer, topic, partition, offset)
+            except Exception:  # no longer assigned: its next owner reads it again
+                log.info("ally %s: %s/%s moved before its retry", self.ally.value, topic, partition)
+        self._closed.clear()
+        self._stop.wait(0.5)  # back off before re-reading
+
+    def _settle_all(self) -> kafka_io.Offsets:
+        """Blocking durable point (revoke, shutdown): the offsets every channel made durable."""
+        if self._open.next:
+            self._close_open(time.monotonic())
+        try:
+            self._producer.flush(timeout=self.flush_timeout_s)
+        except Exception as exc:
+            self._count_failure("kafka", "kafka_flush_timeout")
+            log.warning("ally %s: acks missing at a durable point: %r", self.ally.value, exc)
+        audit_ok = True
+        if self.audit is not None:
+            try:
+                self.audit.sync()
+            except ChannelDeliveryError:
+                self._count_failure("audit", "audit_write_failed")
+                audit_ok = False
+        offsets: kafka_io.Offsets = {}
+        while self._closed:
+            checkpoint = self._closed.popleft()
+            if checkpoint.failed or not checkpoint.settled() or not audit_ok:
+                for channel, _event_id, why in checkpoint.failed[:1]:
+                    self._count_failure(channel, _failure_reason(channel, why))
+                for event_id in checkpoint.ids:
+                    self.window.discard(event_id)
+                self._closed.clear()
+                break
+            offsets.update(checkpoint.next)
+        return offsets
+
+    def _on_poll_error(self, exc: Exception) -> None:
+        """``poll`` raised: find a batch the library cannot parse and skip past it (with a
+        dead-letter entry naming it), else back off and poll again."""
+        self._poll_failures += 1
+        self._count_failure("consumer", "poll_failed")
+        log.warning("ally %s: poll failed (%d in a row): %r", self.ally.value, self._poll_failures, exc)
         with self._lock:
-            self._counts["dead_letters"][reason] += 1
+            assigned = sorted(self._assigned - self._held)
+        for topic, partition in assigned:
+            try:
+                position = kafka_io.position(self._consumer, topic, partition)
+                found = self._locate_unparseable(self.bootstrap, topic, partition, position)
+            except Exception as probe_exc:
+                log.warning("ally %s: probing %s/%s failed: %r", self.ally.value, topic, partition, probe_exc)
+                continue
+            if found is None:
+                continue
+            end, why = found
+            checkpoint = self._open
+            checkpoint.first.setdefault((topic, partition), position)
+            checkpoint.next[(topic, partition)] = end
+            assert self._dead is not None
+            self._dead.send(
+                checkpoint,
+                reason=UnparseableRecordError.REASON,
+                error=f"offsets {position}..{end - 1} could not be parsed by the client library: {why}",
+                topic=topic,
+                partition=partition,
+                offset=position,
+            )
+            kafka_io.seek(self._consumer, topic, partition, end)
+            with self._lock:
+                self._positions[(topic, partition)] = end
+            return
+        self._stop.wait(min(0.05 * 2 ** min(self._poll_failures, 6), 2.0))
 
     # ---------------------------------------------------------------- SSE callbacks (writer threads)
-
-    def _on_sse_written(self, items: list[SseItem], written_ns: int) -> None:
-        for item in items:
-            kind = item.kind.value
-            self.latency.record_ns("receive_to_deliver", kind, "sse", written_ns - item.received_ns)
-            if item.sent_ns is not None:
-                self.latency.record_ns("end_to_end", kind, "sse", written_ns - item.sent_ns)
 
     def _on_sse_disconnect(self, reason: str) -> None:
         self.metrics.subscriber_disconnects.labels(self.ally.value, "sse", reason).inc()
 
     def _count_drop(self, dropped: int) -> None:
         self.metrics.sse_drops_child.inc(dropped)
-        with self._lock:
-            self._drops += dropped
+        self._drops += dropped
 
     def _count_failure(self, channel: str, reason: str) -> None:
         self.metrics.delivery_failures.labels(self.ally.value, channel, reason).inc()
-        with self._lock:
-            self._counts["delivery_failures"][f"{channel}/{reason}"] += 1
 
     # ---------------------------------------------------------------- offsets and rebalancing
 
@@ -712,9 +791,10 @@ class AllyService:
         """IO thread, before partitions are given up (the loop thread waits in ``poll``): make what
         was fanned out durable and hand over the delivered, uncommitted offsets to commit."""
         self.metrics.rebalances.labels(self.ally.value, "revoked").inc()
-        self._durable_point(retry=True)
+        durable = self._settle_all()
         gone = set(partitions)
         with self._lock:
+            self._pending_commit.update(durable)
             offsets = {tp: o for tp, o in self._pending_commit.items() if tp in gone}
             for tp in offsets:
                 del self._pending_commit[tp]
@@ -774,13 +854,20 @@ class AllyService:
         worker.start()
 
     def _rebuild_worker(self, generation: int) -> None:
+        """Read what the channels already hold: the ally topic's tail and the audit files' tails."""
         try:
             tail = kafka_io.read_tail_event_ids(
                 self.bootstrap, self.output_topic, self.rebuild_per_partition, total=self.window.capacity
             )
-            result: tuple[int, list[tuple[int, int, int, UUID]] | None, BaseException | None] = (
+            on_topic = set(rebuild_order(tail, self.window.capacity))
+            in_audit = (
+                set()
+                if self.audit_dir is None
+                else recover_ids(self.audit_dir, self._audit_glob, self.window.capacity)
+            )
+            result: tuple[int, tuple[set[UUID], set[UUID]] | None, BaseException | None] = (
                 generation,
-                tail,
+                (on_topic, in_audit),
                 None,
             )
         except BaseException as exc:
@@ -805,7 +892,7 @@ class AllyService:
             result = self._rebuild_result
         if result is None:
             return
-        generation, tail, error = result
+        generation, held, error = result
         if generation != self._rebuild_generation:
             return  # a newer assignment started another rebuild
         with self._lock:
@@ -816,9 +903,20 @@ class AllyService:
             log.warning("ally %s: de-duplication window not rebuilt: %s", self.ally.value, error)
             self.metrics.delivery_failures.labels(self.ally.value, "dedup", "rebuild_failed").inc()
         else:
-            assert tail is not None
-            held = self.window.load(rebuild_order(tail, self.window.capacity))
-            log.info("ally %s: de-duplication window rebuilt with %d ids", self.ally.value, held)
+            assert held is not None
+            on_topic, in_audit = held
+            # Fully delivered: on every durable channel. Held by one only: deliver to the others.
+            everywhere = on_topic & in_audit if self.audit is not None else on_topic
+            loaded = self.window.load(everywhere)
+            self._already = {"kafka": on_topic - everywhere}
+            if self.audit is not None:
+                self._already["audit"] = in_audit - everywhere
+            log.info(
+                "ally %s: de-duplication window rebuilt with %d ids (%d held by one channel only)",
+                self.ally.value,
+                loaded,
+                sum(len(ids) for ids in self._already.values()),
+            )
         with self._lock:
             still = sorted(self._held & self._assigned)
         kafka_io.resume(self._consumer, still)
@@ -826,16 +924,25 @@ class AllyService:
         if still:
             self._ready.set()
 
-    def _maybe_commit(self) -> None:
-        if time.monotonic() - self._last_commit_monotonic >= self.commit_interval_s:
-            self._commit_pending()
-
-    def _commit_pending(self) -> None:
+    def _commit_pending(self, *, sync: bool) -> None:
         with self._lock:
             offsets, self._pending_commit = self._pending_commit, {}
         if offsets:
-            kafka_io.commit(self._consumer, offsets)
+            if sync:
+                kafka_io.commit(self._consumer, offsets)
+            else:
+                kafka_io.commit_async(self._consumer, offsets, self._on_commit_failed)
         self._last_commit_monotonic = time.monotonic()
+
+    def _on_commit_failed(self, offsets: kafka_io.Offsets, exc: BaseException) -> None:
+        """An asynchronous commit failed: the next commit covers the same offsets (or the
+        partitions' next owner reads them again); count it."""
+        log.info("ally %s: commit failed, the next one covers it: %r", self.ally.value, exc)
+        self._count_failure("consumer", "commit_failed")
+        with self._lock:
+            for tp, offset in offsets.items():
+                if tp in self._assigned and self._pending_commit.get(tp, -1) < offset:
+                    self._pending_commit[tp] = offset
 
     def _update_lag(self) -> None:
         now_ns = time.time_ns()
@@ -847,6 +954,7 @@ class AllyService:
             position = self._positions.get((topic, partition))
             if end is not None and position is not None:
                 per_topic[topic] = per_topic.get(topic, 0) + max(end - position, 0)
+        self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
         for topic, lag in per_topic.items():
             self.metrics.lag_records.labels(self.ally.value, topic).set(lag)
         behind = sum(per_topic.values()) > 0 and self._last_append_ns is not None
@@ -895,34 +1003,47 @@ class AllyService:
 
     def delivered_count(self, channel: str = "kafka") -> int:
         """Events delivered on ``channel`` so far (kafka counts acknowledged records)."""
-        with self._lock:
-            return sum(self._counts[f"delivered.{channel}"].values())
+        return sum(n for (_kind, c), n in list(self.ledger.delivered.items()) if c == channel)
 
     def count(self, name: str) -> int:
         """Total of one report counter: received, withheld, dead_letters, duplicates_suppressed..."""
-        with self._lock:
-            if name == "duplicates_suppressed":
-                return self._duplicates
-            if name == "subscriber_drops":
-                return self._drops
-            return sum(self._counts[name].values())
+        ledger = self.ledger
+        if name == "duplicates_suppressed":
+            return ledger.duplicates
+        if name == "subscriber_drops":
+            return self._drops
+        table: dict[str, int] = {
+            "received": ledger.received,
+            "withheld": ledger.withheld,
+            "dead_letters": ledger.dead_letters,
+            "withheld_by_reason": ledger.withheld_by_reason,
+        }[name]
+        return sum(list(table.values()))
 
     def report(self) -> dict[str, Any]:
         """Counts, latency percentiles and per-launch first deliveries (format: module docstring)."""
+        ledger = self.ledger
+        delivered: dict[str, dict[str, int]] = {"kafka": {}, "sse": {}, "audit": {}}
+        for (kind, channel), n in list(ledger.delivered.items()):
+            if n:
+                delivered[channel][kind] = n
+        failures = {
+            f"{sample.labels['channel']}/{sample.labels['reason']}": int(sample.value)
+            for family in self.metrics.delivery_failures.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.value
+        }
+        counts: dict[str, Any] = {
+            "received": {k: n for k, n in list(ledger.received.items()) if n},
+            "withheld": {k: n for k, n in list(ledger.withheld.items()) if n},
+            "withheld_by_reason": dict(ledger.withheld_by_reason),
+            "delivered": delivered,
+            "duplicates_suppressed": ledger.duplicates,
+            "dead_letters": {r: n for r, n in list(ledger.dead_letters.items()) if n},
+            "subscriber_drops": {"sse": self._drops},
+            "delivery_failures": failures,
+        }
         with self._lock:
-            counts: dict[str, Any] = {
-                "received": dict(self._counts["received"]),
-                "withheld": dict(self._counts["withheld"]),
-                "withheld_by_reason": dict(self._counts["withheld_by_reason"]),
-                "delivered": {
-                    channel: dict(self._counts[f"delivered.{channel}"])
-                    for channel in ("kafka", "sse", "audit")
-                },
-                "duplicates_suppressed": self._duplicates,
-                "dead_letters": dict(self._counts["dead_letters"]),
-                "subscriber_drops": {"sse": self._drops},
-                "delivery_failures": dict(self._counts["delivery_failures"]),
-            }
             assigned = [f"{t}/{p}" for t, p in sorted(self._assigned)]
         return {
             "ally": self.ally.value,
@@ -930,7 +1051,7 @@ class AllyService:
             "group_id": self.group_id,
             "clock_domain": "host",
             "counts": counts,
-            "latency": self.latency.rows(),
+            "latency": ledger.rows(),
             "launches": self.launches.as_dict(),
             "dedup_window_ids": len(self.window),
             "assigned_partitions": assigned,
@@ -946,3 +1067,12 @@ class AllyService:
         raise AllyServiceError(
             "consumer_loop_failed", f"the consumer loop stopped: {self.error!r}"
         ) from self.error
+
+
+def _failure_reason(channel: str, why: str) -> str:
+    """The bounded reason label of a channel failure (``why`` is free text or a reason code)."""
+    if channel == "audit":
+        return "audit_write_failed"
+    if channel == "dead_letter":
+        return "dead_letter_failed"
+    return "kafka_flush_timeout" if why.startswith("acks not received") else "kafka_send_failed"

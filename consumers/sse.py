@@ -75,6 +75,23 @@ class SubscriberQueue:
             self._cond.notify()
             return dropped
 
+    def offer_many(self, items: list[SseItem]) -> int:
+        """Queue ``items`` (those of a kind this subscriber wants) with one wake-up of its
+        writer; returns how many old items were dropped to make room."""
+        wanted = items if self.kinds is None else [item for item in items if item.kind in self.kinds]
+        if not wanted:
+            return 0
+        with self._cond:
+            if self.closed:
+                return 0
+            self._items.extend(wanted)
+            dropped = max(len(self._items) - self.capacity, 0)
+            for _ in range(dropped):
+                self._items.popleft()
+            self.dropped += dropped
+            self._cond.notify()
+            return dropped
+
     def take(self, timeout_s: float) -> list[SseItem]:
         """Everything queued, waiting up to ``timeout_s`` for the first item; [] on timeout or close."""
         with self._cond:
@@ -144,6 +161,14 @@ class SseHub:
         if dropped and self._on_drop:
             self._on_drop(dropped)
         return wanted
+
+    def publish_many(self, items: list[SseItem]) -> None:
+        """Queue a batch for every subscriber (one wake-up each)."""
+        dropped = 0
+        for queue in self._subscribers:
+            dropped += queue.offer_many(items)
+        if dropped and self._on_drop:
+            self._on_drop(dropped)
 
     def close(self) -> None:
         with self._lock:

@@ -1,11 +1,21 @@
-"""Kafka record key and headers: CloudEvents (Kafka binary mode) plus W3C trace context.
+"""Kafka record key and headers: the lean CloudEvents binary-mode set plus trilink's timing.
 
-The Avro body is the CloudEvents ``data``; its attributes ride in ``ce_*`` headers so routers
-and dead-letter tooling can see what an event is without decoding it. ``traceparent`` lets the
-end-to-end latency of one missile's events be followed across hops: its trace id is derived
-deterministically from the correlation key (SHA-256, first 16 bytes), so every event about one
-missile lands in one trace even when different sensors produce them; the span id is derived
-from the event id (SHA-256, first 8 bytes).
+The Avro body is the CloudEvents ``data``. A record carries only the four attributes the
+CloudEvents Kafka binding requires in binary mode (``ce_id``, ``ce_source``, ``ce_type``,
+``ce_specversion``) and trilink's wall-clock send time (``trilink_sent_ns``; plus
+``trilink_pacing`` when a producer paces in real time). Every other fact (emission time,
+correlation key, trace ids) is in the Avro body or the record key, and repeating it in headers
+costs every consumer on every hop: kafka-python parses each header in pure Python, and nine
+headers tripled its consume cost. Routers and dead-letter tooling still see what an event is
+(id, kind, schema version, producer) without decoding it.
+
+Trace context is derived, not transported: every event about one missile shares the trace id
+:func:`trace_id_for` (SHA-256 of the correlation key), and :func:`traceparent_for` gives an
+event's W3C ``traceparent`` from the body wherever one is wanted.
+
+:func:`parse_headers` is the one parser of transport headers: a single pass that validates
+every header of a record (name, value presence, lengths, count) and returns the typed view
+together with the headers a relay may pass on.
 """
 
 from __future__ import annotations
@@ -14,16 +24,18 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from uuid import UUID
 
 from schemas import avro
 from schemas.errors import BadHeaderError, EncodeError
 from schemas.models import EventKind, WarningEvent
+from trilink.latency import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER, decode_sent_ns
 
 __all__ = [
     "CE_SPECVERSION",
-    "CONTENT_TYPE",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "MAX_TOTAL_HEADER_BYTES",
     "REQUIRED_HEADERS",
     "ParsedHeaders",
     "ce_type",
@@ -31,31 +43,23 @@ __all__ = [
     "message_key",
     "parse_headers",
     "trace_id_for",
+    "traceparent_for",
     "verify_headers_match",
 ]
 
 CE_SPECVERSION = "1.0"
-CONTENT_TYPE = "application/avro"
 _TYPE_PREFIX = "org.trilink.warning."
-#: Headers this module writes and requires; other headers (tracestate, broker tooling) pass.
-REQUIRED_HEADERS = (
-    "ce_id",
-    "ce_source",
-    "ce_type",
-    "ce_specversion",
-    "ce_time",
-    "ce_subject",
-    "content-type",
-    "traceparent",
-)
-_MAX_HEADER_BYTES = 256
+#: Headers every event record carries (CloudEvents Kafka binding, binary mode: the required set).
+REQUIRED_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_specversion")
+#: Longest value of a header trilink reads; longer is refused.
+MAX_HEADER_BYTES = 256
+#: Most headers one record may carry, and most bytes (names + values) over all of them.
+MAX_HEADERS = 32
+MAX_TOTAL_HEADER_BYTES = 8192
+_CACHE_LIMIT = 4096
 _TYPE_RE = re.compile(r"^org\.trilink\.warning\.([a-z_]{1,32})\.v([1-9][0-9]{0,5})$")
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,255}$")
-_SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
-_TIME_RE = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
-)
-_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_SPECVERSION_RAW = CE_SPECVERSION.encode("ascii")
 
 
 def message_key(event: WarningEvent) -> bytes:
@@ -79,137 +83,162 @@ def _span_id_for(event_id: UUID) -> str:
     return span if span.strip("0") else "1".rjust(16, "0")
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def traceparent_for(event: WarningEvent) -> str:
+    """The W3C ``traceparent`` of an event, derived from its body (sampled flag set)."""
+    header = event.header
+    return f"00-{trace_id_for(header.correlation_key)}-{_span_id_for(header.event_id)}-01"
 
 
 def kafka_headers(event: WarningEvent, source: str) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers and a ``traceparent`` for one event.
-
-    ``source`` is a URI-reference naming the producer, e.g. ``/trilink/sensors/us-tpy2-1``.
-    """
+    """The CloudEvents binary-mode headers of one event (``source`` names the producer,
+    a URI-reference such as ``/trilink/sensors/us-tpy2-1``)."""
     if not _SOURCE_RE.match(source):
         raise EncodeError("invalid_value", f"ce_source must be a URI-reference, got {source!r}")
-    header = event.header
-    values = (
-        ("ce_id", str(header.event_id)),
-        ("ce_source", source),
-        ("ce_type", ce_type(event.kind, avro.current().version)),
-        ("ce_specversion", CE_SPECVERSION),
-        ("ce_time", _rfc3339(header.emitted_at)),
-        ("ce_subject", header.correlation_key),
-        ("content-type", CONTENT_TYPE),
-        (
-            "traceparent",
-            f"00-{trace_id_for(header.correlation_key)}-{_span_id_for(header.event_id)}-01",
-        ),
-    )
-    return [(name, value.encode("ascii")) for name, value in values]
+    return [
+        ("ce_id", str(event.header.event_id).encode("ascii")),
+        ("ce_source", source.encode("ascii")),
+        ("ce_type", _ce_type_raw(event.kind)),
+        ("ce_specversion", _SPECVERSION_RAW),
+    ]
+
+
+def _ce_type_raw(kind: EventKind) -> bytes:
+    return ce_type(kind, avro.current().version).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedHeaders:
-    """The validated headers of one record."""
+    """The validated headers of one record.
+
+    ``forward`` holds every header as received, in order: what a relay passes on (a record
+    with a header it could not send is refused by :func:`parse_headers`, never forwarded).
+    """
 
     event_id: UUID
     source: str
     kind: EventKind
     schema_version: int
-    time: datetime
-    subject: str
-    trace_id: str
-    span_id: str
-    trace_flags: int
+    sent_ns: int | None
+    realtime: bool
+    forward: tuple[tuple[str, bytes], ...]
 
 
 def _bad(name: str, problem: str) -> BadHeaderError:
     return BadHeaderError(f"header {name!r}: {problem}")
 
 
-def _collect(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for item in headers:
-        if not isinstance(item, tuple) or len(item) != 2:
+# Validated ce_type and ce_source values (few distinct ones on the wire: a sensor catalog's
+# worth), so the hot path matches each once. Bounded: a hostile producer cannot grow them.
+_TYPES: dict[bytes, tuple[EventKind, int]] = {}
+_SOURCES: dict[bytes, str] = {}
+
+
+def _parse_type(raw: bytes) -> tuple[EventKind, int]:
+    cached = _TYPES.get(raw)
+    if cached is not None:
+        return cached
+    match = _TYPE_RE.match(raw.decode("ascii"))
+    if match is None:
+        raise _bad("ce_type", f"expected {_TYPE_PREFIX}<kind>.v<N>")
+    try:
+        kind = EventKind(match.group(1))
+    except ValueError:
+        raise _bad("ce_type", f"unknown kind {match.group(1)!r}") from None
+    version = int(match.group(2))
+    if version > avro.current().version:
+        raise _bad("ce_type", f"schema v{version} is not released")
+    if len(_TYPES) < _CACHE_LIMIT:
+        _TYPES[raw] = (kind, version)
+    return kind, version
+
+
+def _parse_source(raw: bytes) -> str:
+    cached = _SOURCES.get(raw)
+    if cached is not None:
+        return cached
+    source = raw.decode("ascii")
+    if not _SOURCE_RE.match(source):
+        raise _bad("ce_source", "not a URI-reference")
+    if len(_SOURCES) < _CACHE_LIMIT:
+        _SOURCES[raw] = source
+    return source
+
+
+def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedHeaders:
+    """Validate every header of a record in one pass; anything wrong raises :class:`BadHeaderError`.
+
+    Refused: a header that is not a ``(str, bytes)`` pair (a null value included: a relay
+    could not send it on), more than :data:`MAX_HEADERS` headers or
+    :data:`MAX_TOTAL_HEADER_BYTES` in all, a header trilink reads that is longer than
+    :data:`MAX_HEADER_BYTES`, repeated, missing or malformed. Headers trilink does not read
+    (``tracestate``, broker tooling, older trilink releases' ``ce_time``/``traceparent``) pass.
+    """
+    forward = tuple(headers or ())
+    if len(forward) > MAX_HEADERS:
+        raise BadHeaderError(f"{len(forward)} headers; at most {MAX_HEADERS} are accepted")
+    found: dict[str, bytes] = {}
+    total = 0
+    for item in forward:
+        if type(item) is not tuple or len(item) != 2:
             raise BadHeaderError("headers must be (name, value) pairs")
         name, raw = item
-        if not isinstance(name, str):
+        if type(name) is not str:
             raise BadHeaderError("header name is not a string")
-        if name not in REQUIRED_HEADERS:
-            continue
-        if name in found:
-            raise _bad(name, "appears more than once")
-        if not isinstance(raw, bytes):
-            raise _bad(name, "missing value")
-        if len(raw) > _MAX_HEADER_BYTES:
-            raise _bad(name, f"longer than {_MAX_HEADER_BYTES} bytes")
-        try:
-            found[name] = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise _bad(name, "not ASCII") from None
+        if type(raw) is not bytes:
+            raise _bad(name[:64], "missing value")
+        total += len(name) + len(raw)
+        if name in _READ:
+            if name in found:
+                raise _bad(name, "appears more than once")
+            if len(raw) > MAX_HEADER_BYTES:
+                raise _bad(name, f"longer than {MAX_HEADER_BYTES} bytes")
+            found[name] = raw
+    if total > MAX_TOTAL_HEADER_BYTES:
+        raise BadHeaderError(f"{total} bytes of headers; at most {MAX_TOTAL_HEADER_BYTES} are accepted")
     missing = [name for name in REQUIRED_HEADERS if name not in found]
     if missing:
         raise BadHeaderError(f"missing header(s): {', '.join(missing)}")
-    return found
-
-
-def parse_headers(headers: Iterable[tuple[str, bytes | None]]) -> ParsedHeaders:
-    """Validate the record headers strictly; anything wrong raises :class:`BadHeaderError`."""
-    found = _collect(headers)
     try:
-        event_id = UUID(found["ce_id"])
-    except ValueError:
+        raw_id = found["ce_id"].decode("ascii")
+        event_id = UUID(raw_id)
+    except (ValueError, UnicodeDecodeError):
         raise _bad("ce_id", "not a UUID") from None
-    if str(event_id) != found["ce_id"]:
+    if str(event_id) != raw_id:
         raise _bad("ce_id", "not a canonical lower-case UUID")
-    if not _SOURCE_RE.match(found["ce_source"]):
-        raise _bad("ce_source", "not a URI-reference")
-    type_match = _TYPE_RE.match(found["ce_type"])
-    if type_match is None:
-        raise _bad("ce_type", f"expected {_TYPE_PREFIX}<kind>.v<N>")
     try:
-        kind = EventKind(type_match.group(1))
-    except ValueError:
-        raise _bad("ce_type", f"unknown kind {type_match.group(1)!r}") from None
-    version = int(type_match.group(2))
-    if version > avro.current().version:
-        raise _bad("ce_type", f"schema v{version} is not released")
-    if found["ce_specversion"] != CE_SPECVERSION:
+        source = _parse_source(found["ce_source"])
+    except UnicodeDecodeError:
+        raise _bad("ce_source", "not ASCII") from None
+    try:
+        kind, version = _parse_type(found["ce_type"])
+    except UnicodeDecodeError:
+        raise _bad("ce_type", "not ASCII") from None
+    if found["ce_specversion"] != _SPECVERSION_RAW:
         raise _bad("ce_specversion", f"expected {CE_SPECVERSION}")
-    if not _TIME_RE.match(found["ce_time"]):
-        raise _bad("ce_time", "not an RFC 3339 timestamp")
-    try:
-        time = datetime.fromisoformat(found["ce_time"])
-    except ValueError:
-        raise _bad("ce_time", "not a valid date and time") from None
-    if not _SUBJECT_RE.match(found["ce_subject"]):
-        raise _bad("ce_subject", "not a correlation key")
-    if found["content-type"] != CONTENT_TYPE:
-        raise _bad("content-type", f"expected {CONTENT_TYPE}")
-    trace = _TRACEPARENT_RE.match(found["traceparent"])
-    if trace is None:
-        raise _bad("traceparent", "expected 00-<32 hex>-<16 hex>-<2 hex>")
-    trace_id, span_id, flags = trace.groups()
-    if not trace_id.strip("0") or not span_id.strip("0"):
-        raise _bad("traceparent", "all-zero trace or span id")
+    sent_ns = None
+    sent_raw = found.get(SENT_NS_HEADER)
+    if sent_raw is not None:
+        sent_ns = decode_sent_ns(sent_raw)
+        if sent_ns is None:
+            raise _bad(SENT_NS_HEADER, "expected 8 bytes (int64 big-endian nanoseconds)")
     return ParsedHeaders(
         event_id=event_id,
-        source=found["ce_source"],
+        source=source,
         kind=kind,
         schema_version=version,
-        time=time.astimezone(UTC),
-        subject=found["ce_subject"],
-        trace_id=trace_id,
-        span_id=span_id,
-        trace_flags=int(flags, 16),
+        sent_ns=sent_ns,
+        realtime=found.get(PACING_HEADER) == REALTIME_PACING,
+        forward=forward,  # type: ignore[arg-type]  # every value was checked to be bytes above
     )
+
+
+#: Every header :func:`parse_headers` reads (the others pass unread).
+_READ = frozenset((*REQUIRED_HEADERS, SENT_NS_HEADER, PACING_HEADER))
 
 
 def verify_headers_match(parsed: ParsedHeaders, event: WarningEvent) -> None:
     """Raise :class:`BadHeaderError` when the headers describe a different event than the body."""
-    header = event.header
-    if parsed.event_id != header.event_id:
+    if parsed.event_id != event.header.event_id:
         raise _bad("ce_id", "differs from the body's event_id")
     if parsed.kind is not event.kind:
         raise _bad("ce_type", f"says {parsed.kind.value}, body is {event.kind.value}")
-    if parsed.subject != header.correlation_key:
-        raise _bad("ce_subject", "differs from the body's correlation_key")

@@ -15,7 +15,8 @@ from consumers.dedup import DedupWindow, rebuild_order
 from consumers.dlq import DLQ_HEADERS, MAX_ERROR_BYTES, dead_letter_headers, truncate_utf8
 from consumers.errors import DLQ_REASONS, EmptyRecordError, HeaderMismatchError
 from consumers.httpd import parse_kinds
-from consumers.measure import LatencyBook, datetime_ns
+from consumers.ledger import Ledger
+from consumers.measure import datetime_ns
 from consumers.metrics import CHANNELS, NO_CHANNEL, AllyMetrics
 from consumers.policy_filter import WithholdReason, withhold_reason
 from consumers.sse import SseHub, SseItem, SubscriberQueue, sse_frame
@@ -285,12 +286,14 @@ def test_dlq_reasons_cover_decode_and_consumer_checks() -> None:
 
 def test_metric_names_units_and_bounded_labels() -> None:
     registry = CollectorRegistry()
-    metrics = AllyMetrics("KR", registry)
-    book = LatencyBook(metrics)
+    AllyMetrics("KR", registry)  # its families share the registry under test
+    book = Ledger("KR")
+    registry.register(book)
     for hop in HOPS:
         for kind in EventKind:
-            book.record_ns(hop, kind.value, CHANNELS[0] if hop.endswith("deliver") else NO_CHANNEL, 1_000_000)
-    metrics.dead_letters.labels("KR", "bad_magic").inc()
+            channel = CHANNELS[0] if hop in ("receive_to_deliver", "end_to_end") else NO_CHANNEL
+            book.record_ns(hop, kind.value, channel, 1_000_000)
+    book.dead_letter("bad_magic")
     allowed_labels = {"ally", "hop", "kind", "channel", "reason", "topic", "event", "sensor", "le"}
     bounded_values = {
         "ally": {n.value for n in Nation},
@@ -319,8 +322,9 @@ def test_metric_names_units_and_bounded_labels() -> None:
 
 def test_latency_buckets_include_the_pipeline_objective() -> None:
     registry = CollectorRegistry()
-    metrics = AllyMetrics("US", registry)
-    metrics.hop_latency.labels("US", "end_to_end", "alert", "kafka").observe(0.01)
+    ledger = Ledger("US")
+    registry.register(ledger)
+    ledger.record_ns("end_to_end", "alert", "kafka", 10_000_000)
     text = "\n".join(
         f"{s.name}{s.labels}" for f in registry.collect() for s in f.samples if s.name.endswith("_bucket")
     )

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from consumers.ledger import Ledger
 from consumers.metrics import AllyMetrics
 from producers.publisher import ProducerMetrics
 from trilink.monitoring.contract import exposition_problems
@@ -18,11 +19,13 @@ pytestmark = [pytest.mark.monitoring]
 
 def ally_exposition() -> str:
     m = AllyMetrics("JP")
-    m.hop_latency.labels("JP", "end_to_end", "alert", "kafka").observe(0.004)
-    m.received.labels("JP", "alert").inc()
-    m.delivered.labels("JP", "alert", "kafka").inc()
-    m.withheld.labels("JP", "track_update").inc()
-    m.dead_letters.labels("JP", "bad_magic").inc()
+    ledger = Ledger("JP")
+    m.registry.register(ledger)
+    ledger.record_ns("end_to_end", "alert", "kafka", 4_000_000)
+    ledger.received["alert"] += 1
+    ledger.delivered[("alert", "kafka")] += 1
+    ledger.withheld["track_update"] += 1
+    ledger.dead_letter("bad_magic")
     m.subscriber_drops.labels("JP", "sse").inc()
     m.lag_records.labels("JP", "trilink.warnings.v1").set(3)
     m.sensor_seen("jp-fps5-sado", 1_700_000_000.0)
@@ -67,6 +70,7 @@ def test_ally_service_exposes_sensor_last_seen() -> None:
 @pytest.mark.unit
 def test_sensor_last_seen_only_for_catalog_sensors_and_no_created_series() -> None:
     m = AllyMetrics("KR", sensors=["kr-aegis-eastsea"])
+    m.registry.register(Ledger("KR"))
     text = generate_latest(m.registry).decode()
     # no sighting yet: no series (a 0 timestamp would read as silent since 1970)
     assert "trilink_ally_sensor_last_seen_timestamp_seconds{" not in text

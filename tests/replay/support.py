@@ -26,10 +26,15 @@ def scheduled(scenario: str = "single_srbm") -> tuple[ScheduledEvent, ...]:
 
 
 def rows(
-    count: int | None = None, scenario: str = "single_srbm", partitions: int = 12
+    count: int | None = None,
+    scenario: str = "single_srbm",
+    partitions: int = 12,
+    *,
+    legacy_ce_time: bool = False,
 ) -> list[RecordedMessage]:
     """Rows as the recorder would write them: keyed, partitioned, offsets per partition, a
-    send-time header at the event's emit offset, LogAppendTime 1 ms later."""
+    send-time header at the event's emit offset, LogAppendTime 1 ms later. ``legacy_ce_time``
+    adds the ``ce_time`` header that recordings made before the lean header set carry."""
     out = []
     offsets: dict[tuple[str, int], int] = {}
     items = scheduled(scenario)[:count]
@@ -46,6 +51,8 @@ def rows(
             (PACING_HEADER, REALTIME_PACING),
             (SENT_NS_HEADER, encode_sent_ns(sent_ns)),
         ]
+        if legacy_ce_time:
+            headers.append(("ce_time", event.header.emitted_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()))
         out.append(
             capture(
                 topic=topic,

@@ -94,7 +94,7 @@ def test_sends_keep_bytes_and_headers_but_drop_send_time_and_pacing() -> None:
 
 
 def test_rebase_shifts_every_time_by_one_constant_and_nothing_else() -> None:
-    messages = rows(400, scenario="irbm_over_japan")
+    messages = rows(400, scenario="irbm_over_japan", legacy_ce_time=True)
     now = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     plan = plan_replay([_recording(messages)])
     sends = prepare_sends(plan, rebase=True, now=now)

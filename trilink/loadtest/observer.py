@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from consumers.service import ALLY_HEADER, INSTANCE_HEADER, RECEIVED_NS_HEADER
+from consumers.channels import INSTANCE_HEADER, RECEIVED_NS_HEADER
 from trilink.latency import SENT_NS_HEADER, decode_sent_ns
 from trilink.loadtest.accounting import ALLIES, Accounting
 from trilink.loadtest.sender import ACTUAL_SENT_NS_HEADER, RUN_HEADER, SLOT_HEADER, decode_slot
@@ -94,7 +94,7 @@ class Observer:
             return
         received_raw = values.get(RECEIVED_NS_HEADER)
         received = None if received_raw is None else decode_sent_ns(received_raw)
-        ally = values.get(ALLY_HEADER, fallback_ally.encode()).decode("ascii", "replace")
+        ally = fallback_ally  # the ally topic says whose delivery it is
         accounting.observe(
             ally,
             slot,

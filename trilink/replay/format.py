@@ -15,6 +15,7 @@ before the damage plus an exact account of where the damage starts and what was 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -216,6 +217,9 @@ def capture(
         event = decode_event(value)
     except (DeserializationError, _NoValueError) as exc:
         conveniences.update(_from_headers(header_list))
+        if key is not None:  # the record key is the correlation key (ce_subject in older records)
+            with contextlib.suppress(UnicodeDecodeError):
+                conveniences["correlation_key"] = key.decode("utf-8")
         if isinstance(exc, DeserializationError):
             conveniences["decode_error"] = exc.reason
             conveniences["decode_detail"] = exc.message
@@ -269,7 +273,6 @@ def _from_headers(headers: tuple[tuple[str, bytes | None], ...]) -> dict[str, An
         return {}
     return {
         "kind": parsed.kind.value,
-        "correlation_key": parsed.subject,
         "event_id": str(parsed.event_id),
     }
 

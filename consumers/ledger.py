@@ -1,0 +1,249 @@
+"""The ledger of one ally service: every count and latency sample, behind both ``/metrics`` and
+:meth:`consumers.service.AllyService.report` (one record, so the two never disagree).
+
+Recording costs the hot path as little as Python allows: a count is one dict increment by the
+one thread that owns that count (the consumer loop for what it reads, withholds, suppresses
+and dead-letters and for the audit and SSE channels; the producer's IO thread for Kafka
+acknowledgements), and a latency sample is one ``array.append`` of an int packing the series
+and the nanoseconds. Samples are folded in batches (numpy) into a :class:`BatchHistogram` per
+series for the report's percentiles and into cumulative Prometheus buckets whose boundaries
+are exactly :data:`trilink.latency.LATENCY_BUCKETS_S`; the loop folds at every durable point
+and a scrape or report folds what is pending, so every sample is counted, none sampled away.
+
+Exposed families (names and labels as in :mod:`trilink.monitoring.names`):
+``trilink_ally_hop_latency_seconds`` (histogram), ``trilink_ally_events_received_total``,
+``trilink_ally_events_delivered_total``, ``trilink_ally_events_withheld_total``,
+``trilink_ally_duplicates_suppressed_total``, ``trilink_dead_letters_total``.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from consumers.errors import DLQ_REASONS
+from schemas.models import EventKind
+from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram
+
+#: ``kind`` of the report rows that merge every kind of one (hop, channel).
+ALL_KINDS = "*"
+#: ``channel`` label of hops measured before fan-out.
+NO_CHANNEL = "none"
+#: Downstream channels of an ally service.
+CHANNELS = ("kafka", "sse", "audit")
+
+_KINDS = tuple(k.value for k in EventKind)
+_NS_BITS = 48
+_NS_MASK = (1 << _NS_BITS) - 1
+_BOUNDS_NS = np.array([round(b * 1e9) for b in LATENCY_BUCKETS_S], dtype=np.int64)
+_BUCKET_LABELS = [*(repr(float(b)) for b in LATENCY_BUCKETS_S), "+Inf"]
+
+
+@dataclass(frozen=True, slots=True)
+class KindSeries:
+    """Series numbers of every hop one event kind can be measured on (looked up once per event)."""
+
+    send_to_append: int
+    append_to_receive: int
+    sensor_to_send: int
+    receive_to_deliver: dict[str, int]
+    end_to_end: dict[str, int]
+
+
+class Ledger(Collector):
+    """Counts and latency samples of one ally service (see the module docstring)."""
+
+    def __init__(self, ally: str, channels: Iterable[str] = CHANNELS) -> None:
+        self.ally = ally
+        self.channels = tuple(channels)
+        self._keys: list[tuple[str, str, str]] = []
+        self._lazy: set[int] = set()  # series exposed only once sampled
+        self.by_kind: dict[str, KindSeries] = {}
+        for kind in _KINDS:
+            self.by_kind[kind] = KindSeries(
+                send_to_append=self._add(("send_to_append", kind, NO_CHANNEL)),
+                append_to_receive=self._add(("append_to_receive", kind, NO_CHANNEL)),
+                sensor_to_send=self._add(("sensor_to_send", kind, NO_CHANNEL), lazy=True),
+                receive_to_deliver={
+                    c: self._add(("receive_to_deliver", kind, c), lazy=c not in self.channels)
+                    for c in CHANNELS
+                },
+                end_to_end={
+                    c: self._add(("end_to_end", kind, c), lazy=c not in self.channels) for c in CHANNELS
+                },
+            )
+        self._index = {key: i for i, key in enumerate(self._keys)}
+        n = len(self._keys)
+        self._samples = array("q")
+        self._fold_lock = threading.Lock()
+        self._hist: list[BatchHistogram | None] = [None] * n
+        self._buckets = np.zeros((n, len(_BOUNDS_NS) + 1), dtype=np.int64)
+        self._sum_ns = np.zeros(n, dtype=np.float64)
+        self._seen = np.zeros(n, dtype=bool)
+        # Counts: each key has one writing thread (module docstring); readers copy.
+        self.received = dict.fromkeys(_KINDS, 0)
+        self.withheld = dict.fromkeys(_KINDS, 0)
+        self.withheld_by_reason: dict[str, int] = {}
+        self.delivered = {(k, c): 0 for k in _KINDS for c in CHANNELS}
+        self.dead_letters = dict.fromkeys(sorted(DLQ_REASONS), 0)
+        self.duplicates = 0
+
+    def _add(self, key: tuple[str, str, str], *, lazy: bool = False) -> int:
+        self._keys.append(key)
+        if lazy:
+            self._lazy.add(len(self._keys) - 1)
+        return len(self._keys) - 1
+
+    # ------------------------------------------------------------ recording (any thread)
+
+    def sample(self, series: int, latency_ns: int) -> None:
+        """Record one latency; a negative one (clocks that disagree) counts as 0."""
+        self._samples.append((series << _NS_BITS) | min(max(latency_ns, 0), _NS_MASK))
+
+    def record_ns(self, hop: str, kind: str, channel: str, latency_ns: int) -> None:
+        """:meth:`sample` by name (tests, rare paths)."""
+        self.sample(self._index[(hop, kind, channel)], latency_ns)
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
+
+    # ------------------------------------------------------------ folding
+
+    def fold(self) -> None:
+        """Move pending samples into the histograms (cheap; called often)."""
+        with self._fold_lock:
+            pending = len(self._samples)
+            if not pending:
+                return
+            chunk = np.frombuffer(self._samples[:pending], dtype=np.int64)
+            del self._samples[:pending]  # appends made meanwhile stay (they are after ``pending``)
+            series = chunk >> _NS_BITS
+            ns = chunk & _NS_MASK
+            width = len(_BOUNDS_NS) + 1
+            bucket = np.searchsorted(_BOUNDS_NS, ns, side="left")  # first bound >= value: "le"
+            flat = np.bincount(series * width + bucket, minlength=self._buckets.size)
+            self._buckets += flat.reshape(self._buckets.shape)
+            self._sum_ns += np.bincount(series, weights=ns, minlength=len(self._keys))
+            order = np.argsort(series, kind="stable")
+            series_sorted = series[order]
+            us_sorted = ns[order] // 1000
+            present = np.unique(series_sorted)
+            self._seen[present] = True
+            starts = np.searchsorted(series_sorted, present, side="left")
+            ends = np.searchsorted(series_sorted, present, side="right")
+            for index, start, end in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                hist = self._hist[index]
+                if hist is None:
+                    hist = self._hist[index] = BatchHistogram()
+                hist.record_many_us(us_sorted[start:end])
+
+    # ------------------------------------------------------------ reading
+
+    def count(self, hop: str, kind: str, channel: str) -> int:
+        self.fold()
+        hist = self._hist[self._index[(hop, kind, channel)]]
+        return 0 if hist is None else hist.count
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per sampled (hop, kind, channel) plus merged rows with kind ``*``, in ms."""
+        self.fold()
+        with self._fold_lock:
+            rows = []
+            merged: dict[tuple[str, str], BatchHistogram] = {}
+            for index in sorted(range(len(self._keys)), key=self._keys.__getitem__):
+                hist = self._hist[index]
+                if hist is None:
+                    continue
+                hop, kind, channel = self._keys[index]
+                rows.append({"hop": hop, "kind": kind, "channel": channel, **_row(hist)})
+                merged.setdefault((hop, channel), BatchHistogram()).merge(hist)
+        rows += [
+            {"hop": hop, "kind": ALL_KINDS, "channel": channel, **_row(hist)}
+            for (hop, channel), hist in sorted(merged.items())
+        ]
+        return rows
+
+    def describe(self) -> Iterable[Any]:
+        return []  # collected at scrape time only: the registry need not call collect() early
+
+    def collect(self) -> Iterator[Any]:
+        self.fold()
+        ally = self.ally
+        with self._fold_lock:
+            buckets = np.cumsum(self._buckets, axis=1).tolist()
+            sums = (self._sum_ns / 1e9).tolist()
+            seen = self._seen.tolist()
+        latency = HistogramMetricFamily(
+            "trilink_ally_hop_latency_seconds",
+            "Latency of one hop of an event on its way to an ally's downstream channel.",
+            labels=["ally", "hop", "kind", "channel"],
+        )
+        for index, (hop, kind, channel) in enumerate(self._keys):
+            if index in self._lazy and not seen[index]:
+                continue
+            latency.add_metric(
+                [ally, hop, kind, channel],
+                buckets=list(zip(_BUCKET_LABELS, buckets[index], strict=True)),
+                sum_value=sums[index],
+            )
+        yield latency
+        received = CounterMetricFamily(
+            "trilink_ally_events_received",
+            "Valid events read from the warning topics.",
+            labels=["ally", "kind"],
+        )
+        for kind, n in list(self.received.items()):
+            received.add_metric([ally, kind], n)
+        yield received
+        delivered = CounterMetricFamily(
+            "trilink_ally_events_delivered",
+            "Events handed to a downstream channel (kafka: acknowledged; sse: queued for the "
+            "live subscribers; audit: written).",
+            labels=["ally", "kind", "channel"],
+        )
+        for (kind, channel), n in list(self.delivered.items()):
+            delivered.add_metric([ally, kind, channel], n)
+        yield delivered
+        withheld = CounterMetricFamily(
+            "trilink_ally_events_withheld",
+            "Valid events not delivered because they are not releasable to this ally.",
+            labels=["ally", "kind"],
+        )
+        for kind, n in list(self.withheld.items()):
+            withheld.add_metric([ally, kind], n)
+        yield withheld
+        duplicates = CounterMetricFamily(
+            "trilink_ally_duplicates_suppressed",
+            "Events not delivered again because their id is in the de-duplication window.",
+            labels=["ally"],
+        )
+        duplicates.add_metric([ally], self.duplicates)
+        yield duplicates
+        dead = CounterMetricFamily(
+            "trilink_dead_letters",
+            "Records sent to the dead-letter topic, by reason.",
+            labels=["ally", "reason"],
+        )
+        for reason, n in sorted(self.dead_letters.items()):
+            dead.add_metric([ally, reason], n)
+        yield dead
+
+
+def _row(hist: BatchHistogram) -> dict[str, Any]:
+    summary = hist.summary()
+    return {
+        "count": summary.count,
+        "p50_ms": summary.p50_us / 1000,
+        "p90_ms": summary.p90_us / 1000,
+        "p99_ms": summary.p99_us / 1000,
+        "p99_9_ms": summary.p999_us / 1000,
+        "max_ms": summary.max_us / 1000,
+        "mean_ms": round(summary.mean_us / 1000, 3),
+    }
