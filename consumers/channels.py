@@ -93,8 +93,13 @@ class Checkpoint:
         return sum(1 for channel, _, _ in self.failed if channel in ("kafka", "dead_letter"))
 
     def track(self, future: Any, channel: str, event_id: UUID | None) -> None:
+        """Count ``future`` under this checkpoint until the broker answers it."""
         self.sent += 1
+        future.add_callback(self._acknowledged)
         future.add_errback(self._refused, channel, event_id)
+
+    def _acknowledged(self, _metadata: Any) -> None:
+        self.acked += 1
 
     def _refused(self, channel: str, event_id: UUID | None, exc: BaseException) -> None:
         self.failed.append((channel, event_id, f"{type(exc).__name__}: {exc}"))
@@ -158,10 +163,10 @@ class KafkaChannel:
             headers=headers,
             partition=self._partition(record.key),
         )
+        future.add_callback(self._acked, d)
         checkpoint.track(future, "kafka", d.parsed.event_id)
-        future.add_callback(self._acked, d, checkpoint)
 
-    def _acked(self, d: Delivery, checkpoint: Checkpoint, _metadata: Any) -> None:
+    def _acked(self, d: Delivery, _metadata: Any) -> None:
         now_ns = time.time_ns()
         series = d.series
         ledger = self._ledger
@@ -171,7 +176,6 @@ class KafkaChannel:
         ledger.delivered[(d.event.kind.value, "kafka")] += 1
         if d.first is not None:
             self._launches.delivered(d.first, "kafka", now_ns)
-        checkpoint.acked += 1
 
 
 class AuditChannel:

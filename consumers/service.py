@@ -692,7 +692,10 @@ class AllyService:
             for tp, offset in checkpoint.first.items():
                 rewind[tp] = min(offset, rewind.get(tp, offset))
         log.warning(
-            "ally %s: %d event(s) not delivered on every channel; reading again", self.ally.value, len(lost)
+            "ally %s: %d event(s) not delivered on every channel (%s); reading again",
+            self.ally.value,
+            len(lost),
+            "; ".join(why for checkpoint in self._closed for _, _, why in checkpoint.failed[:1]),
         )
         names = [channel.name for channel in self._channels if channel.name != "sse"]
         for event_id, channels in lost.items():

@@ -175,9 +175,17 @@ def test_scraped_counts_and_latency_match_the_run(real: RealRun) -> None:
         assert all(0 <= v < 60 for v in by_hop.values()), by_hop
         assert all(by_hop["end_to_end"] >= by_hop[h] for h in n.ALLY_HOPS), by_hop
 
-    # the producer's own view of the same run
-    assert _scalar(api, "sum(trilink_producer_events_total)") == real.published.acknowledged
-    assert _scalar(api, "sum(trilink_producer_send_latency_seconds_count)") == real.published.acknowledged
+    # the producer's own view of the same run (scraped on its own schedule: wait for a scrape
+    # after the last acknowledgement, as for the allies above)
+    def producer_counts() -> tuple[float, float] | None:
+        events = _scalar(api, "sum(trilink_producer_events_total)")
+        samples = _scalar(api, "sum(trilink_producer_send_latency_seconds_count)")
+        return (events, samples) if events == samples == real.published.acknowledged else None
+
+    assert wait_for("the producer's acknowledged events scraped", producer_counts) == (
+        real.published.acknowledged,
+        real.published.acknowledged,
+    )
     # heartbeats: every ally heard from at least one sensor, moments ago
     seen = api.values("time() - trilink_ally_sensor_last_seen_timestamp_seconds")
     assert {dict(k)["ally"] for k in seen} == set(n.ALLIES)

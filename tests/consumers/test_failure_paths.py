@@ -1,0 +1,326 @@
+"""Failure paths of the ally service that a real broker cannot be made to produce on cue, with
+fake Kafka clients behind the service's typed seams (consumers.ports): a send the broker refuses,
+acknowledgements that never come, an audit file that cannot be written, a ``poll`` that raises on
+a batch the client library cannot parse, and records that must never stop the loop. The happy
+path and every other behaviour are tested against the real broker in test_service.py."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+
+from consumers.errors import ChannelDeliveryError
+from consumers.service import AllyService, Plausibility
+from schemas import encode_event, kafka_headers, message_key
+from schemas.models import EventKind
+from schemas.samples import sample_event
+from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+from trilink.platform.topics import topic_name
+from trilink.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+WARNINGS = topic_name("warnings")
+STATUS = topic_name("sensor_status")
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, Any]]
+    timestamp: int = 0
+    timestamp_type: int = 1
+
+
+class FakeFuture:
+    def __init__(self) -> None:
+        self.callbacks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.errbacks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def add_callback(self, fn: Callable[..., Any], *args: Any) -> FakeFuture:
+        self.callbacks.append((fn, args))
+        return self
+
+    def add_errback(self, fn: Callable[..., Any], *args: Any) -> FakeFuture:
+        self.errbacks.append((fn, args))
+        return self
+
+
+@dataclass
+class FakeProducer:
+    """Acknowledges every send at once unless told to refuse or to stay silent."""
+
+    refuse: Callable[[str, bytes | None], BaseException | None] = lambda topic, value: None
+    silent: bool = False
+    sent: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> FakeFuture:
+        future = FakeFuture()
+        error = self.refuse(topic, value)
+        with self.lock:
+            self.sent.append((topic, value, list(headers or [])))
+        if self.silent:
+            return future
+        for fn, args in future.errbacks if error else []:
+            fn(*args, error)
+        # callbacks are added after send returns: answer on the next flush or poll instead
+        self._pending = getattr(self, "_pending", [])
+        self._pending.append((future, error))
+        return future
+
+    def answer(self) -> None:
+        pending, self._pending = getattr(self, "_pending", []), []
+        for future, error in pending:
+            for fn, args in future.errbacks if error else future.callbacks:
+                fn(*args, error) if error else fn(*args, None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.answer()
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+@dataclass
+class FakeConsumer:
+    """One partition of the warnings topic; ``poll`` hands out what is queued from the position."""
+
+    producer: FakeProducer
+    records: list[Record] = field(default_factory=list)
+    poll_error: Callable[[int], BaseException | None] = lambda position: None
+    position_: int = 0
+    committed_: int | None = None
+    listener: Any = None
+    assigned: bool = False
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        self.listener = listener
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        self.producer.answer()
+        if not self.assigned:
+            self.assigned = True
+            asyncio.run(self.listener.on_partitions_assigned([TopicPartition(WARNINGS, 0)]))
+            return {}
+        error = self.poll_error(self.position_)
+        if error is not None:
+            raise error
+        batch = []  # contiguous offsets from the position (a gap is where the log cannot be read)
+        for record in sorted(self.records, key=lambda r: r.offset):
+            if record.offset == self.position_ + len(batch) and len(batch) < (max_records or 500):
+                batch.append(record)
+        if not batch:
+            time.sleep(timeout_ms / 1000 / 10)
+            return {}
+        self.position_ = batch[-1].offset + 1
+        return {TopicPartition(WARNINGS, 0): batch}
+
+    def position(self, tp: Any) -> int:
+        return self.position_
+
+    def committed(self, tp: Any) -> int | None:
+        return self.committed_
+
+    def highwater(self, tp: Any) -> int:
+        return len(self.records)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.position_ = offset
+
+    def pause(self, *tps: Any) -> None:
+        pass
+
+    def resume(self, *tps: Any) -> None:
+        pass
+
+    def commit(self, offsets: Any = None, timeout_ms: int | None = None) -> None:
+        for tp, meta in (offsets or {}).items():
+            if tp.topic == WARNINGS:
+                self.committed_ = meta.offset
+
+    def commit_async(self, offsets: Any = None, callback: Any = None) -> None:
+        self.commit(offsets)
+
+    def close(self) -> None:
+        pass
+
+
+def event_record(offset: int, **header: Any) -> Record:
+    event = sample_event(EventKind.TRACK_UPDATE, event_id=str(uuid.UUID(int=offset + 1)), **header)
+    headers: list[tuple[str, Any]] = [
+        *kafka_headers(event, "/t"),
+        (SENT_NS_HEADER, encode_sent_ns(time.time_ns())),
+    ]
+    return Record(
+        WARNINGS, 0, offset, message_key(event), encode_event(event), headers, time.time_ns() // 10**6
+    )
+
+
+def start(tmp_path: Path, consumer: FakeConsumer, producer: FakeProducer, **options: Any) -> AllyService:
+    service = AllyService(
+        "US",
+        "fake:9092",
+        http_port=None,
+        rebuild_dedup=False,
+        commit_interval_s=0.01,
+        flush_timeout_s=0.5,
+        consumer_factory=lambda *a, **k: consumer,
+        producer_factory=lambda *a: producer,
+        settings=Settings(state_dir=tmp_path / "state", bootstrap=None),
+        **options,
+    )
+    service.start()
+    assert service.wait_ready(5)
+    return service
+
+
+def sent_to(producer: FakeProducer, topic: str) -> list[tuple[str, bytes | None, list[tuple[str, bytes]]]]:
+    with producer.lock:
+        return [s for s in producer.sent if s[0] == topic]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_hostile_records_are_dead_lettered_and_the_loop_goes_on(tmp_path: Path) -> None:
+    producer = FakeProducer()
+    good = event_record(3)
+    records = [
+        Record(
+            WARNINGS,
+            0,
+            0,
+            b"k",
+            encode_event(sample_event()),
+            [*kafka_headers(sample_event(), "/t"), ("x", None)],
+        ),
+        Record(WARNINGS, 0, 1, b"k", b"\x00" * 999_990, kafka_headers(sample_event(), "/t")),
+        event_record(2, measured_at="2999-01-01T00:00:00Z", emitted_at="2999-01-01T00:00:01Z"),
+        good,
+    ]
+    consumer = FakeConsumer(producer, records)
+    service = start(tmp_path, consumer, producer)
+    try:
+        wait_for(lambda: consumer.committed_ == 4)
+        dead = sent_to(producer, topic_name("dead_letter"))
+        reasons = [dict(h)["trilink_dlq_reason"] for _, _, h in dead]
+        assert reasons == [b"bad_header", b"too_large", b"implausible_time"]
+        assert all(len(value or b"") + sum(len(n) + len(v) for n, v in h) < 1_000_000 for _, value, h in dead)
+        assert [v for _, v, _ in sent_to(producer, service.output_topic)] == [good.value]
+        assert service.error is None and service.running
+    finally:
+        service.stop()
+
+
+def test_a_refused_send_is_delivered_again_and_committed_only_then(tmp_path: Path) -> None:
+    refusals = [RuntimeError("NotLeaderForPartition")]
+    producer = FakeProducer(
+        refuse=lambda topic, value: refusals.pop() if refusals and "ally" in topic else None
+    )
+    consumer = FakeConsumer(producer, [event_record(0), event_record(1)])
+    service = start(tmp_path, consumer, producer, audit_dir=tmp_path / "audit")
+    try:
+        wait_for(lambda: consumer.committed_ == 2 and service.delivered_count("kafka") == 2)
+        out = sent_to(producer, service.output_topic)
+        assert len(out) == 3  # one refused, sent again
+        assert service.delivered_count("audit") == 2  # the audit line was not written twice
+        lines = (tmp_path / "audit").glob("*.jsonl")
+        assert sum(len(p.read_text().splitlines()) for p in lines) == 2
+        assert service.report()["counts"]["delivery_failures"] == {"kafka/kafka_send_failed": 1}
+    finally:
+        service.stop()
+
+
+def test_acks_that_never_come_hold_the_commit_back(tmp_path: Path) -> None:
+    producer = FakeProducer(silent=True)
+    consumer = FakeConsumer(producer, [event_record(0)])
+    service = start(tmp_path, consumer, producer)
+    try:
+        wait_for(
+            lambda: service.report()["counts"]["delivery_failures"].get("kafka/kafka_flush_timeout", 0) >= 1
+        )
+        assert consumer.committed_ in (None, 0)
+        assert service.running
+    finally:
+        producer.silent = False
+        service.stop()
+
+
+def test_an_audit_write_failure_is_retried_without_duplicating_kafka(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0)])
+    service = start(tmp_path, consumer, producer, audit_dir=tmp_path / "audit")
+    assert service.audit is not None
+    real_append = service.audit.append
+    failures = [ChannelDeliveryError("audit_write_failed", "disk full")]
+
+    def flaky(line: bytes) -> None:
+        if failures:
+            raise failures.pop()
+        real_append(line)
+
+    monkeypatch.setattr(service.audit, "append", flaky)
+    try:
+        consumer.records.append(event_record(1))
+        wait_for(lambda: consumer.committed_ == 2 and service.delivered_count("audit") >= 1)
+        assert len(sent_to(producer, service.output_topic)) == 2  # kafka had it: not sent twice
+        assert service.report()["counts"]["delivery_failures"]["audit/audit_write_failed"] >= 1
+    finally:
+        service.stop()
+
+
+def test_an_unparseable_batch_is_skipped_and_named(tmp_path: Path) -> None:
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0), event_record(5)])
+    consumer.poll_error = lambda position: (
+        UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad") if 1 <= position < 5 else None
+    )
+    located: list[tuple[str, int, int]] = []
+
+    def locate(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[int, str] | None:
+        located.append((topic, partition, offset))
+        return (5, "UnicodeDecodeError") if offset == 1 else None
+
+    service = start(tmp_path, consumer, producer, locate_unparseable=locate, plausibility=Plausibility())
+    try:
+        wait_for(lambda: consumer.committed_ == 6)
+        dead = sent_to(producer, topic_name("dead_letter"))
+        assert [dict(h)["trilink_dlq_reason"] for _, _, h in dead] == [b"unparseable_batch"]
+        assert b"offsets 1..4" in dict(dead[0][2])["trilink_dlq_error"]
+        assert (WARNINGS, 0, 1) in located
+        assert len(sent_to(producer, service.output_topic)) == 2
+    finally:
+        service.stop()
