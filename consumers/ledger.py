@@ -237,13 +237,4 @@ class Ledger(Collector):
 
 
 def _row(hist: BatchHistogram) -> dict[str, Any]:
-    summary = hist.summary()
-    return {
-        "count": summary.count,
-        "p50_ms": summary.p50_us / 1000,
-        "p90_ms": summary.p90_us / 1000,
-        "p99_ms": summary.p99_us / 1000,
-        "p99_9_ms": summary.p999_us / 1000,
-        "max_ms": summary.max_us / 1000,
-        "mean_ms": round(summary.mean_us / 1000, 3),
-    }
+    return dict(hist.summary().as_dict())
