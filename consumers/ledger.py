@@ -194,46 +194,46 @@ class Ledger(Collector):
                 sum_value=sums[index],
             )
         yield latency
-        received = CounterMetricFamily(
+        yield _counter(
             "trilink_ally_events_received",
             "Valid events read from the warning topics.",
-            labels=["ally", "kind"],
+            ["ally", "kind"],
+            (([ally, kind], n) for kind, n in list(self.received.items())),
         )
-        for kind, n in list(self.received.items()):
-            received.add_metric([ally, kind], n)
-        yield received
-        delivered = CounterMetricFamily(
+        yield _counter(
             "trilink_ally_events_delivered",
             "Events handed to a downstream channel (kafka: acknowledged; sse: queued for the "
             "live subscribers; audit: written).",
-            labels=["ally", "kind", "channel"],
+            ["ally", "kind", "channel"],
+            (([ally, kind, channel], n) for (kind, channel), n in list(self.delivered.items())),
         )
-        for (kind, channel), n in list(self.delivered.items()):
-            delivered.add_metric([ally, kind, channel], n)
-        yield delivered
-        withheld = CounterMetricFamily(
+        yield _counter(
             "trilink_ally_events_withheld",
             "Valid events not delivered because they are not releasable to this ally.",
-            labels=["ally", "kind"],
+            ["ally", "kind"],
+            (([ally, kind], n) for kind, n in list(self.withheld.items())),
         )
-        for kind, n in list(self.withheld.items()):
-            withheld.add_metric([ally, kind], n)
-        yield withheld
-        duplicates = CounterMetricFamily(
+        yield _counter(
             "trilink_ally_duplicates_suppressed",
             "Events not delivered again because their id is in the de-duplication window.",
-            labels=["ally"],
+            ["ally"],
+            [([ally], self.duplicates)],
         )
-        duplicates.add_metric([ally], self.duplicates)
-        yield duplicates
-        dead = CounterMetricFamily(
+        yield _counter(
             "trilink_dead_letters",
             "Records sent to the dead-letter topic, by reason.",
-            labels=["ally", "reason"],
+            ["ally", "reason"],
+            (([ally, reason], n) for reason, n in sorted(self.dead_letters.items())),
         )
-        for reason, n in sorted(self.dead_letters.items()):
-            dead.add_metric([ally, reason], n)
-        yield dead
+
+
+def _counter(
+    name: str, documentation: str, labels: list[str], values: Iterable[tuple[list[str], int]]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for label_values, n in values:
+        family.add_metric(label_values, n)
+    return family
 
 
 def _row(hist: BatchHistogram) -> dict[str, Any]:

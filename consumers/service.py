@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from consumers import kafka_io
@@ -595,8 +596,6 @@ class AllyService:
     def _deliver_kafka(self, delivery: Delivery, checkpoint: Checkpoint) -> None:
         """Send on the ally topic; a record the client refuses as it is becomes a dead letter,
         a client that cannot send right now (buffer full, no metadata) fails the checkpoint."""
-        from kafka.errors import KafkaTimeoutError
-
         assert self._kafka is not None
         try:
             self._kafka.deliver(delivery, checkpoint)
@@ -638,7 +637,7 @@ class AllyService:
                 if head.closed_monotonic is not None and now - head.closed_monotonic > self.flush_timeout_s:
                     head.failed.append(("kafka", None, f"acks not received in {self.flush_timeout_s} s"))
                     self._count_failure("kafka", "kafka_flush_timeout")
-                    self._retry_from(head)
+                    self._retry()
                 break
             if self.audit is not None:
                 try:
@@ -647,7 +646,7 @@ class AllyService:
                 except ChannelDeliveryError as exc:
                     head.failed.extend(("audit", event_id, exc.reason) for event_id in head.ids)
             if head.failed:
-                self._retry_from(head)
+                self._retry()
                 break
             self._closed.popleft()
             with self._lock:
@@ -665,7 +664,7 @@ class AllyService:
         self._open = Checkpoint()
         self._open_since = now
 
-    def _retry_from(self, failed: Checkpoint) -> None:
+    def _retry(self) -> None:
         """A channel did not take some records: wait for every send in flight (so every failure
         is known), forget the failed ids (each channel that did take one remembers it holds it),
         and read everything not yet durable again from the failed checkpoint on."""
@@ -677,8 +676,8 @@ class AllyService:
             log.warning("ally %s: flush before a retry failed: %r", self.ally.value, exc)
         lost: dict[UUID, set[str]] = {}
         rewind: kafka_io.Offsets = {}
-        blind = False  # a failure without an id: the whole checkpoint is re-sent
         for checkpoint in self._closed:
+            blind = False  # a send failure without an id: the whole checkpoint is re-sent
             for channel, event_id, why in checkpoint.failed:
                 if channel != "kafka" or event_id is not None:
                     self._count_failure(channel, _failure_reason(channel, why))

@@ -275,18 +275,24 @@ def test_cli_paced_filtered_rebased_replay(fresh_bootstrap: str, capsys: pytest.
     assert report["timing_error_us"]["max"] >= report["timing_error_us"]["p50"]  # measured, not asserted
 
 
-def test_cli_record_filters_and_rolls(
-    fresh_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _new_topic(bootstrap: str, prefix: str, *, partitions: int) -> str:
+    """Create a private topic (replication 1) and return its name."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    topic = f"replay-test-cli-{uuid.uuid4().hex[:8]}"
-    admin: Any = KafkaAdminClient(bootstrap_servers=fresh_bootstrap.split(","), client_id="replay-test-admin")
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin: Any = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="replay-test-admin")
     try:
-        admin.create_topics([NewTopic(topic, 3, 1)])
+        admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         admin.close()
+    return topic
+
+
+def test_cli_record_filters_and_rolls(
+    fresh_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = _new_topic(fresh_bootstrap, "replay-test-cli", partitions=3)
     mapping = ["--topic-map", f"warnings={topic}", "--topic-map", f"sensor_status={topic}"]
     assert main(["replay", "single_srbm", "--fast", "--bootstrap", fresh_bootstrap, *mapping]) == 0
     args = [
@@ -323,18 +329,10 @@ def test_sigterm_closes_the_recording_cleanly(fresh_bootstrap: str, tmp_path: Pa
     import subprocess
     import sys
 
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     # The records are on a private one-partition topic before the recorder starts, so its first
     # fetch from the beginning holds all of them: the file it opens on its first record says the
     # whole batch is in hand, and SIGTERM stops it only after the batch in hand.
-    topic = f"replay-test-term-{uuid.uuid4().hex[:8]}"
-    admin: Any = KafkaAdminClient(bootstrap_servers=fresh_bootstrap.split(","), client_id="replay-test-admin")
-    try:
-        admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        admin.close()
+    topic = _new_topic(fresh_bootstrap, "replay-test-term", partitions=1)
     assert (
         main(
             [
