@@ -193,6 +193,7 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     from consumers.service import AllyService
+    from trilink.runtime import tune_gc
 
     logging.basicConfig(level=logging.WARNING)
     n, out = p["events"], dict[str, Any]()
@@ -215,6 +216,7 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
         return all(service.delivered_count(ch) >= released() for ch in CHANNELS)
 
     service.start()
+    tune_gc()  # as `trilink ally` and the fleet's service processes do
     try:
         print(f"PORT {service.http_port}", flush=True)
         sys.stdin.readline()  # GO: the driver's viewer is subscribed

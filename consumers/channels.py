@@ -35,6 +35,10 @@ from schemas.headers import ParsedHeaders
 from schemas.models import WarningEvent
 from trilink.latency import encode_sent_ns
 
+#: pydantic's compiled serializer of the event model (what ``model_dump_json`` calls, minus
+#: the per-call keyword handling).
+_to_json = WarningEvent.__pydantic_serializer__.to_json
+
 #: Headers the ally service adds to what it delivers on its topic.
 RECEIVED_NS_HEADER = "trilink_received_ns"
 INSTANCE_HEADER = "trilink_ally_instance"
@@ -64,7 +68,7 @@ class Delivery:
     def event_json(self) -> bytes:
         """The event as JSON, made once for every channel that shows it."""
         if self._json is None:
-            self._json = self.event.model_dump_json().encode()
+            self._json = _to_json(self.event)
         return self._json
 
 
@@ -96,12 +100,13 @@ class Checkpoint:
         """Count ``future`` under this checkpoint until the broker answers it."""
         self.sent += 1
         future.add_callback(self._acknowledged)
-        future.add_errback(self._refused, channel, event_id)
+        future.add_errback(self.refused, channel, event_id)
 
     def _acknowledged(self, _metadata: Any) -> None:
         self.acked += 1
 
-    def _refused(self, channel: str, event_id: UUID | None, exc: BaseException) -> None:
+    def refused(self, channel: str, event_id: UUID | None, exc: BaseException) -> None:
+        """Errback: the broker refused a send under this checkpoint."""
         self.failed.append((channel, event_id, f"{type(exc).__name__}: {exc}"))
 
 
@@ -163,10 +168,11 @@ class KafkaChannel:
             headers=headers,
             partition=self._partition(record.key),
         )
-        future.add_callback(self._acked, d)
-        checkpoint.track(future, "kafka", d.parsed.event_id)
+        checkpoint.sent += 1
+        future.add_callback(self._acked, d, checkpoint)
+        future.add_errback(checkpoint.refused, "kafka", d.parsed.event_id)
 
-    def _acked(self, d: Delivery, _metadata: Any) -> None:
+    def _acked(self, d: Delivery, checkpoint: Checkpoint, _metadata: Any) -> None:
         now_ns = time.time_ns()
         series = d.series
         ledger = self._ledger
@@ -176,6 +182,7 @@ class KafkaChannel:
         ledger.delivered[(d.event.kind.value, "kafka")] += 1
         if d.first is not None:
             self._launches.delivered(d.first, "kafka", now_ns)
+        checkpoint.acked += 1
 
 
 class AuditChannel:

@@ -64,6 +64,7 @@ def register(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     from consumers.service import AllyService
     from trilink.platform.connection import bootstrap_servers
+    from trilink.runtime import tune_gc
 
     service = AllyService(
         args.ally,
@@ -85,6 +86,7 @@ def handler(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         service.start()
+        tune_gc()
         where = f"http://{service._http_host}:{service.http_port}" if service.http_port else "no HTTP"
         print(
             f"trilink ally {service.ally.value}: group {service.group_id}, instance {service.instance_id}, "

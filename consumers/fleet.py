@@ -37,10 +37,12 @@ def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> Non
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # event-loop timing warnings under CPU load
     from consumers.service import AllyService
+    from trilink.runtime import tune_gc
 
     try:
         service = AllyService(ally, bootstrap, **options)
         service.start()
+        tune_gc()
     except Exception as exc:
         conn.send(("ready", False, f"{type(exc).__name__}: {exc}", None))
         return

@@ -120,7 +120,7 @@ from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
 from schemas.headers import verify_headers_match
-from schemas.models import EventKind, Nation, WarningEvent
+from schemas.models import EventKind, ImpactPrediction, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
 from trilink.platform.topics import topic_name
@@ -621,8 +621,10 @@ class AllyService:
                     f"(accepted: at most {bounds.max_future_s:.0f} s ahead"
                     f"{'' if bounds.max_age_s is None else f', {bounds.max_age_s:.0f} s behind'})"
                 )
-        impact = getattr(event.payload, "impact_time", None)
-        if impact is not None and datetime_ns(impact) - datetime_ns(header.measured_at) > _MAX_FLIGHT_NS:
+        payload = event.payload
+        if isinstance(payload, ImpactPrediction) and (
+            datetime_ns(payload.impact_time) - datetime_ns(header.measured_at) > _MAX_FLIGHT_NS
+        ):
             raise ImplausibleEventError("impact_time is more than 2 h after measured_at")
 
     # ---------------------------------------------------------------- durable points
@@ -651,9 +653,9 @@ class AllyService:
             self._closed.popleft()
             with self._lock:
                 self._pending_commit.update(head.next)
-        if self._pending_commit and now - self._last_commit_monotonic >= self.commit_interval_s:
-            self._commit_pending(sync=False)
-        self.ledger.fold()
+        if now - self._last_commit_monotonic >= self.commit_interval_s:
+            self._commit_pending(sync=False)  # commit and fold at most once a commit interval
+            self.ledger.fold()
 
     def _close_open(self, now: float) -> None:
         checkpoint = self._open
