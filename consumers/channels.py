@@ -129,6 +129,8 @@ class KafkaChannel:
         self._ledger = ledger
         self._launches = launches
         self._partitions: dict[bytes, int] = {}
+        self._received_ns = -1
+        self._added: tuple[tuple[str, bytes], ...] = ()
         self._partition_count = 0
 
     def _partition(self, key: bytes | None) -> int | None:
@@ -156,11 +158,13 @@ class KafkaChannel:
 
     def deliver(self, d: Delivery, checkpoint: Checkpoint) -> None:
         record = d.record
-        headers = [
-            *d.parsed.forward,
-            (RECEIVED_NS_HEADER, encode_sent_ns(d.received_ns)),
-            (INSTANCE_HEADER, self._instance),
-        ]
+        if d.received_ns != self._received_ns:  # one poll, one receive time: encode it once
+            self._received_ns = d.received_ns
+            self._added = (
+                (RECEIVED_NS_HEADER, encode_sent_ns(d.received_ns)),
+                (INSTANCE_HEADER, self._instance),
+            )
+        headers = [*d.parsed.forward, *self._added]
         future = self._producer.send(
             self.topic,
             value=record.value,

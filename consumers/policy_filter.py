@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from schemas.models import Nation, WarningEvent
+from schemas.models import EventHeader, EventKind, Nation, WarningEvent
 from trilink.policy import SharingPolicy
 
 
@@ -26,8 +26,25 @@ class WithholdReason(StrEnum):
 def withhold_reason(ally: Nation, event: WarningEvent, policy: SharingPolicy) -> WithholdReason | None:
     """None when ``ally`` may receive ``event``, otherwise the first failed condition."""
     header = event.header
+    return _first_failed(ally, header, policy.may_receive(header.sensor_nation, ally, event.kind))
+
+
+class ReleaseCheck:
+    """:func:`withhold_reason` for one ally's service: the policy's answer for every sensor
+    nation and kind is looked up once, so the check costs two lookups per event."""
+
+    def __init__(self, ally: Nation, policy: SharingPolicy) -> None:
+        self.ally = ally
+        self._allowed = {(n, k): policy.may_receive(n, ally, k) for n in Nation for k in EventKind}
+
+    def reason(self, event: WarningEvent, kind: EventKind) -> WithholdReason | None:
+        header = event.header
+        return _first_failed(self.ally, header, self._allowed[(header.sensor_nation, kind)])
+
+
+def _first_failed(ally: Nation, header: EventHeader, policy_allows: bool) -> WithholdReason | None:
     if ally not in header.releasable_to:
         return WithholdReason.NOT_RELEASABLE
-    if not policy.may_receive(header.sensor_nation, ally, event.kind):
+    if not policy_allows:
         return WithholdReason.POLICY_FORBIDS
     return None

@@ -79,8 +79,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from kafka.errors import KafkaTimeoutError
@@ -114,7 +115,7 @@ from consumers.httpd import DEFAULT_WRITE_TIMEOUT_S, AllyHttpServer, HttpContext
 from consumers.ledger import Ledger
 from consumers.measure import LaunchBook, datetime_ns
 from consumers.metrics import AllyMetrics
-from consumers.policy_filter import withhold_reason
+from consumers.policy_filter import ReleaseCheck
 from consumers.ports import ConsumerPort, ProducerPort
 from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub
 from schemas import decode_event, parse_headers
@@ -136,7 +137,22 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 _NS_PER_S = 1_000_000_000
 #: Longest a predicted impact may lie after the measurement (the longest ICBM flight is under
 #: an hour; two leave room for any trajectory trilink simulates).
-_MAX_FLIGHT_NS = 2 * 3600 * _NS_PER_S
+_MAX_FLIGHT = timedelta(hours=2)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _datetime_from_ns(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+class _Bounds(NamedTuple):
+    """The plausibility window for one poll's records, as ns and as datetimes."""
+
+    received_ns: int
+    earliest_ns: int
+    latest_ns: int
+    earliest: datetime
+    latest: datetime
 
 
 @dataclass(frozen=True)
@@ -218,6 +234,7 @@ class AllyService:
         self.output_topic = topic_name(f"ally.{self.ally.value}")
         self.dead_letter_topic = topic_name("dead_letter")
         self.policy = policy or default_policy()
+        self._release = ReleaseCheck(self.ally, self.policy)
         self.from_beginning = from_beginning
         self.offset_reset = offset_reset
         self.rebuild_dedup = rebuild_dedup
@@ -229,6 +246,7 @@ class AllyService:
         self.flush_timeout_s = flush_timeout_s
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
         self.plausibility = plausibility or Plausibility()
+        self._bounds = _Bounds(-1, 0, 0, _EPOCH, _EPOCH)
         self._consumer_factory = consumer_factory or kafka_io.new_consumer
         self._producer_factory = producer_factory or kafka_io.new_producer
         self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
@@ -553,7 +571,8 @@ class AllyService:
             raise HeaderMismatchError(exc.message) from None
         sent_ns = parsed.sent_ns
         self._check_plausible(event, sent_ns, received_ns)
-        kind = event.kind.value
+        event_kind = event.kind
+        kind = event_kind.value
         ledger = self.ledger
         series = ledger.by_kind[kind]
         ledger.received[kind] += 1
@@ -567,12 +586,12 @@ class AllyService:
         if parsed.realtime and sent_ns is not None:
             ledger.sample(series.sensor_to_send, sent_ns - datetime_ns(event.header.measured_at))
 
-        withheld = withhold_reason(self.ally, event, self.policy)
+        withheld = self._release.reason(event, event_kind)
         if withheld is not None:
             ledger.withheld[kind] += 1
             ledger.withheld_by_reason[withheld.value] = ledger.withheld_by_reason.get(withheld.value, 0) + 1
             return
-        if event.kind is EventKind.SENSOR_STATUS:
+        if event_kind is EventKind.SENSOR_STATUS:
             self.metrics.sensor_seen(event.header.sensor_id, received_ns / 1e9)
         event_id = parsed.event_id
         if not self.window.check_and_add(event_id):
@@ -606,26 +625,41 @@ class AllyService:
             raise UndeliverableError(f"the Kafka client refused it: {type(exc).__name__}: {exc}") from exc
 
     def _check_plausible(self, event: WarningEvent, sent_ns: int | None, received_ns: int) -> None:
-        bounds = self.plausibility
-        latest = received_ns + int(bounds.max_future_s * _NS_PER_S)
-        earliest = 0 if bounds.max_age_s is None else received_ns - int(bounds.max_age_s * _NS_PER_S)
+        bounds = self._bounds_for(received_ns)
         header = event.header
-        for name, moment_ns in (
-            ("measured_at", datetime_ns(header.measured_at)),
-            ("emitted_at", datetime_ns(header.emitted_at)),
-            ("trilink_sent_ns", sent_ns),
-        ):
-            if moment_ns is not None and not earliest <= moment_ns <= latest:
-                raise ImplausibleEventError(
-                    f"{name} is {(moment_ns - received_ns) / _NS_PER_S:+.0f} s from the receiving clock "
-                    f"(accepted: at most {bounds.max_future_s:.0f} s ahead"
-                    f"{'' if bounds.max_age_s is None else f', {bounds.max_age_s:.0f} s behind'})"
-                )
+        for name, moment in (("measured_at", header.measured_at), ("emitted_at", header.emitted_at)):
+            if not bounds.earliest <= moment <= bounds.latest:
+                self._implausible(name, datetime_ns(moment), received_ns)
+        if sent_ns is not None and not bounds.earliest_ns <= sent_ns <= bounds.latest_ns:
+            self._implausible("trilink_sent_ns", sent_ns, received_ns)
         payload = event.payload
-        if isinstance(payload, ImpactPrediction) and (
-            datetime_ns(payload.impact_time) - datetime_ns(header.measured_at) > _MAX_FLIGHT_NS
-        ):
+        if isinstance(payload, ImpactPrediction) and payload.impact_time - header.measured_at > _MAX_FLIGHT:
             raise ImplausibleEventError("impact_time is more than 2 h after measured_at")
+
+    def _bounds_for(self, received_ns: int) -> _Bounds:
+        """The accepted time window for records received at ``received_ns`` (one per poll)."""
+        if self._bounds.received_ns != received_ns:
+            plausibility = self.plausibility
+            latest_ns = received_ns + int(plausibility.max_future_s * _NS_PER_S)
+            earliest_ns = (
+                0 if plausibility.max_age_s is None else received_ns - int(plausibility.max_age_s * _NS_PER_S)
+            )
+            self._bounds = _Bounds(
+                received_ns,
+                earliest_ns,
+                latest_ns,
+                _datetime_from_ns(earliest_ns),
+                _datetime_from_ns(latest_ns),
+            )
+        return self._bounds
+
+    def _implausible(self, name: str, moment_ns: int, received_ns: int) -> None:
+        bounds = self.plausibility
+        raise ImplausibleEventError(
+            f"{name} is {(moment_ns - received_ns) / _NS_PER_S:+.0f} s from the receiving clock "
+            f"(accepted: at most {bounds.max_future_s:.0f} s ahead"
+            f"{'' if bounds.max_age_s is None else f', {bounds.max_age_s:.0f} s behind'})"
+        )
 
     # ---------------------------------------------------------------- durable points
 
