@@ -173,6 +173,9 @@ class Plausibility:
 
 ConsumerFactory = Callable[..., ConsumerPort]
 ProducerFactory = Callable[[str, str], ProducerPort]
+#: ``(bootstrap, topic, per_partition, total=...)`` -> ``(append_ms, partition, offset, event_id)``
+#: of the topic's last records (:func:`consumers.kafka_io.read_tail_event_ids`).
+TailReader = Callable[..., list[tuple[int, int, int, UUID]]]
 
 
 def default_group_id(ally: Nation) -> str:
@@ -219,6 +222,7 @@ class AllyService:
         consumer_factory: ConsumerFactory | None = None,
         producer_factory: ProducerFactory | None = None,
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
+        read_tail: TailReader | None = None,
         settings: Settings | None = None,
     ) -> None:
         if offset_reset not in ("latest", "earliest"):
@@ -250,6 +254,7 @@ class AllyService:
         self._consumer_factory = consumer_factory or kafka_io.new_consumer
         self._producer_factory = producer_factory or kafka_io.new_producer
         self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
+        self._read_tail = read_tail or kafka_io.read_tail_event_ids
 
         label = self.ally.value
         channels = ("kafka", "sse") if audit_dir is None else ("kafka", "sse", "audit")
@@ -685,8 +690,8 @@ class AllyService:
                 self._retry()
                 break
             self._closed.popleft()
-            with self._lock:
-                self._pending_commit.update(head.next)
+            with self._lock:  # a partition lost or revoked meanwhile is its next owner's to commit
+                self._pending_commit.update((tp, o) for tp, o in head.next.items() if tp in self._assigned)
         if now - self._last_commit_monotonic >= self.commit_interval_s:
             self._commit_pending(sync=False)  # commit and fold at most once a commit interval
             self.ledger.fold()
@@ -894,7 +899,7 @@ class AllyService:
     def _rebuild_worker(self, generation: int) -> None:
         """Read what the channels already hold: the ally topic's tail and the audit files' tails."""
         try:
-            tail = kafka_io.read_tail_event_ids(
+            tail = self._read_tail(
                 self.bootstrap, self.output_topic, self.rebuild_per_partition, total=self.window.capacity
             )
             on_topic = set(rebuild_order(tail, self.window.capacity))

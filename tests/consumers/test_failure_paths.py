@@ -67,6 +67,7 @@ class FakeProducer:
     silent: bool = False
     sent: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: list[tuple[FakeFuture, BaseException | None]] = field(default_factory=list)
 
     def send(
         self,
@@ -80,17 +81,16 @@ class FakeProducer:
         error = self.refuse(topic, value)
         with self.lock:
             self.sent.append((topic, value, list(headers or [])))
-        if self.silent:
-            return future
-        for fn, args in future.errbacks if error else []:
-            fn(*args, error)
-        # callbacks are added after send returns: answer on the next flush or poll instead
-        self._pending = getattr(self, "_pending", [])
-        self._pending.append((future, error))
+            # callbacks are added after send returns: answered on the next poll or flush
+            self.pending.append((future, error))
         return future
 
     def answer(self) -> None:
-        pending, self._pending = getattr(self, "_pending", []), []
+        """Answer every send so far (the broker's acks or errors), unless told to stay silent."""
+        if self.silent:
+            return
+        with self.lock:
+            pending, self.pending = self.pending, []
         for future, error in pending:
             for fn, args in future.errbacks if error else future.callbacks:
                 fn(*args, error) if error else fn(*args, None)
@@ -116,6 +116,7 @@ class FakeConsumer:
     committed_: int | None = None
     listener: Any = None
     assigned: bool = False
+    polls: int = 0
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.listener = listener
@@ -124,6 +125,7 @@ class FakeConsumer:
         return {0}
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        self.polls += 1
         self.producer.answer()
         if not self.assigned:
             self.assigned = True
@@ -141,6 +143,10 @@ class FakeConsumer:
             return {}
         self.position_ = batch[-1].offset + 1
         return {TopicPartition(WARNINGS, 0): batch}
+
+    def lose(self) -> None:
+        """The group evicted this member: its partition is lost, not revoked."""
+        asyncio.run(self.listener.on_partitions_lost([TopicPartition(WARNINGS, 0)]))
 
     def position(self, tp: Any) -> int:
         return self.position_
@@ -184,11 +190,11 @@ def event_record(offset: int, **header: Any) -> Record:
 
 
 def start(tmp_path: Path, consumer: FakeConsumer, producer: FakeProducer, **options: Any) -> AllyService:
+    options.setdefault("rebuild_dedup", False)
     service = AllyService(
         "US",
         "fake:9092",
         http_port=None,
-        rebuild_dedup=False,
         commit_interval_s=0.01,
         flush_timeout_s=0.5,
         consumer_factory=lambda *a, **k: consumer,
@@ -322,5 +328,79 @@ def test_an_unparseable_batch_is_skipped_and_named(tmp_path: Path) -> None:
         assert b"offsets 1..4" in dict(dead[0][2])["trilink_dlq_error"]
         assert (WARNINGS, 0, 1) in located
         assert len(sent_to(producer, service.output_topic)) == 2
+    finally:
+        service.stop()
+
+
+def test_a_failed_rebuild_delivers_with_the_window_as_it_is(tmp_path: Path) -> None:
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0)])
+
+    def unreachable(*args: Any, **kwargs: Any) -> list[tuple[int, int, int, uuid.UUID]]:
+        raise ConnectionError("tail read timed out")
+
+    service = start(tmp_path, consumer, producer, rebuild_dedup=True, read_tail=unreachable)
+    try:
+        wait_for(lambda: consumer.committed_ == 1)
+        assert service.delivered_count("kafka") == 1
+        failures = [
+            s.labels["reason"]
+            for f in service.metrics.delivery_failures.collect()
+            for s in f.samples
+            if s.name.endswith("_total") and s.value
+        ]
+        assert failures == ["rebuild_failed"]
+    finally:
+        service.stop()
+
+
+def test_after_a_crash_each_channel_gets_only_what_it_lacks(tmp_path: Path) -> None:
+    """Records read again after a crash: one was written to the audit file but never
+    acknowledged by Kafka, one reached Kafka but not the audit file, one reached neither."""
+    records = [event_record(0), event_record(1), event_record(2)]
+    audit_only, kafka_only = uuid.UUID(int=1), uuid.UUID(int=2)
+    audit_dir = tmp_path / "audit"
+    audit_dir.mkdir()
+    (audit_dir / "ally-us-crashed-instance.jsonl").write_text(
+        f'{{"event_id":"{audit_only}"}}\n{{"event_id":"partial-line-cut-by-the-cr'
+    )
+
+    def tail(*args: Any, **kwargs: Any) -> list[tuple[int, int, int, uuid.UUID]]:
+        return [(0, 0, 7, kafka_only)]
+
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, records)
+    service = start(tmp_path, consumer, producer, rebuild_dedup=True, read_tail=tail, audit_dir=audit_dir)
+    try:
+        wait_for(lambda: consumer.committed_ == 3)
+        sent_ids = [dict(h)["ce_id"] for _, _, h in sent_to(producer, service.output_topic)]
+        assert sent_ids == [str(audit_only).encode(), str(uuid.UUID(int=3)).encode()]
+        assert service.audit_path is not None
+        written = [line for line in service.audit_path.read_text().splitlines()]
+        assert [line.split('"event_id":"')[1][:36] for line in written] == [
+            str(kafka_only),
+            str(uuid.UUID(int=3)),
+        ]
+        assert service.count("duplicates_suppressed") == 0
+    finally:
+        service.stop()
+
+
+def test_lost_partitions_are_not_committed(tmp_path: Path) -> None:
+    producer = FakeProducer(silent=True)
+    consumer = FakeConsumer(producer, [event_record(0)])
+    service = start(tmp_path, consumer, producer)
+    try:
+        wait_for(lambda: len(sent_to(producer, service.output_topic)) == 1)
+        pinned = consumer.committed_  # the start position, committed when the partition was assigned
+        consumer.lose()
+        assert service.assigned_partitions() == []
+        producer.silent = False
+        producer.flush()  # the acknowledgement arrives after the partition was lost
+        assert service.delivered_count("kafka") == 1
+        turns = consumer.polls
+        wait_for(lambda: consumer.polls >= turns + 5)  # loop turns in which a commit would happen
+        assert consumer.committed_ == pinned == 0
+        assert service.running and service.error is None
     finally:
         service.stop()
