@@ -32,10 +32,9 @@ class FleetError(TrilinkError):
 def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> None:
     """Child process: run one service until the parent says ``stop``, then send its report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us cleanly
-    import logging
+    from trilink.logs import setup_logging
 
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("kafka").setLevel(logging.ERROR)  # event-loop timing warnings under CPU load
+    setup_logging(f"ally-{ally.lower()}")  # the client library's records to a file, not the terminal
     from consumers.service import AllyService
     from trilink.runtime import tune_gc
 

@@ -7,15 +7,18 @@ kafka-python has no type hints; ``Any`` stays at this boundary. Offsets are hand
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from trilink.errors import PlatformError
 from trilink.platform.clients import consumer_config, producer_config
 
 Offsets = dict[tuple[str, int], int]
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 #: ``record.timestamp_type`` of a broker-stamped (LogAppendTime) record.
 LOG_APPEND_TIME = 1
 
@@ -98,15 +101,19 @@ def make_listener(
 
     kafka-python 3 runs listeners on the consumer's IO thread, where the blocking ``commit()``
     is not allowed; the async listener awaits ``commit_async`` instead, so the commit is
-    acknowledged before the group moves on. Lost partitions (the member was evicted) are not
-    committed: the commit would be rejected.
+    acknowledged before the group moves on. ``on_revoked`` blocks (it flushes the producer),
+    so it runs on a worker thread while the listener awaits it: the IO loop keeps heartbeating
+    and serving the group protocol meanwhile (see :func:`_off_the_loop`). Lost partitions (the
+    member was evicted) are not committed: the commit would be rejected.
     """
     from kafka import OffsetAndMetadata
     from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
     class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         async def on_partitions_revoked(self, revoked: Any) -> None:
-            offsets = on_revoked([(tp.topic, tp.partition) for tp in revoked])
+            offsets = await _off_the_loop(
+                consumer_ref(), on_revoked, [(tp.topic, tp.partition) for tp in revoked]
+            )
             if offsets:
                 consumer = consumer_ref()
                 future = consumer.commit_async(
@@ -121,6 +128,44 @@ def make_listener(
             on_lost([(tp.topic, tp.partition) for tp in lost])
 
     return _Listener()
+
+
+async def _off_the_loop(consumer: Any, work: Callable[[_A], _R], arg: _A) -> _R:
+    """``work(arg)`` on a worker thread, awaited from a coroutine on ``consumer``'s IO loop.
+
+    Called inline there, blocking work (a producer flush) stalls the loop: no heartbeat, no
+    group protocol, kafka-python's "Task ran for > 0.1 s" warning. Its result comes back as a
+    client-library future resolved on the loop's own thread (``call_soon_threadsafe`` wakes
+    it). kafka-python exposes no handle on a consumer's loop; without one (another client
+    version, a test double) the work runs inline as before.
+    """
+    from kafka.future import Future
+
+    net = getattr(getattr(consumer, "_client", None), "_net", None)
+    if net is None or not callable(getattr(net, "call_soon_threadsafe", None)):
+        return work(arg)
+    future: Any = Future()
+
+    def run() -> None:
+        outcome: tuple[bool, Any]
+        try:
+            outcome = (True, work(arg))
+        except BaseException as exc:
+            outcome = (False, exc)
+
+        def resolve() -> None:  # a plain function: the loop's tasks accept no partial
+            ok, value = outcome
+            if ok:
+                future.success(value)
+            else:
+                future.failure(value)
+
+        with contextlib.suppress(RuntimeError, ReferenceError):  # the loop closed meanwhile
+            net.call_soon_threadsafe(resolve)
+
+    threading.Thread(target=run, name="trilink-rebalance-listener", daemon=True).start()
+    result: _R = await future
+    return result
 
 
 def commit(consumer: Any, offsets: Offsets, timeout_ms: int = 10_000) -> None:

@@ -1,8 +1,10 @@
 """The ``trilink`` command line.
 
 Each part of the project registers its own subcommands through a ``register(subparsers)``
-function in its ``cli`` module; this file only wires them together and turns the project's
-typed errors into one clear line and a non-zero exit code (never a traceback).
+function in its ``cli`` module; this file only wires them together, routes log records
+(:mod:`trilink.logs`: the client library's to a file, trilink's own warnings to the terminal)
+and turns the project's typed errors into one clear line and a non-zero exit code (never a
+traceback).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from trilink.errors import BrokerNotReadyError, TrilinkError
+from trilink.logs import LogRouting, setup_logging
 
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -54,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    logs: LogRouting | None = None
     try:
+        logs = setup_logging(args.command)
         return handler(args)
     except BrokerNotReadyError as exc:
         print(f"trilink: error {exc}", file=sys.stderr)
@@ -74,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("trilink: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if logs is not None:
+            logs.close()
 
 
 if __name__ == "__main__":

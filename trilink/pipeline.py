@@ -33,6 +33,7 @@ from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
 from trilink.platform.topics import topic_name
 from trilink.policy import default_policy
+from trilink.runtime import gc_tuned
 from trilink.settings import Settings, get_settings
 
 #: Wall-clock seconds a scenario is squeezed into when no speed is given.
@@ -128,14 +129,19 @@ def run_pipeline(
                 if withhold_reason(ally, event, policy) is None:
                     expected[ally.value] += 1
 
-        publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
-        # The run's producer /metrics, announced to the local Prometheus like `trilink sensors`;
-        # kept up until the allies drained so the last counts are scraped too.
-        metrics_server = serve_producer_metrics(publisher, run, scenario, settings)
-        try:
-            report = publisher.publish(iter(events), speed=speed, on_sent=count_expected)
-        finally:
-            publisher.close()
+        # The simulated events stay alive while they are published (a salvo's: ~440,000 objects
+        # the collector tracks). A full collection walked them all holding the GIL, up to half a
+        # second, stalling the sensors' Kafka IO thread mid-salvo; frozen (before that thread
+        # starts), they are not walked.
+        with gc_tuned():
+            publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
+            # The run's producer /metrics, announced to the local Prometheus like `trilink sensors`;
+            # kept up until the allies drained so the last counts are scraped too.
+            metrics_server = serve_producer_metrics(publisher, run, scenario, settings)
+            try:
+                report = publisher.publish(iter(events), speed=speed, on_sent=count_expected)
+            finally:
+                publisher.close()
         if progress:
             print(
                 f"run {run.run_id}: published {report.acknowledged}/{report.sent} events in "

@@ -408,6 +408,14 @@ class LoadTest:
         )
 
 
+def _sender_process(spec: LoadSpec, worker: int, **kwargs: Any) -> None:
+    """A sender process: its client library's log records go to a file, then :func:`run_sender`."""
+    from trilink.logs import setup_logging
+
+    setup_logging(f"loadtest-sender-{worker}")
+    run_sender(spec, worker, **kwargs)
+
+
 class _SenderGroup:
     """The sender processes of one run and the shared objects they are driven with."""
 
@@ -419,7 +427,7 @@ class _SenderGroup:
         self.progress = [_CONTEXT.Array("q", 3) for _ in range(spec.producers)]
         self.procs = [
             _CONTEXT.Process(
-                target=run_sender,
+                target=_sender_process,
                 args=(spec, w),
                 kwargs={
                     "start_value": self._start_value,
