@@ -1,8 +1,9 @@
-"""The sensor catalog: public sensor sites and types, loaded from ``data/sensors.toml``.
+"""The producing side's catalogs: public sensor sites and types (``data/sensors.toml``) and the
+missile classes with the atmosphere their flights cross (``data/missile_classes.toml``).
 
-Each figure of a sensor must either cite a public source or be listed as an assumption; the
-loader refuses anything else, so the file cannot quietly grow unsourced numbers. Errors name
-the field path (``sensor[3].noise_sigma_m``) so a broken file is fixed in one look.
+Each figure must either cite a public source or be listed as an assumption; the loaders refuse
+anything else, so the files cannot quietly grow unsourced numbers. Errors name the field path
+(``sensor[3].noise_sigma_m``, ``class[1].burn_time_s``) so a broken file is fixed in one look.
 """
 
 from __future__ import annotations
@@ -20,8 +21,18 @@ from schemas.models import Nation
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SENSORS_FILE = DATA_DIR / "sensors.toml"
+MISSILE_CLASSES_FILE = DATA_DIR / "missile_classes.toml"
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9.-]*$")]
+
+
+class MissileClass(enum.StrEnum):
+    """Range classes of ballistic missiles (what a missile is, not a limit on a flight)."""
+
+    SRBM = "SRBM"
+    MRBM = "MRBM"
+    IRBM = "IRBM"
+    ICBM = "ICBM"
 
 
 class SensorKind(enum.StrEnum):
@@ -43,6 +54,20 @@ FIGURES: tuple[str, ...] = (
     "detection_delay_s",
     "processing_delay_s",
 )
+
+
+def _check_provenance(figures: set[str], sources: dict[str, str], assumptions: list[str]) -> None:
+    """Every figure cited in ``sources`` or named in ``assumptions``, never both, nothing else."""
+    cited, assumed = set(sources), set(assumptions)
+    unknown = (cited | assumed) - figures
+    if unknown:
+        raise ValueError(f"sources/assumptions name unknown fields: {sorted(unknown)}")
+    both = cited & assumed
+    if both:
+        raise ValueError(f"fields both cited and assumed: {sorted(both)}")
+    missing = figures - cited - assumed
+    if missing:
+        raise ValueError(f"fields neither cited in sources nor listed in assumptions: {sorted(missing)}")
 
 
 class SensorSpec(BaseModel):
@@ -74,16 +99,7 @@ class SensorSpec(BaseModel):
     @model_validator(mode="after")
     def _every_figure_cited_or_assumed(self) -> Self:
         figures = set(FIGURES) | ({"min_target_alt_m"} if self.min_target_alt_m else set())
-        cited, assumed = set(self.sources), set(self.assumptions)
-        unknown = (cited | assumed) - figures
-        if unknown:
-            raise ValueError(f"sources/assumptions name unknown fields: {sorted(unknown)}")
-        both = cited & assumed
-        if both:
-            raise ValueError(f"fields both cited and assumed: {sorted(both)}")
-        missing = figures - cited - assumed
-        if missing:
-            raise ValueError(f"fields neither cited in sources nor listed in assumptions: {sorted(missing)}")
+        _check_provenance(figures, self.sources, self.assumptions)
         return self
 
 
@@ -155,3 +171,139 @@ def load_catalog(path: Path = SENSORS_FILE) -> Catalog:
 def default_catalog() -> Catalog:
     """The shipped catalog (read once)."""
     return load_catalog()
+
+
+# --------------------------------------------------------------------------- missile classes
+
+
+class AtmosphereSpec(BaseModel):
+    """An exponential atmosphere ``rho = rho0 exp(-h / H)``, co-rotating with the Earth, cut off at
+    ``top_m`` (no drag above)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    sea_level_density_kg_m3: float = Field(gt=0.0, le=10.0)
+    scale_height_m: float = Field(gt=1_000.0, le=20_000.0)
+    top_m: float = Field(gt=20_000.0, le=500_000.0)
+    sources: dict[str, str] = Field(default_factory=dict)
+    assumptions: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _every_figure_cited_or_assumed(self) -> Self:
+        _check_provenance(
+            {"sea_level_density_kg_m3", "scale_height_m", "top_m"}, self.sources, self.assumptions
+        )
+        return self
+
+
+#: Figures of a missile class that must each be cited or declared an assumption.
+CLASS_FIGURES: tuple[str, ...] = (
+    "reach_m",
+    "burn_time_s",
+    "boost_ballistic_coefficient_kg_m2",
+    "ballistic_coefficient_kg_m2",
+    "lift_to_drag",
+    "pull_up_end_speed_m_s",
+)
+
+
+class MissileClassSpec(BaseModel):
+    """One range class: its public reach estimate (for warnings and class inference, never a
+    limit), its boost, and the aerodynamics of what flies after burnout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: MissileClass
+    reach_m: float = Field(gt=0.0, le=40_030_000.0)
+    burn_time_s: float = Field(gt=1.0, le=1_000.0)
+    #: Mass over drag area (m / (Cd A)) of the whole missile in powered flight, kg/m^2.
+    boost_ballistic_coefficient_kg_m2: float = Field(gt=0.0)
+    #: Mass over drag area of what flies after burnout (re-entry vehicle or whole body), kg/m^2.
+    ballistic_coefficient_kg_m2: float = Field(gt=0.0)
+    #: Lift over drag after apogee on a depressed (pull-up) flight; 0 for a ballistic body.
+    lift_to_drag: float = Field(ge=0.0, le=5.0)
+    #: A pull-up's lift ends (and its ballistic dive begins) once the body is this slow, m/s.
+    pull_up_end_speed_m_s: float = Field(ge=0.0, le=10_000.0)
+    sources: dict[str, str] = Field(default_factory=dict)
+    assumptions: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _every_figure_cited_or_assumed(self) -> Self:
+        _check_provenance(set(CLASS_FIGURES), self.sources, self.assumptions)
+        return self
+
+
+class PredictorSpec(BaseModel):
+    """What an impact predictor assumes about an object it knows only from a track."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    ballistic_coefficient_kg_m2: float = Field(gt=0.0)
+    sources: dict[str, str] = Field(default_factory=dict)
+    assumptions: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _every_figure_cited_or_assumed(self) -> Self:
+        _check_provenance({"ballistic_coefficient_kg_m2"}, self.sources, self.assumptions)
+        return self
+
+
+class MissileClasses(BaseModel):
+    """Every missile class of the model (each exactly once, in increasing reach) and the
+    atmosphere."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    atmosphere: AtmosphereSpec
+    predictor: PredictorSpec
+    classes: tuple[MissileClassSpec, ...]
+
+    @model_validator(mode="after")
+    def _each_class_once_by_reach(self) -> Self:
+        if [c.name for c in self.classes] != list(MissileClass):
+            raise ValueError(f"give each class exactly once, in the order {[c.value for c in MissileClass]}")
+        reaches = [c.reach_m for c in self.classes]
+        if reaches != sorted(reaches) or len(set(reaches)) != len(reaches):
+            raise ValueError("reach_m must increase from class to class")
+        return self
+
+    def get(self, name: MissileClass) -> MissileClassSpec:
+        for spec in self.classes:
+            if spec.name is name:
+                return spec
+        raise KeyError(name)
+
+
+def parse_missile_classes(document: dict[str, Any], origin: str = "missile_classes.toml") -> MissileClasses:
+    """Validate a parsed missile-classes document (``[atmosphere]``, ``[predictor]``, ``[[class]]``)."""
+    extra = set(document) - {"atmosphere", "predictor", "class"}
+    if extra:
+        raise CatalogError("invalid_catalog", f"{origin}: unknown top-level keys {sorted(extra)}")
+    try:
+        return MissileClasses.model_validate(
+            {
+                "atmosphere": document.get("atmosphere"),
+                "predictor": document.get("predictor"),
+                "classes": document.get("class"),
+            }
+        )
+    except ValidationError as exc:
+        detail = format_validation_error(exc).replace("classes[", "class[")
+        raise CatalogError("invalid_catalog", f"{origin}: {detail}") from None
+
+
+def load_missile_classes(path: Path = MISSILE_CLASSES_FILE) -> MissileClasses:
+    """Read and validate a missile-classes file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError("missing_catalog", f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError("invalid_catalog", f"{path}: not TOML: {exc}") from None
+    return parse_missile_classes(document, str(path))
+
+
+@lru_cache(maxsize=1)
+def default_missile_classes() -> MissileClasses:
+    """The shipped missile classes (read once)."""
+    return load_missile_classes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 from producers.errors import TrajectoryError
 from producers.trajectory import FlightRequest, MissileClass, Profile, fly
@@ -31,8 +32,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "trajectory",
         help="solve one synthetic missile flight and print its summary",
-        description="Solve a flight (spherical Earth, inverse-square gravity, simplified boost) "
-        "from a launch site to a target and print apogee, range, flight time and impact.",
+        description="Solve a flight (rotating spherical Earth, inverse-square gravity, exponential "
+        "atmosphere with drag, simplified boost, pull-up lift on depressed flights of lifting "
+        "classes) from a launch site to a target and print apogee, range, flight time and impact. "
+        "A flight beyond its class's public reach estimate is flown, with a warning on stderr.",
     )
     p.add_argument("--site", required=True, metavar="LAT,LON", help="launch site, degrees")
     target = p.add_argument_group("target (either --impact, or --range-km with --azimuth-deg)")
@@ -44,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--class",
         dest="missile_class",
         choices=[c.value for c in MissileClass],
-        default=MissileClass.IRBM.value,
+        default=None,
+        help="missile class (default: inferred from the energy that range and apogee take)",
     )
     p.add_argument(
         "--profile",
@@ -136,7 +140,7 @@ def handler(args: argparse.Namespace) -> int:
         FlightRequest(
             site_lat_deg=lat,
             site_lon_deg=lon,
-            missile_class=MissileClass(args.missile_class),
+            missile_class=MissileClass(args.missile_class) if args.missile_class else None,
             profile=Profile(args.profile) if args.profile else None,
             range_m=args.range_km * 1e3 if args.range_km is not None else None,
             azimuth_deg=args.azimuth_deg,
@@ -145,6 +149,8 @@ def handler(args: argparse.Namespace) -> int:
             apogee_m=args.apogee_km * 1e3 if args.apogee_km is not None else None,
         )
     )
+    for warning in flight.warnings:
+        print(f"trilink: warning: {warning}", file=sys.stderr)
     summary = flight.summary()
     if args.json:
         print(json.dumps(summary, sort_keys=True))
