@@ -1,8 +1,8 @@
 """Frames and conversions shared by the trajectory and sensor models.
 
-The physics runs on a *spherical, non-rotating Earth* (radius :data:`EARTH_RADIUS_M`) in an
-Earth-centred Cartesian frame whose axes coincide with WGS-84 ECEF at the launch instant
-("model frame"). A point's spherical latitude/longitude are read as WGS-84 geodetic
+The physics runs on a *spherical, rotating Earth* (radius :data:`EARTH_RADIUS_M`) in an
+Earth-centred, Earth-fixed Cartesian frame whose axes coincide with WGS-84 ECEF ("model frame";
+:mod:`producers.trajectory` adds the Coriolis and centrifugal terms). A point's spherical latitude/longitude are read as WGS-84 geodetic
 latitude/longitude and its height above the sphere as height above the ellipsoid; only at the
 edges (events, exports) are true WGS-84 ECEF coordinates computed. The sphere/ellipsoid mismatch
 (at most ~21 km in radius, a few km in horizontal position) shifts a whole flight coherently and
