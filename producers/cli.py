@@ -89,16 +89,20 @@ def sensors_handler(args: argparse.Namespace) -> int:
     from producers.publisher import Run, SensorPublisher, for_run
     from producers.scenario import load_scenario, simulate
     from trilink.platform.connection import bootstrap_servers
+    from trilink.runtime import tune_gc
     from trilink.settings import get_settings
 
     if args.speed <= 0:
         raise TrajectoryError("bad_speed", f"--speed must be positive, got {args.speed}")
     scenario = load_scenario(args.scenario)
+    # Simulate first, publish after (as `trilink run` does): the paced loop then only encodes
+    # and sends, so the simulation's CPU cannot push a send behind its schedule.
+    simulated = list(simulate(scenario))
     bootstrap = bootstrap_servers()
     publisher = SensorPublisher(bootstrap)
     publisher.install_signal_handlers()
     server = None
-    run = Run.new()
+    run = Run.new()  # after simulating: the run's clock starts when its sends can
     if not args.no_metrics:
         from trilink.monitoring.discovery import SENSORS_JOB, announce
 
@@ -109,12 +113,14 @@ def sensors_handler(args: argparse.Namespace) -> int:
         announce(SENSORS_JOB, f"sensors-{run.run_id}", port, {"scenario": scenario.name})
         print(f"metrics: http://{get_settings().host}:{port}/metrics")
     speed = None if args.fast else args.speed
+    events = for_run(simulated, run, scenario.start_time)  # encoded by the publisher (see publish)
+    tune_gc()  # a long-running producer: set-up done, the simulated events leave the collector's sight
     print(
         f"run {run.run_id}: scenario {scenario.name} ({len(scenario.launches)} launch(es)) -> {bootstrap}, "
         + ("as fast as possible" if speed is None else f"x{speed:g} real time")
     )
     try:
-        report = publisher.publish(for_run(simulate(scenario), run, scenario.start_time), speed=speed)
+        report = publisher.publish(events, speed=speed)
     finally:
         publisher.close()
         if server is not None:

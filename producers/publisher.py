@@ -6,6 +6,12 @@ partition, in order), sent with ``acks=all`` and idempotence, and stamped with t
 wall-clock send time (:data:`trilink.latency.SENT_NS_HEADER`), from which every later hop
 is measured.
 
+Everything but the send time is made before the event's turn: :meth:`SensorPublisher.prepare`
+turns scheduled events into :class:`OutboundEvent` records (value, key, partition, headers),
+so the paced loop only stamps the send time and hands the record to the client library. A
+caller that knows its events in advance prepares them all before publishing; events that
+arrive as scheduled events are prepared one at a time, before waiting for their due time.
+
 A *run* gives the scenario a fresh identity on the wire: event ids are re-derived from the
 run id (``uuid5``) and missile correlation keys get a ``:<run>`` suffix, so playing the same
 scenario twice is two runs (the allies' de-duplication does not swallow the second) while
@@ -23,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
@@ -127,11 +133,14 @@ class ProducerMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
-        # Every bounded combination starts at 0, so rate() sees a run's first events.
-        for kind in EventKind:
-            self.send_latency.labels(kind.value)
-            for nation in Nation:
-                self.events.labels(nation.value, kind.value)
+        # Every bounded combination starts at 0, so rate() sees a run's first events; the
+        # children are kept, so an acknowledgement costs no label lookup.
+        self.send_latency_by_kind = {kind.value: self.send_latency.labels(kind.value) for kind in EventKind}
+        self.events_by_nation_kind = {
+            (nation.value, kind.value): self.events.labels(nation.value, kind.value)
+            for kind in EventKind
+            for nation in Nation
+        }
 
 
 @dataclasses.dataclass
@@ -148,11 +157,77 @@ class PublishReport:
     errors: list[str] = dataclasses.field(default_factory=list)
 
 
+class OutboundEvent(NamedTuple):
+    """One scheduled event made ready for the wire by :meth:`SensorPublisher.prepare`: all that
+    is left to do at its turn is to stamp the send time and send it."""
+
+    emit_offset_s: float
+    event: WarningEvent
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]  # the CloudEvents headers; the send time comes at send
+    partition: int | None  # the default partitioner's choice for the key, made once per key
+    kind: str
+    nation: str
+
+
+class _Answers:
+    """The broker's answers to the sends of one :meth:`SensorPublisher.publish`: the report's
+    counts and the producer's series (children looked up in dicts made once), fed from the
+    client library's IO thread."""
+
+    __slots__ = ("_events", "_latency", "_lock", "_send_errors", "report")
+
+    def __init__(self, report: PublishReport, metrics: ProducerMetrics) -> None:
+        self.report = report
+        self._lock = threading.Lock()
+        self._latency = metrics.send_latency_by_kind
+        self._events = metrics.events_by_nation_kind
+        self._send_errors = metrics.send_errors
+
+    def acked(self, out: OutboundEvent, sent_ns: int) -> None:
+        self._latency[out.kind].observe((time.time_ns() - sent_ns) / 1e9)
+        self._events[(out.nation, out.kind)].inc()
+        with self._lock:
+            self.report.acknowledged += 1
+
+    def failed(self, out: OutboundEvent, exc: BaseException) -> None:
+        self._send_errors.labels(out.kind, type(exc).__name__).inc()  # rare: the lookup may stay
+        with self._lock:
+            self.report.failed += 1
+            if len(self.report.errors) < 20:
+                self.report.errors.append(f"{out.event.header.event_id}: {exc!r}")
+
+
+class _InFlight:
+    """One send until the broker answers it, and the one callback for either answer (given to
+    ``add_both``): a single small object per send, where a callback and an errback with their
+    arguments would be four for the garbage collector to track."""
+
+    __slots__ = ("answers", "out", "sent_ns")
+
+    def __init__(self, answers: _Answers, out: OutboundEvent, sent_ns: int) -> None:
+        self.answers = answers
+        self.out = out
+        self.sent_ns = sent_ns
+
+    def __call__(self, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self.answers.failed(self.out, result)
+        else:
+            self.answers.acked(self.out, self.sent_ns)
+
+
 class SensorPublisher:
     """Sends scheduled events to Kafka, paced on the wall clock or as fast as possible.
 
     ``speed`` maps simulated time onto the wall clock (1.0 = real time, 10.0 = ten times
-    faster); ``None`` sends as fast as the producer can.
+    faster); ``None`` sends as fast as the producer can. A process that publishes for long
+    calls :func:`trilink.runtime.tune_gc` once set up (the events prepared): a full collection
+    walks every event held, a few hundred milliseconds each time on a salvo.
+
+    ``producer`` replaces the ``KafkaProducer`` the publisher would make (tests pass a fake).
     """
 
     def __init__(
@@ -160,17 +235,22 @@ class SensorPublisher:
         bootstrap: str,
         registry: CollectorRegistry | None = None,
         client_id: str = "trilink-sensors",
+        *,
+        producer: Any = None,
         **producer_overrides: Any,
     ) -> None:
-        from kafka import KafkaProducer
-
         self.registry = registry or CollectorRegistry()
         self.metrics = ProducerMetrics(self.registry)
-        self._producer: Any = KafkaProducer(**producer_config(bootstrap, client_id, **producer_overrides))
+        if producer is None:
+            from kafka import KafkaProducer
+
+            producer = KafkaProducer(**producer_config(bootstrap, client_id, **producer_overrides))
+        self._producer: Any = producer
         self._warnings = topic_name("warnings")
         self._status = topic_name("sensor_status")
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._partitions: dict[str, dict[bytes, int]] = {}
+        self._partition_counts: dict[str, int] = {}
 
     def stop(self) -> None:
         """Ask :meth:`publish` to stop after the event in hand (it still flushes)."""
@@ -183,31 +263,101 @@ class SensorPublisher:
         signal.signal(signal.SIGTERM, _handler)
         signal.signal(signal.SIGINT, _handler)
 
+    def prepare(self, events: Iterable[ScheduledEvent | OutboundEvent]) -> list[OutboundEvent]:
+        """Encode every event and build its record before publishing (the clock not yet running);
+        events already prepared are kept as they are."""
+        return [item if isinstance(item, OutboundEvent) else self.outbound(item) for item in events]
+
+    def outbound(self, item: ScheduledEvent) -> OutboundEvent:
+        """One event ready for the wire: Avro value, key, partition and CloudEvents headers."""
+        event = item.event
+        kind = event.kind
+        topic = self._status if kind is EventKind.SENSOR_STATUS else self._warnings
+        key = message_key(event)
+        headers = kafka_headers(event, f"/trilink/sensors/{event.header.sensor_id}")
+        return OutboundEvent(
+            emit_offset_s=item.emit_offset_s,
+            event=event,
+            topic=topic,
+            key=key,
+            value=encode_event(event),
+            headers=tuple(headers),
+            partition=self._partition(topic, key),
+            kind=kind.value,
+            nation=event.header.sensor_nation.value,
+        )
+
+    def _partition(self, topic: str, key: bytes) -> int | None:
+        """kafka-python's DefaultPartitioner choice for ``key`` (murmur2 of the key over all the
+        topic's partitions), computed once per key: the client would otherwise run murmur2 in
+        pure Python on every send. Same partition, so per-missile order is unchanged."""
+        cached = self._partitions.setdefault(topic, {})
+        partition = cached.get(key)
+        if partition is None:
+            count = self._partition_counts.get(topic)
+            if count is None:
+                count = len(self._producer.partitions_for(topic) or ())  # waits for metadata once
+                self._partition_counts[topic] = count
+            if not count:
+                return None  # no metadata: leave the choice to the client at send time
+            from kafka.partitioner.default import murmur2
+
+            partition = (murmur2(key) & 0x7FFFFFFF) % count
+            if len(cached) >= 65_536:  # keys are per missile and run: bounded in practice
+                cached.clear()
+            cached[key] = partition
+        return partition
+
     def publish(
         self,
-        events: Iterable[ScheduledEvent],
+        events: Iterable[ScheduledEvent | OutboundEvent],
         speed: float | None = 1.0,
         on_sent: Callable[[WarningEvent], None] | None = None,
         flush_timeout_s: float = 60.0,
     ) -> PublishReport:
-        """Send every event at its paced time; returns counts once all are acknowledged."""
+        """Send every event at its paced time; returns counts once all are acknowledged.
+
+        Events from :meth:`prepare` are sent as they are. Scheduled events are prepared all
+        before the first send when nothing is paced (``speed=None``): the loop then only stamps
+        and sends, and the client library batches such a tight loop's records far better than
+        sends spaced by encoding. Paced, each is prepared just before waiting for its due time,
+        so encoding delays no send that keeps up and its times stay those of the run's clock.
+        """
+        if speed is None:
+            events = self.prepare(events)
         report = PublishReport()
+        answers = _Answers(report, self.metrics)
         realtime = speed == 1.0
+        send = self._producer.send
+        by_kind = report.by_kind
         start = time.monotonic()
         for item in events:
             if self._stop.is_set():
                 report.interrupted = True
                 break
+            out = item if isinstance(item, OutboundEvent) else self.outbound(item)
             if speed is not None:
-                due = start + item.emit_offset_s / speed
+                due = start + out.emit_offset_s / speed
                 wait_s = due - time.monotonic()
                 if wait_s > 0 and self._stop.wait(wait_s):
                     report.interrupted = True
                     break
                 report.late_s_max = max(report.late_s_max, time.monotonic() - due)
-            self._send(item.event, realtime, report)
+            sent_ns = time.time_ns()
+            if realtime:
+                headers = [
+                    *out.headers,
+                    (PACING_HEADER, REALTIME_PACING),
+                    (SENT_NS_HEADER, encode_sent_ns(sent_ns)),
+                ]
+            else:
+                headers = [*out.headers, (SENT_NS_HEADER, encode_sent_ns(sent_ns))]
+            future = send(out.topic, value=out.value, key=out.key, headers=headers, partition=out.partition)
+            future.add_both(_InFlight(answers, out, sent_ns))
+            report.sent += 1
+            by_kind[out.kind] = by_kind.get(out.kind, 0) + 1
             if on_sent is not None:
-                on_sent(item.event)
+                on_sent(out.event)
         try:
             self._producer.flush(timeout=flush_timeout_s)
         except Exception as exc:  # kafka-python raises its own KafkaTimeoutError here
@@ -216,37 +366,6 @@ class SensorPublisher:
             ) from exc
         report.wall_s = time.monotonic() - start
         return report
-
-    def _send(self, event: WarningEvent, realtime: bool, report: PublishReport) -> None:
-        kind = event.kind
-        topic = self._status if kind is EventKind.SENSOR_STATUS else self._warnings
-        value = encode_event(event)
-        headers = kafka_headers(event, f"/trilink/sensors/{event.header.sensor_id}")
-        if realtime:
-            headers.append((PACING_HEADER, REALTIME_PACING))
-        sent_ns = time.time_ns()
-        headers.append((SENT_NS_HEADER, encode_sent_ns(sent_ns)))
-        nation = event.header.sensor_nation.value
-        future = self._producer.send(topic, key=message_key(event), value=value, headers=headers)
-        report.sent += 1
-        report.by_kind[kind.value] = report.by_kind.get(kind.value, 0) + 1
-
-        def acked(_: Any) -> None:
-            self.metrics.send_latency.labels(kind.value).observe((time.time_ns() - sent_ns) / 1e9)
-            self.metrics.events.labels(nation, kind.value).inc()
-            with self._lock:
-                report.acknowledged += 1
-
-        def failed(exc: BaseException) -> None:
-            reason = type(exc).__name__
-            self.metrics.send_errors.labels(kind.value, reason).inc()
-            with self._lock:
-                report.failed += 1
-                if len(report.errors) < 20:
-                    report.errors.append(f"{event.header.event_id}: {exc!r}")
-
-        future.add_callback(acked)
-        future.add_errback(failed)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.close(timeout=timeout_s)

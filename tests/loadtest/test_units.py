@@ -8,13 +8,25 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from kafka.partitioner.default import DefaultPartitioner
 
+from schemas import decode_event
+from trilink.latency import SENT_NS_HEADER
 from trilink.loadtest.accounting import ACTUAL, ALL_KINDS, INTENDED, Accounting, CurveRecorder
 from trilink.loadtest.baseline import BaselineResult, parse_output, tool_command
 from trilink.loadtest.errors import LoadtestConfigError, LoadtestError
 from trilink.loadtest.report import REPORT_FORMAT, build_report, render_text
 from trilink.loadtest.runner import LoadTest, RunResult
-from trilink.loadtest.sender import ProducerSettings, SenderResult, decode_slot, encode_slot
+from trilink.loadtest.sender import (
+    RUN_HEADER,
+    SLOT_HEADER,
+    Partitions,
+    ProducerSettings,
+    SenderResult,
+    decode_slot,
+    encode_slot,
+    prepare,
+)
 from trilink.loadtest.slo import evaluate, parse_objective, parse_objectives
 from trilink.loadtest.workload import (
     NS_PER_S,
@@ -23,6 +35,7 @@ from trilink.loadtest.workload import (
     Workload,
     open_loop_offsets_ns,
     parse_mix,
+    worker_partition,
 )
 
 pytestmark = pytest.mark.unit
@@ -133,6 +146,48 @@ def test_spec_refuses_rate_and_salvo_together() -> None:
     with pytest.raises(LoadtestConfigError) as err:
         _spec(salvo_launches=3)
     assert err.value.reason == "bad_option"
+
+
+class _Metadata:
+    """What :class:`Partitions` and kafka-python's DefaultPartitioner read of the cluster."""
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = set(range(partitions))
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return self._partitions
+
+    def topics(self) -> set[str]:
+        return {"trilink.warnings.v1", "trilink.sensor-status.v1"}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return self._partitions
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return self._partitions
+
+
+def test_records_are_prepared_before_the_clock_with_run_slot_and_the_default_partition() -> None:
+    workload = Workload(_spec(producers=2))
+    metadata = _Metadata(12)
+    records = list(prepare(workload, 1, 1_800_000_000 * NS_PER_S, Partitions(metadata, None), b"unit"))
+    planned = [p for p in workload.plan if p.worker == 1]
+    assert [r.planned for r in records] == planned
+    partitioner = DefaultPartitioner()
+    for ready in records[:200]:
+        headers = dict(ready.headers)
+        assert decode_slot(headers[SLOT_HEADER]) == ready.planned.slot
+        assert headers[RUN_HEADER] == b"unit"
+        assert SENT_NS_HEADER not in headers, "the send times are stamped at send"
+        event = decode_event(ready.value)
+        assert event.header.correlation_key == ready.planned.key
+        assert ready.key == ready.planned.key.encode()
+        assert ready.partition == partitioner.partition(
+            ready.topic, ready.key, ready.key, None, None, metadata
+        )
+    confined = prepare(workload, 1, 1_800_000_000 * NS_PER_S, Partitions(metadata, 3), b"unit")
+    for ready in itertools.islice(confined, 200):
+        assert ready.partition == worker_partition(ready.planned.key, 3)
 
 
 def test_slot_header_round_trip() -> None:

@@ -1,4 +1,5 @@
-"""Sensor producers against a real broker: every event arrives, decodes, keeps its order."""
+"""Sensor producers: what they send and count (with a fake client), and against a real broker
+that every event arrives, decodes and keeps its order."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
+from kafka.partitioner.default import DefaultPartitioner
+from prometheus_client import CollectorRegistry
 
-from producers.publisher import Run, SensorPublisher, for_run
+from producers.publisher import OutboundEvent, Run, SensorPublisher, for_run
 from producers.scenario import load_scenario, simulate
 from schemas import decode_event, parse_headers
 from schemas.models import Alert, EventKind
@@ -41,6 +45,142 @@ def test_a_run_renames_ids_and_keys_but_keeps_the_content() -> None:
     assert references <= ids, "alert references point at the run's own event ids"
     again = list(for_run(iter(original), run, scenario.start_time))
     assert [a.event for a in again] == [p.event for p in played], "a run is deterministic"
+
+
+class _FakeCluster:
+    """What kafka-python's DefaultPartitioner reads of the cluster metadata."""
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = set(range(partitions))
+
+    def topics(self) -> set[str]:
+        return {topic_name("warnings"), topic_name("sensor_status")}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return self._partitions
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return self._partitions
+
+
+class _FakeFuture:
+    def __init__(self) -> None:
+        self.callbacks: list[tuple[Any, tuple[Any, ...]]] = []
+        self.errbacks: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def add_callback(self, f: Any, *args: Any) -> _FakeFuture:
+        self.callbacks.append((f, args))
+        return self
+
+    def add_errback(self, f: Any, *args: Any) -> _FakeFuture:
+        self.errbacks.append((f, args))
+        return self
+
+    def add_both(self, f: Any, *args: Any) -> _FakeFuture:
+        return self.add_callback(f, *args).add_errback(f, *args)
+
+
+class _FakeProducer:
+    """Records every send; ``flush`` answers them: refused when the key is in ``refuse``."""
+
+    def __init__(self, partitions: int = 12, refuse: frozenset[bytes] = frozenset()) -> None:
+        self.partitions = partitions
+        self.refuse = refuse
+        self.sent: list[dict[str, Any]] = []
+        self._pending: list[tuple[bytes, _FakeFuture]] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def send(self, topic: str, **record: Any) -> _FakeFuture:
+        self.sent.append({"topic": topic, **record})
+        future = _FakeFuture()
+        self._pending.append((record["key"], future))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        for key, future in self._pending:
+            if key in self.refuse:
+                for f, args in future.errbacks:
+                    f(*args, KafkaTimeoutError("no answer"))
+            else:
+                for f, args in future.callbacks:
+                    f(*args, object())
+        self._pending.clear()
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def _played(name: str = "single_srbm") -> list[Any]:
+    scenario = load_scenario(name)
+    return list(for_run(simulate(scenario), Run.new(), scenario.start_time))
+
+
+@pytest.mark.unit
+def test_prepared_events_are_sent_as_scheduled_ones_with_the_default_partitioners_choice() -> None:
+    events = _played()
+    fake = _FakeProducer()
+    publisher = SensorPublisher("unused:9092", producer=fake)
+    prepared = publisher.prepare(events)
+    assert all(isinstance(out, OutboundEvent) for out in prepared)
+    assert all(SENT_NS_HEADER not in dict(out.headers) for out in prepared), "stamped at send, not before"
+    partitioner, cluster = DefaultPartitioner(), _FakeCluster(fake.partitions)
+    for out in prepared:
+        assert out.partition == partitioner.partition(out.topic, out.key, out.key, None, None, cluster)
+
+    before = time.time_ns()
+    reports = [
+        publisher.publish(prepared, speed=None),
+        publisher.publish(iter(events), speed=None),  # all prepared before the first send
+        publisher.publish(iter(events), speed=1e9),  # paced: each prepared before its wait
+    ]
+    after = time.time_ns()
+    assert all(r.sent == r.acknowledged == len(events) for r in reports)
+    n = len(events)
+    for out, *records in zip(prepared, fake.sent[:n], fake.sent[n : 2 * n], fake.sent[2 * n :], strict=True):
+        for record in records:
+            assert (record["topic"], record["key"], record["value"]) == (out.topic, out.key, out.value)
+            assert record["partition"] == out.partition
+            assert record["headers"][:-1] == list(out.headers)
+            name, raw = record["headers"][-1]
+            sent_ns = decode_sent_ns(raw)
+            assert name == SENT_NS_HEADER
+            assert sent_ns is not None
+            assert before <= sent_ns <= after
+            assert PACING_HEADER not in dict(record["headers"]), "not real time: no pacing header"
+
+
+@pytest.mark.unit
+def test_acknowledgements_and_refusals_are_counted_from_the_callbacks() -> None:
+    events = _played()
+    refused_key = events[0].event.header.correlation_key.encode()
+    registry = CollectorRegistry()
+    publisher = SensorPublisher(
+        "unused:9092", registry=registry, producer=_FakeProducer(refuse=frozenset({refused_key}))
+    )
+    report = publisher.publish(iter(events), speed=None)
+    refused = [e for e in events if e.event.header.correlation_key.encode() == refused_key]
+    assert report.sent == len(events)
+    assert report.failed == len(refused) > 0
+    assert report.acknowledged == len(events) - len(refused)
+    assert report.errors[0].startswith(str(refused[0].event.header.event_id))
+    kind = refused[0].event.kind.value
+    assert registry.get_sample_value(
+        "trilink_producer_send_errors_total", {"kind": kind, "reason": "KafkaTimeoutError"}
+    ) == sum(1 for e in refused if e.event.kind.value == kind)
+    acked = sum(
+        registry.get_sample_value("trilink_producer_events_total", {"nation": n.value, "kind": k.value})
+        or 0.0
+        for n in {e.event.header.sensor_nation for e in events}
+        for k in EventKind
+    )
+    assert acked == report.acknowledged
+    latencies = sum(
+        registry.get_sample_value("trilink_producer_send_latency_seconds_count", {"kind": k.value}) or 0.0
+        for k in EventKind
+    )
+    assert latencies == report.acknowledged, "every acknowledged event is timed, none sampled"
 
 
 def _drain(bootstrap: str, topic: str, keys: set[bytes], expected: int, timeout_s: float = 60) -> list[Any]:

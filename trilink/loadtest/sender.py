@@ -2,9 +2,15 @@
 
 Each process owns a disjoint set of keys (so per-key order is one producer's order) and sends
 its slots when they fall due, never earlier; when it is behind it sends at once, catching up
-without skipping, and records how late it was. Encoding happens *before* waiting for the due
-time, so a sender that keeps up adds no encoding time to the figures, and one that cannot
-keep up shows it as schedule lag.
+without skipping, and records how late it was.
+
+The plan is fixed before the first send (open loop), so the events are built, encoded and
+given their headers and partition *before* the schedule starts (:func:`prepare`, up to
+:data:`PREPARE_AHEAD` records per process; a longer run prepares the rest one at a time,
+before waiting for each due time). The loop then only stamps the two send times and hands the
+record to the client library. The events' own times (``measured_at``, ``emitted_at``) are
+those of the schedule rebased to when the sender prepared them, a little before its zero;
+every latency counts from the intended send time in the header, never from the body.
 
 Headers on every record: :data:`~trilink.latency.SENT_NS_HEADER` = the intended send time
 (so every later hop, including the ally services' own, counts from it), ``trilink_actual_sent_ns``
@@ -17,25 +23,34 @@ machine a second thread in the same interpreter adds GIL contention, not through
 
 from __future__ import annotations
 
+import itertools
 import signal
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas import encode_event, kafka_headers, message_key
 from schemas.models import EventKind
 from trilink.latency import SENT_NS_HEADER, encode_sent_ns
 from trilink.loadtest.accounting import CurveRecorder
-from trilink.loadtest.workload import NS_PER_S, LoadSpec, Workload, worker_partition
+from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload, worker_partition
 from trilink.platform.clients import producer_config
 from trilink.platform.topics import topic_name
+from trilink.runtime import tune_gc
 
 ACTUAL_SENT_NS_HEADER = "trilink_actual_sent_ns"
 RUN_HEADER = "trilink_loadtest_run"
 SLOT_HEADER = "trilink_loadtest_slot"
 SOURCE = "/trilink/loadtest"
 _SLOT = struct.Struct(">q")
+
+#: Records a sender prepares before the schedule starts (under 1 kB each in memory): 20,000/s
+#: for 6 s from one sender fits, a longer run prepares the rest as it goes.
+PREPARE_AHEAD = 125_000
+#: Distinct header pairs shared between prepared records (see :func:`prepare`).
+_SHARED_HEADERS_MAX = 4_096
 
 
 def encode_slot(slot: int) -> bytes:
@@ -78,8 +93,8 @@ class SenderResult:
     final_lag_ns: int = 0
     lag_hist: str = ""
     sent_per_s: dict[int, int] = field(default_factory=dict)
-    cpu_s: float = 0.0
-    encode_cpu_s: float = 0.0
+    cpu_s: float = 0.0  # process CPU from the schedule's zero to the last acknowledgement
+    encode_cpu_s: float = 0.0  # CPU of preparing the records (mostly before the zero)
     value_bytes: int = 0
     interrupted: bool = False
     fatal: str | None = None
@@ -119,6 +134,114 @@ def run_sender(
     results.put(result)
 
 
+class Ready(NamedTuple):
+    """One slot of a sender's schedule made ready for the wire: only the two send times are
+    stamped when it is sent."""
+
+    planned: PlannedEvent
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]  # CloudEvents, run and slot
+    partition: int | None
+
+
+class Partitions:
+    """Where each key of a run goes: the first ``limit`` partitions by :func:`worker_partition`
+    (``--partitions``), or kafka-python's default choice (murmur2 of the key over all of the
+    topic's partitions), computed once per key rather than by the client on every send."""
+
+    def __init__(self, kafka: Any, limit: int | None) -> None:
+        self._kafka = kafka
+        self._limit = limit
+        self._counts: dict[str, int] = {}
+        self._chosen: dict[tuple[str, bytes], int | None] = {}
+
+    def count(self, topic: str) -> int:
+        """The partitions in use on ``topic`` (fetches its metadata the first time)."""
+        count = self._counts.get(topic)
+        if count is None:
+            count = len(self._kafka.partitions_for(topic) or ())
+            if self._limit is not None:
+                count = min(self._limit, max(count, 1))
+            self._counts[topic] = count
+        return count
+
+    def __call__(self, topic: str, key: str, key_raw: bytes) -> int | None:
+        chosen = self._chosen.get((topic, key_raw), -1)
+        if chosen != -1:
+            return chosen
+        count = self.count(topic)
+        if self._limit is not None:
+            chosen = worker_partition(key, count)
+        elif count:
+            from kafka.partitioner.default import murmur2
+
+            chosen = (murmur2(key_raw) & 0x7FFFFFFF) % count
+        else:
+            chosen = None  # no metadata: the client chooses at send time
+        self._chosen[(topic, key_raw)] = chosen
+        return chosen
+
+
+def prepare(
+    workload: Workload, worker: int, events_zero_ns: int, partitions: Partitions, run_raw: bytes
+) -> Iterator[Ready]:
+    """This worker's slots in schedule order, each encoded with its headers and partition.
+
+    Header pairs that repeat (source, type, spec version, run) are one object shared by every
+    record that carries them, which keeps a prepared record under 1 kB; the event id and the
+    slot are each record's own."""
+    warnings, status = topic_name("warnings"), topic_name("sensor_status")
+    shared: dict[tuple[str, bytes], tuple[str, bytes]] = {}
+    run_pair = (RUN_HEADER, run_raw)
+    for planned, event in workload.events(worker, events_zero_ns):
+        topic = status if event.kind is EventKind.SENSOR_STATUS else warnings
+        key = message_key(event)
+        headers = [
+            pair
+            if pair[0] == "ce_id" or len(shared) >= _SHARED_HEADERS_MAX
+            else shared.setdefault(pair, pair)
+            for pair in kafka_headers(event, SOURCE)
+        ]
+        headers += [run_pair, (SLOT_HEADER, encode_slot(planned.slot))]
+        yield Ready(
+            planned, topic, key, encode_event(event), tuple(headers), partitions(topic, planned.key, key)
+        )
+
+
+class _Answers:
+    """The broker's answers for one sender (counted by the client's IO thread)."""
+
+    __slots__ = ("acked", "result")
+
+    def __init__(self, result: SenderResult) -> None:
+        self.result = result
+        self.acked = 0
+
+    def failed(self, slot: int, exc: BaseException) -> None:
+        self.result.failed_slots.append(slot)
+        if len(self.result.errors) < 10:
+            self.result.errors.append(f"slot {slot}: {exc!r}")
+
+
+class _InFlight:
+    """One send until the broker answers it, and the one callback for either answer (given to
+    ``add_both``): a single small object per send, no closure."""
+
+    __slots__ = ("answers", "slot")
+
+    def __init__(self, answers: _Answers, slot: int) -> None:
+        self.answers = answers
+        self.slot = slot
+
+    def __call__(self, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self.answers.failed(self.slot, result)
+        else:
+            self.answers.acked += 1
+
+
 def _send_all(
     spec: LoadSpec,
     worker: int,
@@ -137,40 +260,43 @@ def _send_all(
     kafka: Any = KafkaProducer(
         **producer_config(bootstrap, f"trilink-loadtest-{spec.run_id}-{worker}", **settings.overrides())
     )
-    warnings, status = topic_name("warnings"), topic_name("sensor_status")
-    spread = {t: _partition_count(kafka, t, spec.partitions) for t in (warnings, status)}
     lag = CurveRecorder()
-    run_raw = spec.run_id.encode("ascii")
-    acked = [0]
-    progress[2] = 1
+    answers = _Answers(result)
+    partitions = Partitions(kafka, spec.partitions)
+    for topic in (topic_name("warnings"), topic_name("sensor_status")):
+        partitions.count(topic)  # metadata before the clock starts
+    encode_cpu = time.thread_time()
+    source = prepare(workload, worker, time.time_ns(), partitions, spec.run_id.encode("ascii"))
+    ahead = list(itertools.islice(source, PREPARE_AHEAD))
+    encode_cpu = time.thread_time() - encode_cpu
+    tune_gc()  # after set-up: the prepared records leave the collector's sight
+    counters = progress.get_obj()  # plain int64 stores: one writer, the parent only reads
+    counters[2] = 1
     while not go.wait(0.1):
         if stop.is_set():
             result.interrupted = True
             kafka.close(timeout=settings.flush_timeout_s)
             return
     start_ns = int(start_value.value)
-    cpu_start = time.process_time()  # after set-up: CPU of scheduling, encoding and sending only
+    cpu_start = time.process_time()  # after set-up: CPU of scheduling and sending only
 
-    def on_ack(_metadata: Any) -> None:
-        acked[0] += 1
+    def rest() -> Iterator[Ready]:  # a run longer than PREPARE_AHEAD: one at a time, before its wait
+        nonlocal encode_cpu
+        while True:
+            t0 = time.thread_time()
+            ready = next(source, None)
+            encode_cpu += time.thread_time() - t0
+            if ready is None:
+                return
+            yield ready
 
-    def on_error(slot: int, exc: BaseException) -> None:
-        result.failed_slots.append(slot)
-        if len(result.errors) < 10:
-            result.errors.append(f"slot {slot}: {exc!r}")
-
+    send = kafka.send
     sent_per_s: dict[int, int] = {}
-    encode_cpu = 0.0
+    measured_sent = lag_ns = 0
     try:
-        for planned, event in workload.events(worker, start_ns):
+        for ready in itertools.chain(ahead, rest()):
+            planned = ready.planned
             result.planned += 1
-            t0 = time.process_time()
-            topic = status if event.kind is EventKind.SENSOR_STATUS else warnings
-            value = encode_event(event)
-            headers = kafka_headers(event, SOURCE)
-            key = message_key(event)
-            partition = None if spread[topic] is None else worker_partition(planned.key, spread[topic] or 1)
-            encode_cpu += time.process_time() - t0
             due_ns = start_ns + planned.offset_ns
             wait_ns = due_ns - time.time_ns()
             if wait_ns > 0 and stop.wait(wait_ns / NS_PER_S):
@@ -180,43 +306,38 @@ def _send_all(
                 result.interrupted = True
                 break
             actual_ns = time.time_ns()
-            headers += [
+            headers = [
+                *ready.headers,
                 (SENT_NS_HEADER, encode_sent_ns(due_ns)),
                 (ACTUAL_SENT_NS_HEADER, encode_sent_ns(actual_ns)),
-                (RUN_HEADER, run_raw),
-                (SLOT_HEADER, encode_slot(planned.slot)),
             ]
-            future = kafka.send(topic, value=value, key=key, headers=headers, partition=partition)
-            future.add_callback(on_ack)
-            future.add_errback(lambda exc, slot=planned.slot: on_error(slot, exc))
+            future = send(
+                ready.topic, value=ready.value, key=ready.key, headers=headers, partition=ready.partition
+            )
+            future.add_both(_InFlight(answers, planned.slot))
             result.sent += 1
-            result.value_bytes += len(value)
+            result.value_bytes += len(ready.value)
             result.sent_slots_upto = planned.slot
             lag_ns = actual_ns - due_ns
-            result.final_lag_ns = lag_ns
             second = (actual_ns - start_ns) // NS_PER_S
             sent_per_s[second] = sent_per_s.get(second, 0) + 1
             if planned.measured:
                 lag.record_ns(lag_ns)
                 result.max_lag_ns = max(result.max_lag_ns, lag_ns)
-                result.measured_sent += 1
+                measured_sent += 1
                 if result.measured_first_due_ns is None:
                     result.measured_first_due_ns = due_ns
                 result.measured_last_actual_ns = actual_ns
-            progress[0] = result.sent
-            progress[1] = lag_ns
+            counters[0] = result.sent
+            counters[1] = lag_ns
         kafka.flush(timeout=settings.flush_timeout_s)
     finally:
-        progress[0] = result.sent
+        counters[0] = result.sent
         kafka.close(timeout=settings.flush_timeout_s)
-        result.acked = acked[0]
+        result.acked = answers.acked
+        result.measured_sent = measured_sent
+        result.final_lag_ns = lag_ns
         result.lag_hist = lag.encode()
         result.sent_per_s = sent_per_s
         result.encode_cpu_s = encode_cpu
         result.cpu_s = time.process_time() - cpu_start
-
-
-def _partition_count(kafka: Any, topic: str, limit: int | None) -> int | None:
-    """None: let the key choose among all partitions; else the number of partitions to use."""
-    available = kafka.partitions_for(topic) or {0}  # also fetches metadata before the clock starts
-    return None if limit is None else min(limit, len(available))
