@@ -316,7 +316,7 @@ class AllyService:
         # De-duplication window rebuild (see _after_assignment): partitions paused meanwhile.
         self._held: set[tuple[str, int]] = set()
         self._rebuild_generation = 0
-        self._rebuild_result: tuple[int, tuple[set[UUID], set[UUID]] | None, BaseException | None] | None = (
+        self._rebuild_result: tuple[int, tuple[list[UUID], set[UUID]] | None, BaseException | None] | None = (
             None
         )
         # Ids a channel already holds although the event is not fully delivered (recovered from
@@ -902,13 +902,13 @@ class AllyService:
             tail = self._read_tail(
                 self.bootstrap, self.output_topic, self.rebuild_per_partition, total=self.window.capacity
             )
-            on_topic = set(rebuild_order(tail, self.window.capacity))
+            on_topic = rebuild_order(tail, self.window.capacity)  # oldest first
             in_audit = (
                 set()
                 if self.audit_dir is None
                 else recover_ids(self.audit_dir, self._audit_glob, self.window.capacity)
             )
-            result: tuple[int, tuple[set[UUID], set[UUID]] | None, BaseException | None] = (
+            result: tuple[int, tuple[list[UUID], set[UUID]] | None, BaseException | None] = (
                 generation,
                 (on_topic, in_audit),
                 None,
@@ -949,11 +949,14 @@ class AllyService:
             assert held is not None
             on_topic, in_audit = held
             # Fully delivered: on every durable channel. Held by one only: deliver to the others.
-            everywhere = on_topic & in_audit if self.audit is not None else on_topic
+            # Loaded oldest first: the window evicts its oldest ids as new events arrive, and the
+            # newest are the ones a restarted service reads again.
+            everywhere = [i for i in on_topic if i in in_audit] if self.audit is not None else on_topic
             loaded = self.window.load(everywhere)
-            self._already = {"kafka": on_topic - everywhere}
+            held_everywhere = set(everywhere)
+            self._already = {"kafka": set(on_topic) - held_everywhere}
             if self.audit is not None:
-                self._already["audit"] = in_audit - everywhere
+                self._already["audit"] = in_audit - held_everywhere
             log.info(
                 "ally %s: de-duplication window rebuilt with %d ids (%d held by one channel only)",
                 self.ally.value,

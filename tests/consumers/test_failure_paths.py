@@ -404,3 +404,37 @@ def test_lost_partitions_are_not_committed(tmp_path: Path) -> None:
         assert service.running and service.error is None
     finally:
         service.stop()
+
+
+def test_the_rebuilt_window_forgets_its_oldest_ids_first(tmp_path: Path) -> None:
+    """The window is refilled oldest first: events arriving after a restart evict the oldest
+    recovered ids, never the newest, which are the ones the restarted service reads again.
+    (The ids are chosen so that a set's iteration order would load the newest first.)"""
+    older, newer = uuid.UUID(int=6), uuid.UUID(int=2)
+    audit_dir = tmp_path / "audit"
+    audit_dir.mkdir()
+    (audit_dir / "ally-us-crashed-instance.jsonl").write_text(
+        f'{{"event_id":"{older}"}}\n{{"event_id":"{newer}"}}\n'
+    )
+
+    def tail(*args: Any, **kwargs: Any) -> list[tuple[int, int, int, uuid.UUID]]:
+        return [(1, 0, 1, older), (2, 0, 2, newer)]
+
+    fresh, again = event_record(0), event_record(1)  # ids 1 (new) and 2 (== newer, read again)
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [fresh, again])
+    service = start(
+        tmp_path,
+        consumer,
+        producer,
+        rebuild_dedup=True,
+        read_tail=tail,
+        audit_dir=audit_dir,
+        dedup_capacity=2,
+    )
+    try:
+        wait_for(lambda: consumer.committed_ == 2)
+        assert [v for _, v, _ in sent_to(producer, service.output_topic)] == [fresh.value]
+        assert service.count("duplicates_suppressed") == 1
+    finally:
+        service.stop()
