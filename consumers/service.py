@@ -218,6 +218,7 @@ class AllyService:
         commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
         unhealthy_poll_age_s: float = 15.0,
+        rejoin_after_s: float = 20.0,
         plausibility: Plausibility | None = None,
         consumer_factory: ConsumerFactory | None = None,
         producer_factory: ProducerFactory | None = None,
@@ -249,6 +250,7 @@ class AllyService:
         self.commit_interval_s = commit_interval_s
         self.flush_timeout_s = flush_timeout_s
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
+        self.rejoin_after_s = rejoin_after_s
         self.plausibility = plausibility or Plausibility()
         self._bounds = _Bounds(-1, 0, 0, _EPOCH, _EPOCH)
         self._consumer_factory = consumer_factory or kafka_io.new_consumer
@@ -313,6 +315,8 @@ class AllyService:
         self._last_lag_monotonic = 0.0
         self._last_commit_monotonic = 0.0
         self._poll_failures = 0
+        self._listener: Any = None
+        self._joined_monotonic = 0.0
         # De-duplication window rebuild (see _after_assignment): partitions paused meanwhile.
         self._held: set[tuple[str, int]] = set()
         self._rebuild_generation = 0
@@ -355,7 +359,9 @@ class AllyService:
             # followed at once by a second rebalance, which kafka-python 3.0 can leave hanging.
             for topic in self.input_topics:
                 self._consumer.partitions_for_topic(topic)
+            self._listener = listener
             self._consumer.subscribe(list(self.input_topics), listener=listener)
+            self._joined_monotonic = time.monotonic()
             self._kafka = KafkaChannel(
                 self._producer, self.output_topic, self.instance_id, self.ledger, self.launches
             )
@@ -477,6 +483,12 @@ class AllyService:
                 if batch:
                     self._process_batch(batch, received_ns)
                 self._advance(now, idle=not batch)
+                if (
+                    not self._assigned
+                    and not self._ready.is_set()
+                    and now - self._joined_monotonic > self.rejoin_after_s
+                ):
+                    self._rejoin()
                 if now - self._last_lag_monotonic >= self.commit_interval_s:
                     self._last_lag_monotonic = now
                     self._update_lag()
@@ -780,6 +792,26 @@ class AllyService:
             offsets.update(checkpoint.next)
         return offsets
 
+    def _rejoin(self) -> None:
+        """No partitions long after joining: leave the group and join again.
+
+        kafka-python 3.0 can leave a rebalance unfinished when a second one follows the first
+        at once (the group leader's metadata changed while it assigned): the member never gets
+        an assignment and the service never becomes ready. Seen in about one service start in
+        a hundred here; a fresh join recovers it."""
+        log.warning(
+            "ally %s: no partitions %.0f s after joining; joining the group again",
+            self.ally.value,
+            self.rejoin_after_s,
+        )
+        self._count_failure("consumer", "rejoin")
+        self._joined_monotonic = time.monotonic()
+        try:
+            self._consumer.unsubscribe()
+            self._consumer.subscribe(list(self.input_topics), listener=self._listener)
+        except Exception as exc:
+            log.warning("ally %s: joining again failed: %r", self.ally.value, exc)
+
     def _on_poll_error(self, exc: Exception) -> None:
         """``poll`` raised: find a batch the library cannot parse and skip past it (with a
         dead-letter entry naming it), else back off and poll again."""
@@ -834,6 +866,7 @@ class AllyService:
         """IO thread, before partitions are given up (the loop thread waits in ``poll``): make what
         was fanned out durable and hand over the delivered, uncommitted offsets to commit."""
         self.metrics.rebalances.labels(self.ally.value, "revoked").inc()
+        self._joined_monotonic = time.monotonic()
         durable = self._settle_all()
         gone = set(partitions)
         with self._lock:
@@ -846,6 +879,7 @@ class AllyService:
 
     def _on_lost(self, partitions: list[tuple[str, int]]) -> None:
         self.metrics.rebalances.labels(self.ally.value, "lost").inc()
+        self._joined_monotonic = time.monotonic()
         gone = set(partitions)
         with self._lock:
             for tp in gone:

@@ -117,9 +117,14 @@ class FakeConsumer:
     listener: Any = None
     assigned: bool = False
     polls: int = 0
+    stuck_joins: int = 0  # joins whose assignment never arrives (a rebalance left unfinished)
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.listener = listener
+
+    def unsubscribe(self) -> None:
+        self.assigned = False
+        self.stuck_joins = max(self.stuck_joins - 1, 0)
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return {0}
@@ -127,9 +132,11 @@ class FakeConsumer:
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
         self.polls += 1
         self.producer.answer()
-        if not self.assigned:
+        if not self.assigned and not self.stuck_joins:
             self.assigned = True
             asyncio.run(self.listener.on_partitions_assigned([TopicPartition(WARNINGS, 0)]))
+            return {}
+        if not self.assigned:
             return {}
         error = self.poll_error(self.position_)
         if error is not None:
@@ -436,5 +443,17 @@ def test_the_rebuilt_window_forgets_its_oldest_ids_first(tmp_path: Path) -> None
         wait_for(lambda: consumer.committed_ == 2)
         assert [v for _, v, _ in sent_to(producer, service.output_topic)] == [fresh.value]
         assert service.count("duplicates_suppressed") == 1
+    finally:
+        service.stop()
+
+
+def test_a_join_that_never_gets_partitions_is_retried(tmp_path: Path) -> None:
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0)], stuck_joins=1)
+    service = start(tmp_path, consumer, producer, rejoin_after_s=0.2)
+    try:
+        wait_for(lambda: consumer.committed_ == 1)
+        assert consumer.stuck_joins == 0
+        assert service.report()["counts"]["delivery_failures"] == {"consumer/rejoin": 1}
     finally:
         service.stop()
