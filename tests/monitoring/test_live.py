@@ -118,10 +118,14 @@ def test_scraped_series_match_the_contract(live: LiveRun, family: n.MetricFamily
 
 
 def per_ally(api: PrometheusAPI, expr: str) -> Callable[[], dict[str, float] | None]:
-    """A probe answering ``{ally: value}`` once the query has a value for every ally."""
+    """A probe answering ``{ally: value}`` once the query has a number for every ally.
+
+    NaN counts as no value: a quantile over a window whose rate is still 0 (the rule ran
+    between the event and the scrape that saw it) is NaN until the next evaluation.
+    """
 
     def probe() -> dict[str, float] | None:
-        got = {dict(labels)["ally"]: v for labels, v in api.values(expr).items()}
+        got = {dict(labels)["ally"]: v for labels, v in api.values(expr).items() if not math.isnan(v)}
         return got if set(got) == set(n.ALLIES) else None
 
     return probe
