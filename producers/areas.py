@@ -1,6 +1,7 @@
 """Named areas (territory and EEZ of Japan and South Korea) and the tests made against them.
 
-The polygons in ``data/areas.json`` are coarse and hand-drawn (errors of tens of km); the
+The polygons (``schemas/data/areas.json``, read through :mod:`schemas.areas` because the ally
+services draw them too) are coarse and hand-drawn (errors of tens of km); the
 tests run on the latitude/longitude plane, which is fine away from the poles and the
 antimeridian. A ground track is a polyline of (lat, lon) points: it *touches* an area when any
 point lies inside or any segment crosses the area's boundary.
@@ -12,36 +13,22 @@ import itertools
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from producers.catalog import DATA_DIR, format_validation_error
+from producers.catalog import format_validation_error
 from producers.errors import CatalogError
-from schemas.models import AREA_PATTERN, Nation
+from schemas.areas import AREAS_RESOURCE, Area, AreaFile
+from schemas.models import Nation
 
-AREAS_FILE = DATA_DIR / "areas.json"
+__all__ = ["AREAS_FILE", "Area", "AreaFile", "AreaMap", "default_areas", "load_areas"]
+
+#: The shipped areas file (a package resource of :mod:`schemas`).
+AREAS_FILE: Traversable = AREAS_RESOURCE
 
 LatLon = tuple[float, float]
-Vertex = Annotated[tuple[float, float], Field()]
-Ring = Annotated[list[Vertex], Field(min_length=3)]
-
-
-class Area(BaseModel):
-    """One named area: its nation and one or more rings (islands)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    nation: Nation
-    rings: list[Ring] = Field(min_length=1)
-
-
-class AreaFile(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    comment: list[str] = Field(default_factory=list, alias="_comment")
-    areas: dict[Annotated[str, Field(pattern=AREA_PATTERN)], Area]
 
 
 def _in_ring(point: LatLon, ring: Sequence[tuple[float, float]]) -> bool:
@@ -171,7 +158,7 @@ class AreaMap:
         return {self.areas[n].nation for n in names}
 
 
-def load_areas(path: Path = AREAS_FILE) -> AreaMap:
+def load_areas(path: Path | Traversable = AREAS_FILE) -> AreaMap:
     """Read and validate an areas file."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
