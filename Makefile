@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv prometheus demo test unit integration lint bench up down status clean
+.PHONY: all venv prometheus browser demo test unit integration lint bench up down status clean
 
 all: venv
 
@@ -24,6 +24,11 @@ venv: $(STAMP)
 prometheus:
 	@deploy/prometheus/ensure-installed.sh
 
+# chromium and chromedriver (Debian packages chromium, chromium-driver) for the headless-browser
+# tests (tests/browser.py): installed the same way by the shared installer.
+browser:
+	@deploy/ensure-debian-packages.sh --target browser chromium=chromium chromium-driver=chromedriver
+
 demo: venv $(if $(MONITORING),prometheus)
 	$(BIN)/trilink demo $(if $(MONITORING),--monitoring)
 
@@ -32,13 +37,13 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint prometheus
+test: lint prometheus browser
 	$(BIN)/pytest
 
 unit: venv
 	$(BIN)/pytest -m unit
 
-integration: venv prometheus
+integration: venv prometheus browser
 	$(BIN)/pytest -m integration
 
 bench: venv

@@ -17,6 +17,9 @@ from trilink.settings import Settings
 
 KIND_MARKERS = ("unit", "integration")
 
+# The headless-Chromium fixture ``browser`` (tests/browser.py), available to every test.
+pytest_plugins = ("tests.browser",)
+
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects anything: `make unit` checks every test too
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
