@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from producers.errors import CatalogError
 from schemas.models import Nation
+from trilink.resources import package_path
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = package_path("producers", "data")
 SENSORS_FILE = DATA_DIR / "sensors.toml"
 MISSILE_CLASSES_FILE = DATA_DIR / "missile_classes.toml"
 

@@ -34,8 +34,9 @@ from producers.sensors import Draft, SensorModel, SimContext
 from producers.trajectory import Flight, FlightRequest, MissileClass, Profile, fly
 from schemas.models import EventHeader, WarningEvent
 from trilink.policy import SharingPolicy, default_policy
+from trilink.resources import package_path
 
-SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+SCENARIO_DIR = package_path("producers", "scenarios")
 
 LaunchId = Annotated[str, Field(min_length=1, max_length=24, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")]
 

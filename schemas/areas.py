@@ -10,18 +10,18 @@ package resource, so an installed wheel finds it outside the repository.
 from __future__ import annotations
 
 from functools import cache
-from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.models import AREA_PATTERN, Nation
+from trilink.resources import package_path
 
 __all__ = ["AREAS_RESOURCE", "Area", "AreaFile", "parse_area_file", "shipped_area_file"]
 
 #: The shipped areas file (a package resource of :mod:`schemas`).
-AREAS_RESOURCE: Traversable = files("schemas").joinpath("data", "areas.json")
+AREAS_RESOURCE: Traversable = package_path("schemas", "data", "areas.json")
 
 Vertex = Annotated[tuple[float, float], Field()]  # (lat_deg, lon_deg), WGS-84
 Ring = Annotated[list[Vertex], Field(min_length=3)]

@@ -26,6 +26,7 @@ from pydantic_core import PydanticUndefined
 
 from schemas.errors import SchemaDefinitionError
 from schemas.models import WarningEvent
+from trilink.resources import package_path
 
 __all__ = [
     "NAMESPACE",
@@ -44,7 +45,7 @@ __all__ = [
 NAMESPACE = "trilink.warning"
 SCHEMA_NAME = f"{NAMESPACE}.WarningEvent"
 #: Where frozen releases live: one folder per top-level schema, one file per version.
-RELEASED_DIR = Path(__file__).resolve().parent / "released"
+RELEASED_DIR = package_path("schemas", "released")
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")
 
 # --- CRC-64-AVRO (Rabin) fingerprint, per the Avro specification -----------------------------

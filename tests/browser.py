@@ -37,7 +37,7 @@ from selenium.common.exceptions import JavascriptException, NoSuchElementExcepti
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from trilink import REPO_ROOT
+from tests import REPO_ROOT
 
 SCREENSHOT_DIR = REPO_ROOT / ".trilink" / "artifacts" / "screenshots"
 DEFAULT_TIMEOUT_S = 30.0

@@ -21,10 +21,10 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from schemas.models import EventKind, Nation
-from trilink import REPO_ROOT
 from trilink.errors import ConfigError
+from trilink.resources import package_path
 
-POLICY_FILE = REPO_ROOT / "producers" / "data" / "sharing_policy.toml"
+POLICY_FILE = package_path("producers", "data", "sharing_policy.toml")
 
 
 class PolicyError(ConfigError):

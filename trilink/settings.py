@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from trilink import REPO_ROOT
+from trilink.resources import package_path
 
 
 def _config_file() -> Path | None:
@@ -40,8 +40,9 @@ class Settings(BaseSettings):
         description="host:port[,host:port] of an existing Kafka cluster; when set, trilink starts no broker.",
     )
     state_dir: Path = Field(
-        default=REPO_ROOT / ".trilink",
-        description="Where local broker data, logs and the cluster state file live.",
+        default_factory=lambda: Path.cwd() / ".trilink",
+        description="Where local broker data, logs and the cluster state file live: "
+        "./.trilink in the directory trilink runs from (like ./trilink.toml), unless set.",
     )
     kafka_home: Path | None = Field(
         default_factory=lambda: Path(os.environ["KAFKA_HOME"]) if os.environ.get("KAFKA_HOME") else None,
@@ -60,7 +61,10 @@ class Settings(BaseSettings):
     broker_heap_mb: int = Field(default=768, ge=256, description="JVM heap per broker process.")
     broker_ready_timeout_s: float = Field(default=90.0, gt=0)
     broker_stop_timeout_s: float = Field(default=30.0, gt=0)
-    topics_file: Path = Field(default=REPO_ROOT / "deploy" / "topics.toml")
+    topics_file: Path = Field(
+        default=package_path("deploy", "topics.toml"),
+        description="The declared topics (the shipped deploy/topics.toml unless set).",
+    )
     host: str = Field(default="127.0.0.1", description="Loopback address every local service binds to.")
 
     @field_validator("bootstrap")

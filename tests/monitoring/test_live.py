@@ -20,8 +20,8 @@ from typing import TypeVar
 
 import pytest
 
+from tests import REPO_ROOT
 from tests.monitoring.conftest import RunningPrometheus
-from trilink import REPO_ROOT
 from trilink.monitoring import names as n
 from trilink.monitoring.api import PrometheusAPI
 from trilink.monitoring.discovery import ALLY_JOB, SENSORS_JOB, announce, withdraw

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trilink import REPO_ROOT
+from tests import REPO_ROOT
 from trilink.latency import HOPS, LATENCY_BUCKETS_S, PIPELINE_P99_OBJECTIVE_S
 from trilink.monitoring import names as n
 

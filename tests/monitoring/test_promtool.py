@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trilink import REPO_ROOT
+from tests import REPO_ROOT
 from trilink.monitoring.contract import exposition_problems
 from trilink.monitoring.names import FAMILIES
 from trilink.monitoring.prometheus import CONFIG_DIR, render_config

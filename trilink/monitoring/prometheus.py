@@ -27,15 +27,15 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from trilink import REPO_ROOT
 from trilink.errors import PlatformError
 from trilink.monitoring.api import PrometheusAPI
 from trilink.monitoring.discovery import TARGETS_DIR
 from trilink.platform.cluster import is_port_free, log_tail
+from trilink.resources import package_path
 from trilink.settings import Settings, get_settings
 
 #: The shipped configuration: ``prometheus.yml``, ``rules/``, ``tests/``.
-CONFIG_DIR = REPO_ROOT / "deploy" / "prometheus"
+CONFIG_DIR = package_path("deploy", "prometheus")
 STATE_FILE = "prometheus.json"
 LOG_FILE = "prometheus.log"
 INSTALL_HINT = (

@@ -17,11 +17,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trilink import REPO_ROOT
 from trilink.errors import PlatformError
+from trilink.resources import package_path
 
-POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
-LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.yaml"
+POM = package_path("deploy", "kafka", "pom.xml")
+LOG4J_CONFIG = package_path("deploy", "kafka", "log4j2.yaml")
 MANIFEST = "manifest.json"
 MIN_JAVA_MAJOR = 17
 _SERVER_JAR = re.compile(r"^kafka_2\.13-(\d+\.\d+\.\d+)\.jar$")

@@ -5,5 +5,5 @@ re-emit them later, with their original timing, into the same or another cluster
   and damage-tolerant reading.
 - :mod:`trilink.replay.recorder`: ``trilink record``, a group-less consumer into a writer.
 - :mod:`trilink.replay.replayer`: ``trilink replay``, planning, rebasing and paced sending.
-- :mod:`trilink.replay.make_recordings`: how the shipped recordings in ``recordings/`` are made.
+- :mod:`trilink.replay.make_recordings`: how the shipped recordings in ``trilink/replay/recordings/`` are made.
 """

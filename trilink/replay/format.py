@@ -31,10 +31,10 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.write import Writer
 
 from schemas import decode_event, parse_headers
-from trilink import REPO_ROOT
 from trilink.errors import DeserializationError
 from trilink.latency import SENT_NS_HEADER, decode_sent_ns
 from trilink.replay.errors import RecordingError
+from trilink.resources import package_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,7 +52,7 @@ __all__ = [
 #: Version of the row schema below, written into every file's metadata.
 FORMAT_VERSION: Final = "1"
 #: Where the shipped recordings live (``trilink replay single_srbm`` looks here).
-SHIPPED_DIR: Final = REPO_ROOT / "recordings"
+SHIPPED_DIR: Final = package_path("trilink.replay", "recordings")
 SCHEMA_NAME: Final = "trilink.replay.RecordedMessage"
 
 _MAGIC: Final = b"Obj\x01"
