@@ -75,7 +75,7 @@ def run_worker(args: argparse.Namespace) -> int:
     print(f"READY {service.http_port}", flush=True)
     stop.wait()
     service.stop()
-    print(json.dumps(service.report()), flush=True)
+    print(service.report().model_dump_json(), flush=True)
     return 0
 
 

@@ -237,7 +237,7 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
         out["cpu_s"] = time.process_time() - cpu0
     finally:
         service.stop()
-    report = service.report()
+    report = service.report().model_dump()
     hops = ("end_to_end", "receive_to_deliver")
     out["latency"] = [r for r in report["latency"] if r["kind"] == "*" and r["hop"] in hops]
     out["events"] = service.count("received") + service.count("dead_letters")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumers.ledger import AllyReport
 from trilink.errors import TrilinkError
 
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -169,13 +170,13 @@ class AllyFleet:
                 return False
             time.sleep(0.2)
 
-    def stop(self, timeout_s: float = 45.0) -> dict[str, dict[str, Any]]:
+    def stop(self, timeout_s: float = 45.0) -> dict[str, AllyReport]:
         """Stop every service and return the reports that arrived (an ally that died has none)."""
         for c in self._children:
             if c.process.is_alive():
                 with contextlib.suppress(BrokenPipeError, OSError):
                     c.conn.send("stop")
-        reports: dict[str, dict[str, Any]] = {}
+        reports: dict[str, AllyReport] = {}
         deadline = time.monotonic() + timeout_s
         for c in self._children:
             try:

@@ -22,11 +22,12 @@ import threading
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.errors import DLQ_REASONS
 from schemas.models import EventKind
@@ -238,3 +239,105 @@ def _counter(
 
 def _row(hist: BatchHistogram) -> dict[str, Any]:
     return dict(hist.summary().as_dict())
+
+
+# ---------------------------------------------------------------------------- the report's model
+
+
+class LatencyFigures(BaseModel):
+    """Percentiles of one latency series, in milliseconds (:meth:`trilink.latency.LatencySummary.as_dict`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p99_9_ms: float
+    max_ms: float
+    mean_ms: float
+
+
+class LatencyRow(LatencyFigures):
+    """One row of :meth:`Ledger.rows`: a (hop, kind, channel) series; kind ``*`` merges every kind."""
+
+    hop: str
+    kind: str
+    channel: str
+
+
+class AllyCounts(BaseModel):
+    """The ledger's counters at report time (kinds and reasons with a zero count are left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    received: dict[str, int]
+    withheld: dict[str, int]
+    withheld_by_reason: dict[str, int]
+    delivered: dict[str, dict[str, int]] = Field(description="channel -> kind -> events delivered")
+    duplicates_suppressed: int
+    dead_letters: dict[str, int]
+    subscriber_drops: dict[str, int]
+    delivery_failures: dict[str, int] = Field(description='"<channel>/<reason>" -> failures')
+
+
+class FirstDeliveryReport(BaseModel):
+    """The first delivered event of one kind for one launch (:class:`consumers.measure.FirstDelivery`):
+    simulated times (``measured_at``, ``emitted_at``, ``launch_time_ns``) and wall-clock times
+    (``sent_ns`` producer, ``append_ns`` broker at ms resolution, ``received_ns``, ``delivered_ns``
+    per channel); ``pipeline_s`` = first delivery - send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    sensor_id: str
+    sensor_nation: str
+    measured_at: str
+    emitted_at: str
+    measured_at_ns: int
+    emitted_at_ns: int
+    launch_time_ns: int | None
+    sent_ns: int | None
+    append_ns: int | None
+    received_ns: int
+    delivered_ns: dict[str, int]
+    first_delivered_ns: int | None
+    pipeline_s: float | None
+
+
+class LaunchFirsts(BaseModel):
+    """Per launch (correlation key): its first launch detection and first alert delivered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_launch_detection: FirstDeliveryReport | None
+    first_alert: FirstDeliveryReport | None
+
+
+class AllyReport(BaseModel):
+    """What :meth:`consumers.service.AllyService.report` returns: counts, latency rows and
+    per-launch first deliveries of one service instance, all from its ledger and launch book."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ally: str
+    instance_id: str
+    group_id: str
+    clock_domain: Literal["host"] = "host"
+    counts: AllyCounts
+    latency: list[LatencyRow]
+    launches: dict[str, LaunchFirsts]
+    dedup_window_ids: int
+    assigned_partitions: list[str] = Field(description='"topic/partition" owned at report time')
+    error: str | None
+
+    def delivered_total(self, channel: str = "kafka") -> int:
+        """Events delivered on ``channel`` (every kind)."""
+        return sum(self.counts.delivered.get(channel, {}).values())
+
+    def latency_row(self, hop: str, channel: str, kind: str = ALL_KINDS) -> LatencyRow | None:
+        """The row of one (hop, kind, channel), None when that series has no sample."""
+        for row in self.latency:
+            if row.hop == hop and row.kind == kind and row.channel == channel:
+                return row
+        return None

@@ -22,27 +22,14 @@ Use it in-process (the ``trilink run`` orchestrator runs three in threads) or th
     service.stop()                 # finish the batch, flush, fsync, commit, withdraw, close
     report = service.report()
 
-``report()`` returns a JSON-able dict::
+``report()`` returns a :class:`consumers.ledger.AllyReport` (pydantic; its JSON Schema is
+``docs/schemas/ally-report.schema.json``): ``counts`` (received, withheld, withheld_by_reason,
+delivered per channel and kind, duplicates_suppressed, dead_letters, subscriber_drops,
+delivery_failures), ``latency`` rows per (hop, kind, channel) in ms with kind ``*`` merging all
+kinds, ``launches`` per correlation key (first launch detection and first alert), the dedup
+window size, the assigned partitions and the loop's error.
 
-    {
-      "ally": "JP", "instance_id": "...", "group_id": "trilink-ally-jp", "clock_domain": "host",
-      "counts": {
-        "received": {kind: n}, "withheld": {kind: n}, "withheld_by_reason": {reason: n},
-        "delivered": {"kafka"|"sse"|"audit": {kind: n}}, "duplicates_suppressed": n,
-        "dead_letters": {reason: n}, "subscriber_drops": {"sse": n},
-        "delivery_failures": {"<channel>/<reason>": n}
-      },
-      "latency": [  # one row per (hop, kind, channel); kind "*" rows merge all kinds
-        {"hop": "end_to_end", "kind": "alert", "channel": "kafka", "count": n,
-         "p50_ms": .., "p90_ms": .., "p99_ms": .., "p99_9_ms": .., "max_ms": .., "mean_ms": ..}, ...
-      ],
-      "launches": {  # per correlation key
-        "<key>": {"first_launch_detection": FIRST | None, "first_alert": FIRST | None}
-      },
-      "dedup_window_ids": n, "assigned_partitions": ["topic/p", ...], "error": str | None
-    }
-
-where FIRST holds ``event_id``, ``sensor_id``, ``sensor_nation``, the simulated times
+A first delivery holds ``event_id``, ``sensor_id``, ``sensor_nation``, the simulated times
 (``measured_at``/``emitted_at`` as ISO text and ``*_ns``, ``launch_time_ns`` for a launch
 detection) and the wall-clock times ``sent_ns`` (producer), ``append_ns`` (broker, ms
 resolution), ``received_ns``, ``delivered_ns`` per channel and ``first_delivered_ns``, plus
@@ -112,7 +99,7 @@ from consumers.errors import (
     UnparseableRecordError,
 )
 from consumers.httpd import DEFAULT_WRITE_TIMEOUT_S, AllyHttpServer, HttpContext
-from consumers.ledger import Ledger
+from consumers.ledger import AllyCounts, AllyReport, Ledger
 from consumers.measure import LaunchBook, datetime_ns
 from consumers.metrics import AllyMetrics
 from consumers.policy_filter import ReleaseCheck
@@ -1100,8 +1087,8 @@ class AllyService:
         }[name]
         return sum(list(table.values()))
 
-    def report(self) -> dict[str, Any]:
-        """Counts, latency percentiles and per-launch first deliveries (format: module docstring)."""
+    def report(self) -> AllyReport:
+        """Counts, latency percentiles and per-launch first deliveries (:class:`consumers.ledger.AllyReport`)."""
         ledger = self.ledger
         delivered: dict[str, dict[str, int]] = {"kafka": {}, "sse": {}, "audit": {}}
         for (kind, channel), n in list(ledger.delivered.items()):
@@ -1113,30 +1100,31 @@ class AllyService:
             for sample in family.samples
             if sample.name.endswith("_total") and sample.value
         }
-        counts: dict[str, Any] = {
-            "received": {k: n for k, n in list(ledger.received.items()) if n},
-            "withheld": {k: n for k, n in list(ledger.withheld.items()) if n},
-            "withheld_by_reason": dict(ledger.withheld_by_reason),
-            "delivered": delivered,
-            "duplicates_suppressed": ledger.duplicates,
-            "dead_letters": {r: n for r, n in list(ledger.dead_letters.items()) if n},
-            "subscriber_drops": {"sse": self._drops},
-            "delivery_failures": failures,
-        }
+        counts = AllyCounts(
+            received={k: n for k, n in list(ledger.received.items()) if n},
+            withheld={k: n for k, n in list(ledger.withheld.items()) if n},
+            withheld_by_reason=dict(ledger.withheld_by_reason),
+            delivered=delivered,
+            duplicates_suppressed=ledger.duplicates,
+            dead_letters={r: n for r, n in list(ledger.dead_letters.items()) if n},
+            subscriber_drops={"sse": self._drops},
+            delivery_failures=failures,
+        )
         with self._lock:
             assigned = [f"{t}/{p}" for t, p in sorted(self._assigned)]
-        return {
-            "ally": self.ally.value,
-            "instance_id": self.instance_id,
-            "group_id": self.group_id,
-            "clock_domain": "host",
-            "counts": counts,
-            "latency": ledger.rows(),
-            "launches": self.launches.as_dict(),
-            "dedup_window_ids": len(self.window),
-            "assigned_partitions": assigned,
-            "error": None if self.error is None else str(self.error),
-        }
+        return AllyReport.model_validate(
+            {
+                "ally": self.ally.value,
+                "instance_id": self.instance_id,
+                "group_id": self.group_id,
+                "counts": counts,
+                "latency": ledger.rows(),
+                "launches": self.launches.as_dict(),
+                "dedup_window_ids": len(self.window),
+                "assigned_partitions": assigned,
+                "error": None if self.error is None else str(self.error),
+            }
+        )
 
     def raise_if_failed(self) -> None:
         """Re-raise the loop's error as a :class:`TrilinkError` (for the CLI)."""

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trilink.replay.cli",
     "trilink.loadtest.cli",
     "trilink.monitoring.cli",
+    "trilink.report_schemas",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -15,16 +15,19 @@ pipeline latency is always measured on the real clock.
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from wsgiref.simple_server import WSGIServer
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from consumers.ledger import AllyReport, FirstDeliveryReport
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
@@ -47,9 +50,75 @@ class RunError(TrilinkError):
     """The pipeline run did not complete (reason ``ally_not_ready``, ``undelivered``...)."""
 
 
+class PipelineShares(BaseModel):
+    """Launch -> first warning of one kind at one ally, split by clock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensor_id: str
+    sensor_share_s: float = Field(description="sensor emission - launch, on the simulated clock")
+    pipeline_share_ms: float | None = Field(description="first delivery - send, on the wall clock")
+
+
+class AllyFirstWarnings(BaseModel):
+    """One ally's first launch detection and first alert of one launch (None: never delivered)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_launch_detection: PipelineShares | None
+    first_alert: PipelineShares | None
+
+
+class LaunchWarnings(BaseModel):
+    """Per launch of the scenario: its first warnings at each ally."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    launch: str
+    correlation_key: str
+    missile_class: str = Field(alias="class")
+    US: AllyFirstWarnings | None = None
+    JP: AllyFirstWarnings | None = None
+    KR: AllyFirstWarnings | None = None
+
+    def for_ally(self, ally: str) -> AllyFirstWarnings | None:
+        value = getattr(self, ally, None)
+        return value if isinstance(value, AllyFirstWarnings) else None
+
+
+class PublishedFigures(BaseModel):
+    """What the run's sensor publisher did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sent: int
+    acknowledged: int
+    failed: int
+    by_kind: dict[str, int]
+    wall_s: float
+    max_schedule_lag_s: float
+
+
+class RunReport(BaseModel):
+    """The report of ``trilink run`` / ``trilink demo`` (``--report FILE.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    run_id: str
+    bootstrap: str
+    speed: float | None = Field(description="simulated seconds per wall second; None = as fast as possible")
+    clock_domain: Literal["host"] = "host"
+    complete: bool = Field(description="every ally settled every record within the drain timeout")
+    published: PublishedFigures
+    expected_deliveries: dict[str, int] = Field(description="per ally: events its release check lets through")
+    allies: dict[str, AllyReport]
+    launches: list[LaunchWarnings]
+
+
 @dataclass
 class RunResult:
-    """Everything a run measured, JSON-able through :meth:`as_dict`."""
+    """Everything a run measured; :meth:`report` is its typed, JSON-able form."""
 
     scenario: str
     run_id: str
@@ -57,30 +126,29 @@ class RunResult:
     speed: float | None
     publish: PublishReport
     expected: dict[str, int]
-    allies: dict[str, dict[str, Any]]
-    launches: list[dict[str, Any]] = field(default_factory=list)
+    allies: dict[str, AllyReport]
+    launches: list[LaunchWarnings] = field(default_factory=list)
     complete: bool = True
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario,
-            "run_id": self.run_id,
-            "bootstrap": self.bootstrap,
-            "speed": self.speed,
-            "clock_domain": "host",
-            "complete": self.complete,
-            "published": {
-                "sent": self.publish.sent,
-                "acknowledged": self.publish.acknowledged,
-                "failed": self.publish.failed,
-                "by_kind": self.publish.by_kind,
-                "wall_s": round(self.publish.wall_s, 3),
-                "max_schedule_lag_s": round(self.publish.late_s_max, 4),
-            },
-            "expected_deliveries": self.expected,
-            "allies": self.allies,
-            "launches": self.launches,
-        }
+    def report(self) -> RunReport:
+        return RunReport(
+            scenario=self.scenario,
+            run_id=self.run_id,
+            bootstrap=self.bootstrap,
+            speed=self.speed,
+            complete=self.complete,
+            published=PublishedFigures(
+                sent=self.publish.sent,
+                acknowledged=self.publish.acknowledged,
+                failed=self.publish.failed,
+                by_kind=self.publish.by_kind,
+                wall_s=round(self.publish.wall_s, 3),
+                max_schedule_lag_s=round(self.publish.late_s_max, 4),
+            ),
+            expected_deliveries=self.expected,
+            allies=self.allies,
+            launches=self.launches,
+        )
 
 
 def run_pipeline(
@@ -255,35 +323,37 @@ def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, .
         admin.close()
 
 
-def _first_warnings(scenario: Scenario, run: Run, allies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _first_warnings(scenario: Scenario, run: Run, allies: dict[str, AllyReport]) -> list[LaunchWarnings]:
     """Per launch and ally: launch -> first detection / first alert, sensor and pipeline shares."""
     rows = []
     for launch in scenario.launches:
         key = run.key(correlation_key(scenario, launch))
         launch_ns = _ns(run.start_time) + int(launch.offset_s * 1e9)
-        row: dict[str, Any] = {
-            "launch": launch.id,
-            "correlation_key": key,
-            "class": launch.missile_class.value,
-        }
+        cells: dict[str, AllyFirstWarnings] = {}
         for ally, rep in allies.items():
-            firsts = rep["launches"].get(key, {})
-            row[ally] = {
-                name: _shares(firsts.get(name), launch_ns)
-                for name in ("first_launch_detection", "first_alert")
-            }
-        rows.append(row)
+            firsts = rep.launches.get(key)
+            cells[ally] = AllyFirstWarnings(
+                first_launch_detection=_shares(
+                    None if firsts is None else firsts.first_launch_detection, launch_ns
+                ),
+                first_alert=_shares(None if firsts is None else firsts.first_alert, launch_ns),
+            )
+        rows.append(
+            LaunchWarnings.model_validate(
+                {"launch": launch.id, "correlation_key": key, "class": launch.missile_class.value, **cells}
+            )
+        )
     return rows
 
 
-def _shares(first: dict[str, Any] | None, launch_ns: int) -> dict[str, Any] | None:
+def _shares(first: FirstDeliveryReport | None, launch_ns: int) -> PipelineShares | None:
     if first is None:
         return None
-    return {
-        "sensor_id": first["sensor_id"],
-        "sensor_share_s": round((first["emitted_at_ns"] - launch_ns) / 1e9, 3),
-        "pipeline_share_ms": None if first["pipeline_s"] is None else round(first["pipeline_s"] * 1000, 3),
-    }
+    return PipelineShares(
+        sensor_id=first.sensor_id,
+        sensor_share_s=round((first.emitted_at_ns - launch_ns) / 1e9, 3),
+        pipeline_share_ms=None if first.pipeline_s is None else round(first.pipeline_s * 1000, 3),
+    )
 
 
 def _ns(moment: datetime) -> int:
@@ -293,11 +363,22 @@ def _ns(moment: datetime) -> int:
 # ---------------------------------------------------------------------------------------- output
 
 
-def _row(report: dict[str, Any], hop: str, channel: str) -> dict[str, Any] | None:
-    for row in report["latency"]:
-        if row["hop"] == hop and row["kind"] == "*" and row["channel"] == channel:
-            return dict(row)
-    return None
+HOP_ROWS = (
+    ("send_to_append", "none"),
+    ("append_to_receive", "none"),
+    ("receive_to_deliver", "kafka"),
+    ("receive_to_deliver", "sse"),
+    ("receive_to_deliver", "audit"),
+    ("end_to_end", "kafka"),
+    ("end_to_end", "audit"),
+)
+
+
+def _shares_text(shares: PipelineShares | None) -> str:
+    if shares is None:
+        return "-"
+    pipeline = "-" if shares.pipeline_share_ms is None else f"{shares.pipeline_share_ms:.1f} ms"
+    return f"{shares.sensor_share_s:.1f} s + {pipeline}"
 
 
 def print_result(result: RunResult, out: Any = sys.stdout) -> None:
@@ -309,57 +390,110 @@ def print_result(result: RunResult, out: Any = sys.stdout) -> None:
         file=out,
     )
     for ally, rep in result.allies.items():
-        c = rep["counts"]
-        delivered = {ch: sum(v.values()) for ch, v in c["delivered"].items()}
+        c = rep.counts
+        delivered = {ch: sum(v.values()) for ch, v in c.delivered.items()}
         print(
-            f"\n[{ally}] received {sum(c['received'].values())}  withheld (not releasable) "
-            f"{sum(c['withheld'].values())}  duplicates suppressed {c['duplicates_suppressed']}  "
-            f"dead-lettered {sum(c['dead_letters'].values())}  delivered "
+            f"\n[{ally}] received {sum(c.received.values())}  withheld (not releasable) "
+            f"{sum(c.withheld.values())}  duplicates suppressed {c.duplicates_suppressed}  "
+            f"dead-lettered {sum(c.dead_letters.values())}  delivered "
             + " ".join(f"{ch} {n}" for ch, n in delivered.items())
             + f"  (expected {result.expected[ally]})",
             file=out,
         )
         print(f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}", file=out)
-        for hop, channel in (
-            ("send_to_append", "none"),
-            ("append_to_receive", "none"),
-            ("receive_to_deliver", "kafka"),
-            ("receive_to_deliver", "sse"),
-            ("receive_to_deliver", "audit"),
-            ("end_to_end", "kafka"),
-            ("end_to_end", "audit"),
-        ):
-            row = _row(rep, hop, channel)
+        for hop, channel in HOP_ROWS:
+            row = rep.latency_row(hop, channel)
             if row is None:
                 continue
             label = hop if channel == "none" else f"{hop} [{channel}]"
             print(
-                f"  {label:28s} {row['p50_ms']:9.2f} {row['p99_ms']:9.2f} {row['max_ms']:9.2f} {row['count']:8d}",
+                f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}",
                 file=out,
             )
     print(
         "\nfirst warnings per launch (sensor share on the simulated clock + pipeline share on the wall clock):",
         file=out,
     )
-    for row in result.launches:
+    for launch in result.launches:
         parts = []
         for ally in result.allies:
-            cell = row[ally]
-            det, alert = cell["first_launch_detection"], cell["first_alert"]
-            det_s = (
-                "-" if det is None else f"{det['sensor_share_s']:.1f} s + {det['pipeline_share_ms']:.1f} ms"
-            )
-            alert_s = (
-                "-"
-                if alert is None
-                else f"{alert['sensor_share_s']:.1f} s + {alert['pipeline_share_ms']:.1f} ms"
-            )
-            parts.append(f"{ally}: detect {det_s}, alert {alert_s}")
-        print(f"  {row['launch']:>4s} {row['class']:5s} " + " | ".join(parts), file=out)
+            cell = launch.for_ally(ally)
+            det = None if cell is None else cell.first_launch_detection
+            alert = None if cell is None else cell.first_alert
+            parts.append(f"{ally}: detect {_shares_text(det)}, alert {_shares_text(alert)}")
+        print(f"  {launch.launch:>4s} {launch.missile_class:5s} " + " | ".join(parts), file=out)
     if not result.complete:
         print(
             "\nINCOMPLETE: an ally did not deliver everything it was sent within the drain timeout", file=out
         )
+
+
+class AllySummary(BaseModel):
+    """One line of the closing summary of a run: what an ally got and how fast."""
+
+    ally: str
+    delivered: int
+    expected: int
+    withheld: int
+    end_to_end_p50_ms: float | None
+    end_to_end_p99_ms: float | None
+    #: launch -> first warning (first launch detection delivered on any channel): sensor share
+    #: (simulated clock) + pipeline share (wall clock), median and worst over the launches
+    first_warning_median_s: float | None
+    first_warning_worst_s: float | None
+    launches_warned: int
+    launches: int
+
+
+def summarize(report: RunReport) -> list[AllySummary]:
+    """Per ally: delivered (Kafka channel), withheld, end-to-end p50/p99, launch-to-first-warning."""
+    rows = []
+    for ally, rep in report.allies.items():
+        e2e = rep.latency_row("end_to_end", "kafka")
+        firsts = []
+        for launch in report.launches:
+            cell = launch.for_ally(ally)
+            det = None if cell is None else cell.first_launch_detection
+            if det is not None:
+                firsts.append(det.sensor_share_s + (det.pipeline_share_ms or 0.0) / 1000)
+        firsts.sort()
+        rows.append(
+            AllySummary(
+                ally=ally,
+                delivered=rep.delivered_total("kafka"),
+                expected=report.expected_deliveries.get(ally, 0),
+                withheld=sum(rep.counts.withheld.values()),
+                end_to_end_p50_ms=None if e2e is None else e2e.p50_ms,
+                end_to_end_p99_ms=None if e2e is None else e2e.p99_ms,
+                first_warning_median_s=statistics.median(firsts) if firsts else None,
+                first_warning_worst_s=firsts[-1] if firsts else None,
+                launches_warned=len(firsts),
+                launches=len(report.launches),
+            )
+        )
+    return rows
+
+
+def render_summary(rows: list[AllySummary]) -> str:
+    """The closing table of ``trilink run`` / ``make demo``."""
+
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [
+        f"{'ally':<4} {'delivered':>9} {'expected':>8} {'withheld':>8} {'e2e p50 ms':>10} {'e2e p99 ms':>10} "
+        f"{'first warning (median / worst, launches)':>40}",
+    ]
+    for r in rows:
+        warning = (
+            f"{num(r.first_warning_median_s, '.1f')} s / {num(r.first_warning_worst_s, '.1f')} s, "
+            f"{r.launches_warned}/{r.launches}"
+        )
+        lines.append(
+            f"{r.ally:<4} {r.delivered:>9} {r.expected:>8} {r.withheld:>8} "
+            f"{num(r.end_to_end_p50_ms, '.2f'):>10} {num(r.end_to_end_p99_ms, '.2f'):>10} {warning:>40}"
+        )
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -421,7 +555,7 @@ def _run(args: argparse.Namespace) -> int:
     print_result(result)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        args.report.write_text(result.report().model_dump_json(indent=2))
         print(f"\nreport: {args.report}")
     return 0 if result.complete and result.publish.failed == 0 else 1
 

@@ -270,7 +270,7 @@ def test_a_refused_send_is_delivered_again_and_committed_only_then(tmp_path: Pat
         assert service.delivered_count("audit") == 2  # the audit line was not written twice
         lines = (tmp_path / "audit").glob("*.jsonl")
         assert sum(len(p.read_text().splitlines()) for p in lines) == 2
-        assert service.report()["counts"]["delivery_failures"] == {"kafka/kafka_send_failed": 1}
+        assert service.report().counts.delivery_failures == {"kafka/kafka_send_failed": 1}
     finally:
         service.stop()
 
@@ -280,9 +280,7 @@ def test_acks_that_never_come_hold_the_commit_back(tmp_path: Path) -> None:
     consumer = FakeConsumer(producer, [event_record(0)])
     service = start(tmp_path, consumer, producer)
     try:
-        wait_for(
-            lambda: service.report()["counts"]["delivery_failures"].get("kafka/kafka_flush_timeout", 0) >= 1
-        )
+        wait_for(lambda: service.report().counts.delivery_failures.get("kafka/kafka_flush_timeout", 0) >= 1)
         assert consumer.committed_ in (None, 0)
         assert service.running
     finally:
@@ -310,7 +308,7 @@ def test_an_audit_write_failure_is_retried_without_duplicating_kafka(
         consumer.records.append(event_record(1))
         wait_for(lambda: consumer.committed_ == 2 and service.delivered_count("audit") >= 1)
         assert len(sent_to(producer, service.output_topic)) == 2  # kafka had it: not sent twice
-        assert service.report()["counts"]["delivery_failures"]["audit/audit_write_failed"] >= 1
+        assert service.report().counts.delivery_failures["audit/audit_write_failed"] >= 1
     finally:
         service.stop()
 
@@ -454,6 +452,6 @@ def test_a_join_that_never_gets_partitions_is_retried(tmp_path: Path) -> None:
     try:
         wait_for(lambda: consumer.committed_ == 1)
         assert consumer.stuck_joins == 0
-        assert service.report()["counts"]["delivery_failures"] == {"consumer/rejoin": 1}
+        assert service.report().counts.delivery_failures == {"consumer/rejoin": 1}
     finally:
         service.stop()

@@ -143,7 +143,7 @@ def test_end_to_end_all_channels_with_withheld_events(
         assert row["event"]["header"]["event_id"] == row["event_id"]
 
     assert wait_for(lambda: service.count("withheld") == 5)
-    report = service.report()
+    report = service.report().model_dump()
     assert report["counts"]["withheld_by_reason"] == {"not_releasable": 3, "policy_forbids": 2}
     assert report["counts"]["delivered"]["kafka"]["track_update"] == 5
     launch = report["launches"][key_a]
@@ -215,7 +215,7 @@ def test_dead_letters_carry_the_reason_and_the_service_keeps_going(
     delivered = read_from(kafka_bootstrap, "ally.KR", ally_start, lambda rs: len(rs) >= 1, keep=by_key({key}))
     assert [r.headers["ce_id"].decode() for r in delivered] == [str(good.header.event_id)]
     assert service.running
-    assert service.report()["counts"]["dead_letters"] == Counter(expected)
+    assert service.report().counts.dead_letters == Counter(expected)
     _status, body = http_get(service.http_port or 0, "/metrics")
     assert 'trilink_dead_letters_total{ally="KR",reason="header_mismatch"} 1.0' in body.decode()
 
@@ -265,7 +265,7 @@ def test_duplicates_are_suppressed_within_a_run_and_across_a_restart(
         producer.flush()
         assert second.run_until(lambda s: s.delivered_count("kafka") >= 1, timeout_s=20)
         assert second.run_until(lambda s: s.count("duplicates_suppressed") >= 11, timeout_s=20), (
-            second.report()["counts"]
+            second.report().counts
         )
     finally:
         producer.close()
@@ -360,7 +360,7 @@ def test_slow_subscriber_never_stalls_the_others(kafka_bootstrap: str, make_serv
         wanted = set(expected)
         assert wait_for(lambda: len([i for i in reader.ids() if i in wanted]) == len(expected), 30), (
             len([i for i in reader.ids() if i in wanted]),
-            service.report()["counts"],
+            service.report().counts,
         )
         assert [i for i in reader.ids() if i in wanted] == expected
         assert service.count("subscriber_drops") > 0

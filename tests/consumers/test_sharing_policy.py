@@ -72,7 +72,7 @@ def test_national_products_are_withheld_by_the_third_nation_and_the_rest_is_deli
     assert result.complete
     assert result.publish.sent == result.publish.acknowledged == len(events)
     for ally in ALLIES:
-        report = result.allies[ally.value]
+        report = result.allies[ally.value].model_dump()
         counts = report["counts"]
         assert report["error"] is None, report["error"]
         withheld = {kind: n for kind, n in counts["withheld"].items() if n}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import DefaultPartitioner
 
+from consumers.ledger import AllyReport
 from schemas import decode_event
 from trilink.latency import SENT_NS_HEADER
 from trilink.loadtest.accounting import ACTUAL, ALL_KINDS, INTENDED, Accounting, CurveRecorder
@@ -447,12 +448,31 @@ def _result() -> RunResult:
 
 
 def test_report_json_shape() -> None:
-    service = {
-        "latency": [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 3}],
-        "counts": {"dead_letters": {}, "withheld": {}, "duplicates_suppressed": 0},
-    }
+    figures = {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "p99_9_ms": 1.0, "max_ms": 1.0, "mean_ms": 1.0}
+    service = AllyReport.model_validate(
+        {
+            "ally": "US",
+            "instance_id": "i",
+            "group_id": "g",
+            "latency": [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 3, **figures}],
+            "counts": {
+                "received": {},
+                "withheld": {},
+                "withheld_by_reason": {},
+                "delivered": {},
+                "duplicates_suppressed": 0,
+                "dead_letters": {},
+                "subscriber_drops": {},
+                "delivery_failures": {},
+            },
+            "launches": {},
+            "dedup_window_ids": 0,
+            "assigned_partitions": [],
+            "error": None,
+        }
+    )
     baseline = BaselineResult(2.0, 1.0, 3.0, 5.0, 300, 180, "all")
-    report = json.loads(json.dumps(build_report(_result(), {"US": service}, baseline)))
+    report = json.loads(build_report(_result(), {"US": service}, baseline).model_dump_json())
     assert report["format"] == REPORT_FORMAT
     assert set(report) >= {
         "run",
@@ -493,5 +513,5 @@ def test_terminal_table_and_plot(tmp_path: Path) -> None:
     text = render_text(report)
     assert "KR" in text and "end_to_end" in text and "objective p99=50ms" in text
     png = tmp_path / "lt.png"
-    write_plot(report, png)
+    write_plot(report.model_dump(mode="json"), png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,9 +13,12 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trilink.loadtest.errors import LoadtestError
+
+if TYPE_CHECKING:
+    from trilink.loadtest.report import LoadTestReport
 
 #: Events per second one sender process sends comfortably on a small machine (sets --producers auto).
 _RATE_PER_SENDER = 2500.0
@@ -214,7 +217,7 @@ def handler(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             interrupted = True
     report = build_report(result, loadtest.service_reports, baseline, capacity)
-    report["run"]["interrupted"] = interrupted
+    report.run.interrupted = interrupted
     print(render_text(report))
     if args.report is not None:
         write_report(report, args.report)
@@ -222,38 +225,38 @@ def handler(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from trilink.loadtest.plot import write_plot
 
-        write_plot(report, args.plot)
+        write_plot(report.model_dump(mode="json"), args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return _exit_status(report, interrupted, capacity is not None)
 
 
-def _exit_status(report: dict[str, Any], interrupted: bool, capacity_search: bool) -> int:
+def _exit_status(report: LoadTestReport, interrupted: bool, capacity_search: bool) -> int:
     if interrupted:
         print("trilink: loadtest interrupted; the report covers what ran", file=sys.stderr)
         return 130
     if capacity_search:
-        if report["capacity"]["highest_passing_rate_per_s"] is None:
+        if report.capacity is None or report.capacity.highest_passing_rate_per_s is None:
             print("trilink: loadtest [slo_missed] no tested rate met the objectives", file=sys.stderr)
             return 1
         return 0
-    missed = [v for v in report["objectives"] if not v["met"]]
+    missed = [v for v in report.objectives if not v.met]
     for v in missed:
-        observed = "nothing delivered" if v["observed_ms"] is None else f"{v['observed_ms']:.3f} ms"
+        observed = "nothing delivered" if v.observed_ms is None else f"{v.observed_ms:.3f} ms"
         print(
-            f"trilink: loadtest [slo_missed] {v['objective']}: end-to-end {observed} > {v['limit_ms']:g} ms (ally {v['worst_ally']})",
+            f"trilink: loadtest [slo_missed] {v.objective}: end-to-end {observed} > {v.limit_ms:g} ms (ally {v.worst_ally})",
             file=sys.stderr,
         )
-    bad = {a: c for a, c in report["allies"].items() if c["lost"] or c["duplicates"] or c["out_of_order"]}
+    bad = {a: c for a, c in report.allies.items() if c.lost or c.duplicates or c.out_of_order}
     for ally, c in bad.items():
         print(
-            f"trilink: loadtest [events_lost] {ally}: lost {c['lost']}, duplicates {c['duplicates']}, out of order {c['out_of_order']}",
+            f"trilink: loadtest [events_lost] {ally}: lost {c.lost}, duplicates {c.duplicates}, out of order {c.out_of_order}",
             file=sys.stderr,
         )
-    harness = report["harness"]
-    if harness["saturated"]:
+    harness = report.harness
+    if harness.saturated:
         raise LoadtestError(
             "harness_saturated",
-            f"the harness could not emit the load ({harness['saturation_reason']}); "
+            f"the harness could not emit the load ({harness.saturation_reason}); "
             "add --producers, lower --rate, or run on a bigger machine; latency figures describe the harness",
         )
     return 1 if missed or bad else 0

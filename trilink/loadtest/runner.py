@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from consumers.fleet import AllyFleet
+from consumers.ledger import AllyReport
 from trilink.loadtest.accounting import ALLIES, Accounting, CurveRecorder
 from trilink.loadtest.errors import LoadtestError
 from trilink.loadtest.observer import Observer
@@ -139,7 +140,7 @@ class LoadTest:
             rebuild_per_partition=64,
         )
         self.observer: Observer | None = None
-        self.service_reports: dict[str, dict[str, Any]] = {}
+        self.service_reports: dict[str, AllyReport] = {}
 
     def say(self, text: str) -> None:
         print(f"[loadtest] {text}", file=self.out, flush=True)
