@@ -9,7 +9,6 @@ anything else, so the files cannot quietly grow unsourced numbers. Errors name t
 from __future__ import annotations
 
 import enum
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from producers.errors import CatalogError
 from schemas.models import Nation
 from trilink.resources import package_path
+from trilink.tomlfile import read_toml
 
 DATA_DIR = package_path("producers", "data")
 SENSORS_FILE = DATA_DIR / "sensors.toml"
@@ -159,12 +159,7 @@ def parse_catalog(document: dict[str, Any], origin: str = "sensors.toml") -> Cat
 
 def load_catalog(path: Path = SENSORS_FILE) -> Catalog:
     """Read and validate a sensors file."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError("missing_catalog", f"{path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError("invalid_catalog", f"{path}: not TOML: {exc}") from None
+    document = read_toml(path, CatalogError, missing="missing_catalog", invalid="invalid_catalog")
     return parse_catalog(document, str(path))
 
 
@@ -295,12 +290,7 @@ def parse_missile_classes(document: dict[str, Any], origin: str = "missile_class
 
 def load_missile_classes(path: Path = MISSILE_CLASSES_FILE) -> MissileClasses:
     """Read and validate a missile-classes file."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError("missing_catalog", f"{path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError("invalid_catalog", f"{path}: not TOML: {exc}") from None
+    document = read_toml(path, CatalogError, missing="missing_catalog", invalid="invalid_catalog")
     return parse_missile_classes(document, str(path))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import random
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from producers.trajectory import Flight, FlightRequest, MissileClass, Profile, f
 from schemas.models import EventHeader, WarningEvent
 from trilink.policy import SharingPolicy, default_policy
 from trilink.resources import package_path
+from trilink.tomlfile import read_toml
 
 SCENARIO_DIR = package_path("producers", "scenarios")
 
@@ -149,12 +149,7 @@ def load_scenario(path: Path | str) -> Scenario:
     candidate = Path(path)
     if not candidate.exists() and not candidate.suffix:
         candidate = SCENARIO_DIR / f"{candidate.name}.toml"
-    try:
-        document = tomllib.loads(candidate.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError("missing_scenario", f"{candidate}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError("invalid_scenario", f"{candidate}: not TOML: {exc}") from None
+    document = read_toml(candidate, ScenarioError, missing="missing_scenario", invalid="invalid_scenario")
     return parse_scenario(document, str(candidate))
 
 

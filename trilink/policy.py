@@ -10,19 +10,19 @@ other kind from JP or KR stays bilateral with the US.
 
 from __future__ import annotations
 
-import tomllib
 from collections import Counter
 from collections.abc import Iterable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from schemas.models import EventKind, Nation
 from trilink.errors import ConfigError
 from trilink.resources import package_path
+from trilink.tomlfile import parse_toml, read_toml
 
 POLICY_FILE = package_path("producers", "data", "sharing_policy.toml")
 
@@ -126,21 +126,20 @@ def _describe(exc: ValidationError) -> str:
 
 def parse_policy(text: str, origin: str = "sharing_policy.toml") -> SharingPolicy:
     """Validate a policy document given as TOML text."""
+    return _validate(parse_toml(text, origin, PolicyError, invalid="invalid_policy"), origin)
+
+
+def _validate(document: dict[str, Any], origin: str) -> SharingPolicy:
     try:
-        return SharingPolicy.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError("invalid_policy", f"{origin}: not TOML: {exc}") from None
+        return SharingPolicy.model_validate(document)
     except ValidationError as exc:
         raise PolicyError("invalid_policy", f"{origin}: {_describe(exc)}") from None
 
 
 def load_policy(path: Path = POLICY_FILE) -> SharingPolicy:
     """Read and validate a sharing-policy file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError("invalid_policy", f"{path}: {exc.strerror}") from None
-    return parse_policy(text, str(path))
+    document = read_toml(path, PolicyError, missing="invalid_policy", invalid="invalid_policy")
+    return _validate(document, str(path))
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,6 @@ The topic file is the one source of truth for topic names: code asks for a topic
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trilink.errors import ConfigError, TopicError
 from trilink.settings import get_settings
+from trilink.tomlfile import read_toml
 
 TimestampType = Literal["LogAppendTime", "CreateTime"]
 
@@ -81,12 +81,7 @@ class ApplyReport:
 
 
 def load_topic_file(path: Path) -> TopicFile:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError("topics_file_missing", f"topic file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("topics_file_invalid", f"{path}: {exc}") from exc
+    raw = read_toml(path, ConfigError, missing="topics_file_missing", invalid="topics_file_invalid")
     try:
         parsed = TopicFile.model_validate(raw)
     except ValidationError as exc:
