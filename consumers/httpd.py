@@ -1,4 +1,4 @@
-"""The HTTP side of an ally service: ``/stream`` (SSE), ``/metrics`` and ``/healthz``.
+"""The HTTP side of an ally service: its live page, ``/stream`` (SSE), ``/metrics`` and ``/healthz``.
 
 Standard library only (:class:`http.server.ThreadingHTTPServer`): one thread per connection,
 so a subscriber that stops reading blocks nothing but its own thread (see :mod:`consumers.sse`
@@ -10,6 +10,10 @@ connection closes, which every SSE client handles.
   ``keepalive_s`` when idle, which also detects clients that went away.
 - ``GET /metrics`` — this service's Prometheus registry (text exposition format).
 - ``GET /healthz`` — JSON health; 200 when healthy, 503 when not.
+- ``GET /`` — the ally's live picture (:mod:`consumers.livepage`): a map drawn from ``/stream``,
+  with ``/static/...`` (its scripts, style and coastlines), ``/areas.json`` (alert and EEZ areas)
+  and ``GET /latency`` (JSON ``{"rows": [...]}``: the ledger's per-hop latency rows, in ms, since
+  the service started; 404 when the service gave no ledger).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from consumers.livepage import LivePageError, live_page_assets
 from consumers.sse import SseHub, SseItem
 from schemas.models import EventKind
 
@@ -47,6 +52,8 @@ class HttpContext:
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     send_buffer_bytes: int | None = None
+    #: Per-hop latency rows for ``/latency`` (e.g. :meth:`consumers.ledger.Ledger.rows`).
+    latency: Callable[[], list[dict[str, Any]]] | None = None
 
 
 def parse_kinds(query: str) -> frozenset[EventKind] | None:
@@ -84,13 +91,29 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path == "/healthz":
             healthy, detail = self.server.context.health()
             self._reply(200 if healthy else 503, "application/json", json.dumps(detail).encode())
+        elif parts.path == "/latency" and self.server.context.latency is not None:
+            rows = self.server.context.latency()
+            self._reply(200, "application/json", json.dumps({"rows": rows}).encode(), cache=False)
         else:
-            self._reply(404, "text/plain; charset=utf-8", b"not found: try /stream, /metrics, /healthz\n")
+            self._page(parts.path)
 
-    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+    def _page(self, path: str) -> None:
+        try:
+            asset = live_page_assets().get(path)
+        except LivePageError as exc:
+            self._reply(503, "text/plain; charset=utf-8", f"{exc}\n".encode())
+            return
+        if asset is None:
+            self._reply(404, "text/plain; charset=utf-8", b"not found: try /, /stream, /metrics, /healthz\n")
+        else:
+            self._reply(200, asset.content_type, asset.body, cache=False)
+
+    def _reply(self, status: int, content_type: str, body: bytes, *, cache: bool = True) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if not cache:
+            self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         self.wfile.write(body)
 

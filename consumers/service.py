@@ -371,6 +371,7 @@ class AllyService:
                     on_disconnect=self._on_sse_disconnect,
                     write_timeout_s=self._sse_write_timeout_s,
                     send_buffer_bytes=self._sse_send_buffer_bytes,
+                    latency=self.ledger.rows,
                 )
                 self.http = AllyHttpServer(self._http_host, self._http_port, context)
                 self.http.start(f"{self.client_id}-http")
