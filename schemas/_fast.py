@@ -1,8 +1,10 @@
-"""Hand-specialised codec for the *current* release (v1): the hot path of :mod:`schemas.codec`.
+"""Hand-specialised codec for the *current* release (v2): the hot path of :mod:`schemas.codec`.
 
 fastavro walks the parsed schema for every value and pydantic re-checks every field through
 its generic validators; for the one schema almost every message is written with, both can be
-replaced by straight-line code. This module is that code, for release v1 only:
+replaced by straight-line code. This module is that code, for release v2 only (v2 appended one
+enum, ``missile_class``, to the track update, impact prediction and alert records; messages written
+with v1 take the reference path, which resolves them to v2):
 
 * :func:`encode_body` writes the Avro body straight from the model attributes (no record
   dict). Its output must be byte-for-byte fastavro's ``schemaless_writer`` output.
@@ -73,10 +75,10 @@ __all__ = [
     "models_sha256",
 ]
 
-#: CRC-64-AVRO fingerprint of released v1, the schema this module encodes and decodes.
-REVIEWED_FINGERPRINT: Final = 0x20E0FB29580ED14A
+#: CRC-64-AVRO fingerprint of released v2, the schema this module encodes and decodes.
+REVIEWED_FINGERPRINT: Final = 0xBF0C4B6A6D150123
 #: SHA-256 of ``schemas/models.py`` when the checks below were last compared with it.
-REVIEWED_MODELS_SHA256: Final = "bda95de570d3b80cd1e15a9fd6831692502dd737e06e610963243cda8663847f"
+REVIEWED_MODELS_SHA256: Final = "a84deee9074c1e6c2239aed6accfaffd7ae0301cb711e779e9c2ff277d41fee6"
 #: Single-object prefix (marker + fingerprint) of messages this module handles.
 PREFIX: Final = b"\xc3\x01" + REVIEWED_FINGERPRINT.to_bytes(8, "little")
 _PREFIX_BYTES = len(PREFIX)
@@ -135,6 +137,7 @@ _FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
         "velocity_sigma_m_s",
         "phase",
         "track_quality",
+        "missile_class",
     ),
     ImpactPrediction: (
         "impact_point",
@@ -143,8 +146,9 @@ _FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
         "ellipse",
         "impact_areas",
         "overflown_areas",
+        "missile_class",
     ),
-    Alert: ("level", "msg_type", "status", "affected_areas", "text", "references"),
+    Alert: ("level", "msg_type", "status", "affected_areas", "text", "references", "missile_class"),
     TrackEnd: ("reason", "merged_into"),
     SensorStatus: (
         "health",
@@ -418,7 +422,11 @@ def _encode_launch(p: LaunchDetection) -> bytes:
 
 def _encode_track(p: TrackUpdate) -> bytes:
     vel = p.velocity
-    if type(vel) is not EnuVelocity or type(p.phase) is not FlightPhase:
+    if (
+        type(vel) is not EnuVelocity
+        or type(p.phase) is not FlightPhase
+        or type(p.missile_class) is not MissileClass
+    ):
         raise _DeferError
     doubles = (
         *_point_values(p.position),
@@ -430,13 +438,19 @@ def _encode_track(p: TrackUpdate) -> bytes:
         p.track_quality,
     )
     _floats(*doubles)
-    return b"\x02" + _D8.pack(*doubles[:8]) + _PHASE_OUT[p.phase] + _D.pack(doubles[8])
+    return (
+        b"\x02"
+        + _D8.pack(*doubles[:8])
+        + _PHASE_OUT[p.phase]
+        + _D.pack(doubles[8])
+        + _MISSILE_CLASS_OUT[p.missile_class]
+    )
 
 
 def _encode_impact(p: ImpactPrediction) -> bytes:
     e = p.ellipse
     launch = p.launch_time
-    if type(e) is not UncertaintyEllipse:
+    if type(e) is not UncertaintyEllipse or type(p.missile_class) is not MissileClass:
         raise _DeferError
     _floats(e.semi_major_m, e.semi_minor_m, e.orientation_deg)
     _texts(p.impact_areas)
@@ -450,6 +464,7 @@ def _encode_impact(p: ImpactPrediction) -> bytes:
             _POINT.pack(e.semi_major_m, e.semi_minor_m, e.orientation_deg),
             _strings(p.impact_areas),
             _strings(p.overflown_areas),
+            _MISSILE_CLASS_OUT[p.missile_class],
         ]
     )
 
@@ -463,6 +478,7 @@ def _encode_alert(p: Alert) -> bytes:
         and type(p.text) is str
         and type(refs) is list
         and all(type(r) is UUID for r in refs)
+        and type(p.missile_class) is MissileClass
     ):
         raise _DeferError
     _texts(p.affected_areas)
@@ -475,6 +491,7 @@ def _encode_alert(p: Alert) -> bytes:
             _strings(p.affected_areas),
             _string(p.text),
             _strings([str(r) for r in refs]),
+            _MISSILE_CLASS_OUT[p.missile_class],
         ]
     )
 
@@ -506,7 +523,7 @@ _ENCODERS: dict[type[Any], Any] = {
 
 
 def encode_body(event: WarningEvent) -> bytes:
-    """The v1 Avro body of ``event``, equal to fastavro's; raises on anything unexpected."""
+    """The v2 Avro body of ``event``, equal to fastavro's; raises on anything unexpected."""
     payload = event.payload
     body: bytes = _encode_header(event.header) + _ENCODERS[type(payload)](payload)
     return body
@@ -611,6 +628,7 @@ def _track(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, i
     lat, lon, alt, east, north, up, pos_sigma, vel_sigma = _D8.unpack_from(data, pos)
     phase, pos = _symbol(_PHASES, data, pos + 64)
     (quality,) = _D.unpack_from(data, pos)
+    missile_class, pos = _symbol(_MISSILE_CLASSES, data, pos + 8)
     point = _point(lat, lon, alt)
     if not (
         point is not None
@@ -629,8 +647,9 @@ def _track(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, i
         "velocity_sigma_m_s": vel_sigma,
         "phase": phase,
         "track_quality": quality,
+        "missile_class": missile_class,
     }
-    return _make(TrackUpdate, values), pos + 8
+    return _make(TrackUpdate, values), pos
 
 
 def _impact(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, int]:
@@ -647,6 +666,7 @@ def _impact(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, 
     major, minor, orientation = _POINT.unpack_from(data, pos)
     impact_areas, pos = _read_texts(data, pos + 24, end)
     overflown, pos = _read_texts(data, pos, end)
+    missile_class, pos = _symbol(_MISSILE_CLASSES, data, pos)
     point = _point(lat, lon, alt)
     if not (
         point is not None
@@ -665,6 +685,7 @@ def _impact(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, 
         "ellipse": _make(UncertaintyEllipse, ellipse),
         "impact_areas": impact_areas,
         "overflown_areas": overflown,
+        "missile_class": missile_class,
     }
     return _make(ImpactPrediction, values), pos
 
@@ -676,6 +697,7 @@ def _alert(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, i
     areas, pos = _read_texts(data, pos, end)
     text, pos = _read_text(data, pos, end)
     texts, pos = _read_texts(data, pos, end)
+    missile_class, pos = _symbol(_MISSILE_CLASSES, data, pos)
     references = [UUID(t) for t in texts]
     if not (
         _areas(areas, 1)
@@ -693,6 +715,7 @@ def _alert(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, i
         "affected_areas": areas,
         "text": text,
         "references": references,
+        "missile_class": missile_class,
     }
     return _make(Alert, values), pos
 
@@ -745,7 +768,7 @@ _DECODERS = (_launch, _track, _impact, _alert, _end, _status)
 def decode(data: bytes) -> WarningEvent | None:
     """The event in ``data`` (which starts with :data:`PREFIX`), or ``None`` to defer.
 
-    Returns an event only if the structure is exactly one v1 body and every model rule holds;
+    Returns an event only if the structure is exactly one v2 body and every model rule holds;
     the work is bounded by the message size (lengths and counts are checked before use).
     """
     end = len(data)

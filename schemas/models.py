@@ -249,6 +249,10 @@ class TrackUpdate(_Model):
     velocity_sigma_m_s: NonNegative = Field(description="1-sigma velocity uncertainty, m/s.")
     phase: FlightPhase = Field(description="Estimated flight phase.")
     track_quality: Fraction = Field(description="Track quality, 0 (poor) .. 1 (excellent).")
+    missile_class: MissileClass = Field(
+        default=MissileClass.UNKNOWN,
+        description="Estimated missile range class, UNKNOWN until estimated (added in v2).",
+    )
 
 
 class ImpactPrediction(_Model):
@@ -269,6 +273,10 @@ class ImpactPrediction(_Model):
     overflown_areas: AreaList = Field(
         default_factory=list,
         description="Named areas the remaining trajectory overflies, e.g. JP_TERRITORY.",
+    )
+    missile_class: MissileClass = Field(
+        default=MissileClass.UNKNOWN,
+        description="Estimated missile range class, UNKNOWN until estimated (added in v2).",
     )
 
     @model_validator(mode="after")
@@ -297,6 +305,10 @@ class Alert(_Model):
     references: Annotated[list[UUID], Field(max_length=MAX_AREAS), AfterValidator(_unique)] = Field(
         default_factory=list,
         description="event_id of the alert(s) this one updates or cancels.",
+    )
+    missile_class: MissileClass = Field(
+        default=MissileClass.UNKNOWN,
+        description="Estimated missile range class, UNKNOWN until estimated (added in v2).",
     )
 
     @model_validator(mode="after")

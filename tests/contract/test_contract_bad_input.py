@@ -116,8 +116,9 @@ def test_bad_union_and_enum_index(valid: bytes) -> None:
     assert codec.decode_event(good) == sample_event(EventKind.TRACK_UPDATE)
     payload_index = good.index(b"\x02" + struct.pack("<d", 39.25))  # union branch 1, then lat_deg
     assert _reason(good[:payload_index] + zigzag(6) + good[payload_index + 1 :]) == ("malformed_body")
-    phase_at = len(good) - 9  # enum index before the final double
+    phase_at = len(good) - 10  # enum index before the quality double and the v2 class enum
     assert _reason(good[:phase_at] + zigzag(3) + good[phase_at + 1 :]) == "malformed_body"
+    assert _reason(good[:-1] + zigzag(5)) == "malformed_body"  # missile_class (v2): 5 symbols
 
 
 def test_bad_boolean_byte(valid: bytes) -> None:

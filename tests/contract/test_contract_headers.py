@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from schemas import avro
 from schemas.errors import BadHeaderError, EncodeError
 from schemas.headers import (
     MAX_HEADERS,
@@ -33,12 +34,12 @@ def test_headers_round_trip(kind: EventKind) -> None:
     headers = kafka_headers(event, SOURCE)
     assert [name for name, _ in headers] == list(REQUIRED_HEADERS)
     values = dict(headers)
-    assert values["ce_type"] == f"org.trilink.warning.{kind.value}.v1".encode()
+    assert values["ce_type"] == f"org.trilink.warning.{kind.value}.v{avro.current().version}".encode()
     assert values["ce_specversion"] == b"1.0"
     parsed = parse_headers([*headers, (SENT_NS_HEADER, encode_sent_ns(123))])
     assert parsed.event_id == event.header.event_id
     assert parsed.kind is kind
-    assert parsed.schema_version == 1
+    assert parsed.schema_version == avro.current().version
     assert parsed.source == SOURCE
     assert parsed.sent_ns == 123
     assert not parsed.realtime

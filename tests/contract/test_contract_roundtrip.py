@@ -61,22 +61,29 @@ def test_frozen_v1_bytes_decode_with_current_reader() -> None:
 
 @pytest.fixture
 def reader_v2() -> Iterator[avro.ReleasedSchema]:
-    """Pretend a v2 exists (v1 plus a MissileClass symbol) and is the current reader."""
-    v1 = avro.current()
-    schema = copy.deepcopy(v1.schema)
+    """Pretend a release after the current one exists (one more MissileClass symbol) and is
+    the current reader."""
+    current = avro.current()
+    schema = copy.deepcopy(current.schema)
     launch = schema["fields"][1]["type"][0]
     enum = next(f for f in launch["fields"] if f["name"] == "missile_class")["type"]
     enum["symbols"].append("HGV")
-    v2 = avro.ReleasedSchema(
-        2, v1.path.with_name("v2.avsc"), schema, parse_schema(schema), avro.fingerprint(schema)
+    version = current.version + 1
+    newer = avro.ReleasedSchema(
+        version,
+        current.path.with_name(f"v{version}.avsc"),
+        schema,
+        parse_schema(schema),
+        avro.fingerprint(schema),
     )
     caches = (avro.released_by_fingerprint, codec._readers, codec._prefix)
     original = avro._released
-    avro._released = lambda: (v1, v2)  # type: ignore[assignment]
+    releases = (*original(), newer)
+    avro._released = lambda: releases  # type: ignore[assignment]
     for cached in caches:
         cached.cache_clear()
     try:
-        yield v2
+        yield newer
     finally:
         avro._released = original  # type: ignore[assignment]
         for cached in caches:
