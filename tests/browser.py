@@ -13,7 +13,7 @@ Use the ``browser`` fixture (registered for every test by ``tests/conftest.py``)
         assert "KR" in browser.text("h1")
         browser.screenshot("after-alerts")  # optional extra artefacts
 
-When the test ends (passed or failed) the fixture saves the page as
+When the test ends (passed or failed) the fixture saves the whole page as
 ``.trilink/artifacts/screenshots/<test name>.png`` (gitignored) and always quits the browser.
 Outside pytest, ``with headless_chromium("name") as browser:`` does the same.
 
@@ -23,6 +23,7 @@ start of its text, so a failed wait says what the page showed instead.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import time
@@ -131,13 +132,22 @@ class Browser:
         entries: list[dict[str, Any]] = self.driver.get_log("browser")  # type: ignore[no-untyped-call]
         return [str(entry.get("message", "")) for entry in entries if entry.get("level") == "SEVERE"]
 
-    def screenshot(self, label: str | None = None) -> Path:
-        """Save the viewport as ``<test name>.png`` (or ``<test name>-<label>.png``) under
-        :data:`SCREENSHOT_DIR` and return its path."""
+    def screenshot(self, label: str | None = None, *, full_page: bool = True) -> Path:
+        """Save the page as ``<test name>.png`` (or ``<test name>-<label>.png``) under
+        :data:`SCREENSHOT_DIR` and return its path: the whole scrollable page, or only the
+        window with ``full_page=False``."""
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         stem = self.name if label is None else f"{self.name}-{artefact_name(label)}"
         path = SCREENSHOT_DIR / f"{stem}.png"
-        if not self.driver.save_screenshot(str(path)):
+        if full_page:
+            # DevTools' capture beyond the viewport: no window resize, so no re-layout.
+            size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+            )
+            path.write_bytes(base64.b64decode(shot["data"]))
+        elif not self.driver.save_screenshot(str(path)):
             raise RuntimeError(f"chromium did not save a screenshot to {path}")
         return path
 

@@ -61,6 +61,8 @@ def test_waits_reads_and_screenshots(browser: Browser, page_url: str) -> None:
     shot = browser.screenshot("extra")
     assert shot == SCREENSHOT_DIR / "test_waits_reads_and_screenshots-extra.png"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    window = browser.screenshot("window", full_page=False)
+    assert window.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert browser.console_errors() == []
 
 

@@ -7,7 +7,13 @@ from typing import Any
 
 from trilink.monitoring.api import PrometheusAPI, PrometheusUnreachableError
 from trilink.monitoring.discovery import announced_targets, targets_dir
-from trilink.monitoring.prometheus import MonitoringSettings, start_prometheus, status, stop_prometheus
+from trilink.monitoring.prometheus import (
+    MonitoringSettings,
+    console_urls,
+    start_prometheus,
+    status,
+    stop_prometheus,
+)
 from trilink.settings import get_settings
 
 
@@ -35,7 +41,16 @@ def _up(args: argparse.Namespace) -> int:
     url = start_prometheus(settings, MonitoringSettings(), port=args.port)
     print(f"Prometheus ready at {url}  (config, rules and data in {settings.state_dir / 'prometheus'})")
     print(f"  services announce themselves in {targets_dir(settings)}")
+    _print_consoles(url)
     return 0
+
+
+def _print_consoles(url: str) -> None:
+    """The console pages Prometheus renders from deploy/prometheus/consoles/."""
+    urls = console_urls(url)
+    print(f"  consoles: overview {urls.pop('overview')}")
+    for ally, ally_url in urls.items():
+        print(f"            {ally:8} {ally_url}")
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -56,6 +71,7 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     word = "ready" if st.ready else "not ready"
     print(f"Prometheus {word} at {st.state.url} (pid {st.state.pid}), log {st.state.log_file}")
+    _print_consoles(st.state.url)
     api = PrometheusAPI(st.state.url)
     try:
         targets = api.targets()

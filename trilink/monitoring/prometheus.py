@@ -5,7 +5,9 @@
 starts the Debian package's ``prometheus`` binary there with its TSDB in ``data/``, waits
 for ``/-/ready`` and records its pid in ``prometheus.json`` for :func:`stop_prometheus`.
 Services announce themselves in ``targets/`` (:mod:`trilink.monitoring.discovery`), which
-the config reads with ``file_sd``.
+the config reads with ``file_sd``. Prometheus also renders trilink's console templates
+(``deploy/prometheus/consoles/``, library ``console_libraries/``) straight from the config
+folder, at the addresses :func:`console_urls` gives.
 
 Prometheus is optional: when the binary is missing the caller gets a
 :class:`PrometheusMissingError` saying how to install it, and nothing else is affected.
@@ -21,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,12 +33,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from trilink.errors import PlatformError
 from trilink.monitoring.api import PrometheusAPI
 from trilink.monitoring.discovery import TARGETS_DIR
+from trilink.monitoring.names import ALLIES
 from trilink.platform.cluster import is_port_free, log_tail
 from trilink.resources import package_path
 from trilink.settings import Settings, get_settings
 
-#: The shipped configuration: ``prometheus.yml``, ``rules/``, ``tests/``.
+#: The shipped configuration: ``prometheus.yml``, ``rules/``, ``consoles/``, ``console_libraries/``
+#: (and, in the repository, the rule tests in ``tests/``).
 CONFIG_DIR = package_path("deploy", "prometheus")
+CONSOLES_DIR = "consoles"
+CONSOLE_LIBRARIES_DIR = "console_libraries"
+OVERVIEW_CONSOLE = "trilink-overview.html"
+ALLY_CONSOLE = "trilink-ally.html"
 STATE_FILE = "prometheus.json"
 LOG_FILE = "prometheus.log"
 INSTALL_HINT = (
@@ -163,6 +172,14 @@ def render_config(
     return config_file
 
 
+def console_urls(url: str, allies: Iterable[str] = ALLIES) -> dict[str, str]:
+    """The console pages of the Prometheus at ``url``: ``overview``, then one per ally code."""
+    base = f"{url.rstrip('/')}/consoles"
+    urls = {"overview": f"{base}/{OVERVIEW_CONSOLE}"}
+    urls.update({ally: f"{base}/{ALLY_CONSOLE}?ally={ally}" for ally in allies})
+    return urls
+
+
 def _set_global(text: str, key: str, value: str, template: Path) -> str:
     # two-space indentation = a key of the `global:` block (scrape configs are deeper)
     pattern = re.compile(rf"^  {key}: \S+$", re.MULTILINE)
@@ -233,6 +250,9 @@ def start_prometheus(
         f"--web.external-url={url}",
         # lets `trilink monitoring` reload rules without a restart; the listener is loopback only
         "--web.enable-lifecycle",
+        # read from the config folder on every request: an edited console shows on reload
+        f"--web.console.templates={m.prometheus_config_dir / CONSOLES_DIR}",
+        f"--web.console.libraries={m.prometheus_config_dir / CONSOLE_LIBRARIES_DIR}",
     ]
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
