@@ -189,6 +189,7 @@ def test_every_data_file_loads_from_site_packages(installed: Installed) -> None:
     script = textwrap.dedent(
         """
         import json
+        from consumers.livepage import STATIC_FILES, live_page_assets
         from producers.catalog import MISSILE_CLASSES_FILE, SENSORS_FILE, load_catalog, load_missile_classes
         from producers.scenario import load_scenario, shipped_scenarios
         from schemas.areas import AREAS_RESOURCE, shipped_area_file
@@ -216,6 +217,10 @@ def test_every_data_file_loads_from_site_packages(installed: Installed) -> None:
             "topics": len(load_topic_file(settings.topics_file).topics),
             "scenarios": sorted(load_scenario(p.stem).name for p in shipped_scenarios()),
             "rules": sorted(p.name for p in (CONFIG_DIR / "rules").glob("*.yml")),
+            "consoles": sorted(p.name for p in (CONFIG_DIR / "consoles").glob("*.html")),
+            "console_libraries": sorted(p.name for p in (CONFIG_DIR / "console_libraries").glob("*.lib")),
+            "live_page": sorted(path for path, asset in live_page_assets().items() if asset.body),
+            "static_files": len(STATIC_FILES),
             "recordings": {p.name: len(read_recording(p).messages) for p in resolve_recordings([])},
             "pom_has_kafka": "kafka" in POM.read_text(),
         }
@@ -244,6 +249,13 @@ def test_every_data_file_loads_from_site_packages(installed: Installed) -> None:
     assert loaded["rules"] == sorted(
         p.name for p in (REPO_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml")
     )
+    prometheus = REPO_ROOT / "deploy" / "prometheus"
+    assert loaded["consoles"] == sorted(p.name for p in (prometheus / "consoles").glob("*.html"))
+    assert loaded["console_libraries"] == sorted(
+        p.name for p in (prometheus / "console_libraries").glob("*.lib")
+    )
+    # Every static file of the ally's live page, plus / and /areas.json, with a body.
+    assert len(loaded["live_page"]) == loaded["static_files"] + 2
     repo_recordings = sorted(p.name for p in (REPO_ROOT / "trilink" / "replay" / "recordings").glob("*.avro"))
     assert sorted(loaded["recordings"]) == repo_recordings
     assert all(n > 0 for n in loaded["recordings"].values())
