@@ -59,12 +59,13 @@ def _up(args: argparse.Namespace) -> int:
 
 def start_monitoring_or_explain() -> str:
     """Start the local Prometheus; when it cannot run, say why and let everything else go on."""
-    from trilink.monitoring.prometheus import start_prometheus
+    from trilink.monitoring.prometheus import console_urls, start_prometheus
 
     try:
-        return start_prometheus()
+        url = start_prometheus()
     except TrilinkError as exc:
         return f"not started: {exc}"
+    return f"{url}  (consoles: {console_urls(url)['overview']})"
 
 
 def _down(args: argparse.Namespace) -> int:
