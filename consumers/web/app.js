@@ -260,7 +260,6 @@
       drawTracks();
       renderCounts();
     }
-    requestAnimationFrame(render);
   }
 
   // ------------------------------------------------------------------ panels
@@ -415,5 +414,7 @@
     state.dirty = true;
   });
   pollLatency();
-  requestAnimationFrame(render);
+  // A timer rather than requestAnimationFrame: a page in a background tab keeps its picture
+  // current (browsers pause animation frames there), at most five redraws a second.
+  setInterval(render, 200);
 })();
