@@ -94,12 +94,24 @@ class SensorSpec(BaseModel):
     status_interval_s: float = Field(default=60.0, gt=0.0, le=3600.0)
     #: Space IR only: the plume must be above this altitude (clouds) to be seen.
     min_target_alt_m: float = Field(default=0.0, ge=0.0)
+    #: Space IR only: 1-sigma angular noise of a line-of-sight measurement, per axis, microradians.
+    #: A space IR sensor measures directions only, so its ``noise_sigma_m`` (a range-sensor figure)
+    #: must be 0.
+    los_sigma_urad: float = Field(default=0.0, ge=0.0, le=10_000.0)
     sources: dict[str, str] = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _every_figure_cited_or_assumed(self) -> Self:
         figures = set(FIGURES) | ({"min_target_alt_m"} if self.min_target_alt_m else set())
+        if self.kind is SensorKind.SPACE_IR:
+            if self.los_sigma_urad <= 0.0 or self.noise_sigma_m != 0.0:
+                raise ValueError(
+                    "a space_ir sensor measures lines of sight: give los_sigma_urad > 0 and noise_sigma_m = 0"
+                )
+            figures = (figures - {"noise_sigma_m"}) | {"los_sigma_urad"}
+        elif self.los_sigma_urad:
+            raise ValueError("los_sigma_urad applies to space_ir sensors only")
         _check_provenance(figures, self.sources, self.assumptions)
         return self
 

@@ -3,10 +3,14 @@
 A sensor scans on its own clock (every ``update_interval_s``, with a seeded phase). At each scan
 it sees the missile only where geometry allows:
 
-* radar: above its minimum elevation (which includes the Earth-curvature horizon, computed on
-  the sphere), within its maximum range and inside its azimuth sector;
+* radar: above the ray it launches at its minimum elevation (bent by standard 4/3-Earth
+  refraction, from its antenna height ``alt_m``: :func:`producers.detection.radar_sees`), within
+  its maximum range and inside its azimuth sector;
 * space-based infrared: only while the motor burns and the plume is above the clouds
-  (``min_target_alt_m``), and with the Earth not between satellite and missile.
+  (``min_target_alt_m``), and with the Earth not between satellite and missile. A satellite
+  measures lines of sight only (:mod:`producers.detection`): its launch point comes from a stereo
+  fix or, alone, from an assumed plume altitude; track updates need a second satellite's line of
+  sight (stereo) and are reported by the lowest-id satellite of those that see the plume.
 
 Detection needs ``detection_delay_s`` of visibility (search, confirmation). From then on the
 sensor emits, each ``processing_delay_s`` after its measurement: one launch detection, track
@@ -31,7 +35,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from producers.areas import AreaMap
-from producers.catalog import SensorKind, SensorSpec
+from producers.catalog import SensorKind, SensorSpec, default_catalog
+from producers.detection import (
+    intersect_sphere,
+    line_of_sight,
+    noisy_line_of_sight,
+    radar_sees,
+    triangulate,
+)
 from producers.geometry import (
     EARTH_RADIUS_M,
     MU_EARTH_M3_S2,
@@ -71,6 +82,11 @@ TRACK_WINDOW = 20
 MIN_UPDATES_FOR_PREDICTION = 3
 #: Altitude below which a descending object is said to be in its terminal phase, m.
 TERMINAL_ALT_M = 100_000.0
+#: Space IR launch point: 1-sigma allowance for the missile's unknown downrange drift, per metre
+#: of plume altitude at detection (assumption: a depressed SRBM is ~10 km downrange at 11 km up).
+IR_DRIFT_PER_ALTITUDE = 1.0
+#: Space IR, one satellite: the plume is assumed at this multiple of the cloud-top altitude.
+IR_MONO_ALT_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +170,24 @@ class SensorModel:
     """One sensor of the catalog, placed in the model frame."""
 
     spec: SensorSpec
+    #: Space IR only: the other satellites whose lines of sight the ground segment can combine with
+    #: this one's (stereo). None: every other space IR sensor of the shipped catalog of its nation.
+    partners: tuple[SensorSpec, ...] | None = None
     site_m: Vec3 = field(init=False)
 
     def __post_init__(self) -> None:
         self.site_m = to_model(self.spec.lat_deg, self.spec.lon_deg, self.spec.alt_m)
         self._enu = enu_basis(self.spec.lat_deg, self.spec.lon_deg)
+        self._partners: tuple[SensorModel, ...] = ()
+        if self.spec.kind is SensorKind.SPACE_IR:
+            others = self.partners
+            if others is None:
+                others = tuple(
+                    s
+                    for s in default_catalog().sensors
+                    if s.kind is SensorKind.SPACE_IR and s.nation is self.spec.nation
+                )
+            self._partners = tuple(SensorModel(s, partners=()) for s in others if s.id != self.spec.id)
 
     # ---------------------------------------------------------------- geometry
     def sees(self, flight: Flight, t_s: float) -> bool:
@@ -180,7 +209,10 @@ class SensorModel:
             back = look_angles(target_m, enu_basis(lat, lon), self.site_m)
             return back.elevation_deg >= 0.0 and back.range_m <= spec.max_range_m
         look = look_angles(self.site_m, self._enu, target_m)
-        if look.range_m > spec.max_range_m or look.elevation_deg < spec.min_elevation_deg:
+        if look.range_m > spec.max_range_m:
+            return False
+        # above the refracted ray at the minimum elevation (4/3 Earth, antenna height alt_m)
+        if not radar_sees(self.site_m, target_m, spec.min_elevation_deg):
             return False
         if spec.sector_width_deg >= 360.0:
             return True
@@ -255,6 +287,9 @@ class SensorModel:
                 n_updates += 1
                 last_seen = t
                 m = self._measure(flight, t, n_updates, rng)
+                if m is None:  # one satellite's line of sight alone: no 3-D track to report
+                    n_updates -= 1
+                    continue
                 yield emitter.draft(t, self._track_update(flight, m), ctx)
                 if (
                     n_updates >= MIN_UPDATES_FOR_PREDICTION
@@ -280,7 +315,9 @@ class SensorModel:
                 yield emitter.draft(t, TrackEnd(reason=TrackEndReason.LOST), ctx)
                 detected, first_seen = False, None
 
-    def _measure(self, flight: Flight, t: float, n: int, rng: random.Random) -> Measurement:
+    def _measure(self, flight: Flight, t: float, n: int, rng: random.Random) -> Measurement | None:
+        if self.spec.kind is SensorKind.SPACE_IR:
+            return self._stereo_measure(flight, t, n, rng)
         pos, vel = flight.model_state_at(t)
         sig_p, sig_v = track_sigmas(self.spec.noise_sigma_m, self.spec.update_interval_s, n)
         g = rng.gauss
@@ -297,12 +334,7 @@ class SensorModel:
         ctx: SimContext,
     ) -> LaunchDetection:
         spec = self.spec
-        # back-extrapolating to the pad: the later the first sight, the worse the estimate
-        sigma_m = spec.noise_sigma_m * (1.0 + t / 30.0)
-        lat0, lon0 = flight.launch_point
-        north, east = rng.gauss(0, sigma_m), rng.gauss(0, sigma_m)
-        lat = lat0 + math.degrees(north / EARTH_RADIUS_M)
-        lon = lon0 + math.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
+        lat, lon, sigma_m = self._launch_point(flight, t, rng)
         sigma_t = 1.0 + 0.05 * t
         launch_t = min(t, rng.gauss(0.0, sigma_t))
         pos, vel = flight.model_state_at(t)
@@ -315,6 +347,92 @@ class SensorModel:
             confidence=0.8 if spec.kind is SensorKind.SPACE_IR else 0.9,
             missile_class=cls,
         )
+
+    # ---------------------------------------------------------------- measurement physics
+    def _launch_point(self, flight: Flight, t: float, rng: random.Random) -> tuple[float, float, float]:
+        """Estimated launch point (lat, lon) and its 1-sigma, m, at first detection ``t``."""
+        if self.spec.kind is SensorKind.SPACE_IR:
+            return self._ir_launch_point(flight, t, rng)
+        # radar: back-extrapolating to the pad, the later the first sight, the worse the estimate
+        sigma_m = self.spec.noise_sigma_m * (1.0 + t / 30.0)
+        lat0, lon0 = flight.launch_point
+        north, east = rng.gauss(0, sigma_m), rng.gauss(0, sigma_m)
+        lat = lat0 + math.degrees(north / EARTH_RADIUS_M)
+        lon = lon0 + math.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
+        return lat, lon, sigma_m
+
+    def _stereo_group(self, flight: Flight, t: float) -> list[SensorModel]:
+        """This satellite and every partner that sees the plume at ``t`` (the ground segment is
+        taken to align their looks in time)."""
+        pos, _ = flight.model_state_at(t)
+        boosting = t < flight.burnout_time_s
+        return [self, *(p for p in self._partners if p.sees_position(pos, boosting))]
+
+    def _ir_launch_point(self, flight: Flight, t: float, rng: random.Random) -> tuple[float, float, float]:
+        """Launch point from lines of sight: below the stereo fix when a second satellite sees the
+        plume, else where this satellite's line of sight meets an assumed plume altitude.
+
+        The pad is not under the plume: by the time a plume is declared (10-15 km up) a missile
+        has moved up to about as far downrange as it has climbed, in a direction not yet known;
+        the 1-sigma therefore includes an isotropic allowance of the plume's altitude
+        (:data:`IR_DRIFT_PER_ALTITUDE`; assumption).
+        """
+        pos, _ = flight.model_state_at(t)
+        sigma_rad = self.spec.los_sigma_urad * 1e-6
+        group = self._stereo_group(flight, t)
+        if len(group) >= 2:
+            dirs = [noisy_line_of_sight(s.site_m, pos, sigma_rad, rng) for s in group]
+            fix = triangulate([s.site_m for s in group], dirs, sigma_rad)
+            if fix is not None:
+                lat, lon, alt = from_model(fix.position_m)
+                return lat, lon, math.hypot(fix.sigma_max_m, IR_DRIFT_PER_ALTITUDE * max(alt, 0.0))
+        # one line of sight: the plume is assumed at IR_MONO_ALT_FACTOR x the cloud-top altitude,
+        # give or take the cloud-top altitude; the error moves along the ground by dh / tan(elevation)
+        u = noisy_line_of_sight(self.site_m, pos, sigma_rad, rng)
+        assumed_alt = IR_MONO_ALT_FACTOR * self.spec.min_target_alt_m
+        point = intersect_sphere(self.site_m, u, EARTH_RADIUS_M + assumed_alt)
+        if point is None:  # grazing the limb: fall back on the true line of sight
+            point = intersect_sphere(
+                self.site_m, line_of_sight(self.site_m, pos), EARTH_RADIUS_M + assumed_alt
+            )
+        assert point is not None  # the satellite sees the plume, so its line of sight meets the sphere
+        lat, lon, _ = from_model(point)
+        up = enu_basis(lat, lon).up
+        sin_el = max(0.05, -_dot(up, u))  # the satellite's elevation seen from the plume
+        tan_el = sin_el / math.sqrt(1.0 - sin_el * sin_el)
+        slant = _norm((point[0] - self.site_m[0], point[1] - self.site_m[1], point[2] - self.site_m[2]))
+        sigma = math.hypot(
+            slant * sigma_rad,
+            self.spec.min_target_alt_m / tan_el,
+            IR_DRIFT_PER_ALTITUDE * assumed_alt,
+        )
+        return lat, lon, sigma
+
+    def _stereo_measure(self, flight: Flight, t: float, n: int, rng: random.Random) -> Measurement | None:
+        """A space IR track state from two or more satellites' lines of sight (stereo), reported by
+        the satellite with the lowest id among those that see the plume; None otherwise.
+
+        The position is triangulated from lines of sight whose noise is that of ``n`` smoothed
+        looks (the straight-line-fit factor of :func:`track_sigmas`), and its 1-sigma is the
+        worst axis of the triangulation's covariance; the velocity error is that of a fit over
+        ``n`` fixes of single-look accuracy.
+        """
+        group = self._stereo_group(flight, t)
+        if len(group) < 2 or min(s.spec.id for s in group) != self.spec.id:
+            return None
+        pos, vel = flight.model_state_at(t)
+        sigma_rad = self.spec.los_sigma_urad * 1e-6
+        interval = self.spec.update_interval_s
+        smoothed = sigma_rad * track_sigmas(1.0, interval, n)[0]
+        origins = [s.site_m for s in group]
+        fix = triangulate(origins, [noisy_line_of_sight(o, pos, smoothed, rng) for o in origins], smoothed)
+        single = triangulate(origins, [line_of_sight(o, pos) for o in origins], sigma_rad)
+        if fix is None or single is None:
+            return None
+        sig_v = track_sigmas(single.sigma_max_m, interval, n)[1]
+        g = rng.gauss
+        noisy_vel = (vel[0] + g(0, sig_v), vel[1] + g(0, sig_v), vel[2] + g(0, sig_v))
+        return Measurement(t, fix.position_m, noisy_vel, fix.sigma_max_m, sig_v, n)
 
     def _track_update(self, flight: Flight, m: Measurement) -> TrackUpdate:
         t, pos, vel, n = m.t_s, m.position_m, m.velocity_m_s, m.n

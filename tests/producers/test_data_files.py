@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from producers.areas import default_areas
 from producers.catalog import SENSORS_FILE, default_catalog, parse_catalog
 from producers.errors import CatalogError
-from producers.scenario import load_scenario, simulate
-from schemas.models import EventKind, Nation
+from producers.scenario import load_scenario, simulate, solve_flights
+from schemas.models import EventKind, ImpactPrediction, Nation
 from trilink.errors import ConfigError
 from trilink.policy import POLICY_FILE, PolicyError, SharingPolicy, default_policy, parse_policy
 
@@ -174,7 +174,8 @@ def _policies(draw: st.DrawFn) -> dict[str, object]:
         direct = sorted({nation, Nation.US, *extra_direct}, key=ALL_NATIONS.index)
         via_hub = [n for n in others if n not in direct and draw(st.booleans())]
         rule: dict[str, object] = {"direct": [n.value for n in direct], "via_hub": [n.value for n in via_hub]}
-        if via_hub and draw(st.booleans()):
+        relay_own_kinds = bool(via_hub) and draw(st.booleans())  # (`via_hub and draw()` confuses mypy)
+        if relay_own_kinds:
             rule["relayed_kinds"] = [k.value for k in draw(_kind_lists)]
         nations[nation.value] = rule
     return {
@@ -230,3 +231,59 @@ def test_policy_must_let_a_nation_see_its_own_data() -> None:
     with pytest.raises(PolicyError) as info:
         parse_policy(text)
     assert "nations.JP.direct" in info.value.message
+
+
+def test_space_infrared_sensors_measure_lines_of_sight_only() -> None:
+    doc = _document()
+    sensors = doc["sensor"]
+    assert isinstance(sensors, list)
+    index = next(i for i, s in enumerate(sensors) if s["kind"] == "space_ir")
+    sensors[index]["noise_sigma_m"] = 1_000.0
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(doc)
+    assert f"sensor[{index}]" in info.value.message
+    assert "los_sigma_urad" in info.value.message
+    ir = [s for s in default_catalog().sensors if s.kind == "space_ir"]
+    assert len(ir) >= 2  # a stereo pair
+    assert all(s.los_sigma_urad > 0.0 and s.noise_sigma_m == 0.0 for s in ir)
+
+
+#: The real lofted ICBM flights: scenario -> published flight time, s (KCNA figures, cited in the
+#: scenario files).
+PUBLISHED_FLIGHTS = {
+    "hwasong17_2022_11_18": 4_135.0,
+    "hwasong15_2023_02_18": 4_015.0,
+    "hwasong18_2023_07_12": 4_491.0,
+}
+
+
+@pytest.mark.parametrize(("scenario", "flight_time_s"), sorted(PUBLISHED_FLIGHTS.items()))
+def test_real_icbm_flights_simulate_with_their_published_flight_times(
+    scenario: str, flight_time_s: float
+) -> None:
+    loaded = load_scenario(scenario)
+    (launch,) = loaded.launches
+    flight = solve_flights(loaded)[launch.id]
+    assert flight.flight_time_s == pytest.approx(flight_time_s, rel=0.05)
+    assert loaded.duration_s > launch.offset_s + flight.flight_time_s
+    events = list(simulate(loaded))
+    tracked = {e.event.header.sensor_id for e in events if e.event.kind is EventKind.TRACK_UPDATE}
+    assert len(tracked) >= 5
+    ends = [e for e in events if e.event.kind is EventKind.TRACK_END]
+    assert ends and max(e.emit_offset_s for e in ends) > launch.offset_s + 0.95 * flight_time_s
+
+
+@pytest.mark.parametrize(("scenario", "in_eez"), [("hwasong17_2022_11_18", True), ("hwasong15_2023_02_18", True), ("hwasong18_2023_07_12", False)])  # fmt: skip
+def test_real_icbm_impacts_fall_where_japan_announced_them(scenario: str, in_eez: bool) -> None:
+    loaded = load_scenario(scenario)
+    flight = solve_flights(loaded)[loaded.launches[0].id]
+    assert ("JP_EEZ" in default_areas().areas_at(flight.impact_point)) is in_eez
+
+
+def test_a_scenario_aims_at_south_korea() -> None:
+    loaded = load_scenario("srbm_toward_korea")
+    flights = solve_flights(loaded)
+    for launch in loaded.launches:
+        assert "KR_TERRITORY" in default_areas().areas_at(flights[launch.id].impact_point), launch.id
+    predicted = [e.event.payload for e in simulate(loaded) if isinstance(e.event.payload, ImpactPrediction)]
+    assert any("KR_TERRITORY" in p.impact_areas for p in predicted)

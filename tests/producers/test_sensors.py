@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from producers.catalog import default_catalog
+from producers.catalog import SensorKind, default_catalog
 from producers.errors import ScenarioError
 from producers.geometry import horizon_range_m, to_model
 from producers.scenario import (
@@ -71,6 +71,8 @@ def test_space_infrared_sees_only_the_burning_motor() -> None:
     assert ir.sees(flight, flight.burnout_time_s - 5.0)
     assert not ir.sees(flight, flight.burnout_time_s + 5.0)
     assert not ir.sees(flight, 1.0)  # still under the clouds
+    first = next(t for t in range(200) if ir.sees(flight, float(t)))
+    assert flight.sample_at(first).alt_m >= ir.spec.min_target_alt_m > flight.sample_at(first - 1).alt_m
 
 
 def test_track_errors_shrink_as_the_track_matures() -> None:
@@ -102,16 +104,24 @@ def test_each_tracking_sensor_tells_a_complete_story(single: list[ScheduledEvent
     by_sensor: dict[str, list[Any]] = collections.defaultdict(list)
     keys = set()
     for e in single:
-        if e.event.kind is not EventKind.SENSOR_STATUS:
+        if e.event.kind is not EventKind.SENSOR_STATUS and e.event.header.correlation_key.startswith("TRK-"):
             by_sensor[e.event.header.sensor_id].append(e.event.payload)
             keys.add(e.event.header.correlation_key)
     assert keys == {"TRK-single-srbm-L1"}
     assert len(by_sensor) >= 3
-    for payloads in by_sensor.values():
+    catalog = default_catalog()
+    ir_trackers = 0
+    for sensor_id, payloads in by_sensor.items():
         assert isinstance(payloads[0], LaunchDetection)
         assert sum(isinstance(p, LaunchDetection) for p in payloads) == 1
-        assert any(isinstance(p, TrackUpdate) for p in payloads)
+        tracked = any(isinstance(p, TrackUpdate) for p in payloads)
+        if catalog.get(sensor_id).kind is SensorKind.SPACE_IR:
+            # the stereo pair: both announce the launch, one of them reports the stereo track
+            ir_trackers += tracked
+        else:
+            assert tracked, sensor_id
         assert isinstance(payloads[-1], TrackEnd)
+    assert ir_trackers == 1
 
 
 def test_impact_predictions_converge_on_the_true_impact(single: list[ScheduledEvent]) -> None:
