@@ -73,7 +73,11 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"sender processes (default: one per {_RATE_PER_SENDER:.0f}/s)",
     )
-    parser.add_argument("--linger-ms", type=int, default=1, help="producer linger.ms (default 1)")
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        help="producer linger.ms (default: the sensors' own, 0: a warning leaves as soon as it exists)",
+    )
     parser.add_argument(
         "--acks", choices=("0", "1", "all"), default="all", help="producer acks (default all)"
     )
@@ -164,7 +168,9 @@ def handler(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         producers=producers,
     )
-    producer = ProducerSettings(acks=args.acks, linger_ms=args.linger_ms)
+    producer = ProducerSettings(acks=args.acks)
+    if args.linger_ms is not None:
+        producer = ProducerSettings(acks=args.acks, linger_ms=args.linger_ms)
     bootstrap, _, _ = ensure_cluster()
     loadtest = LoadTest(
         bootstrap,
