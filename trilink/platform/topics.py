@@ -110,6 +110,16 @@ def topic_name(role: str) -> str:
     raise ConfigError("unknown_topic_role", f"no topic with role {role!r} in the topic file")
 
 
+def ingest_role(nation: str) -> str:
+    """The role of the ingest topic ``nation``'s sensors write in the hub topology (``ingest.JP``)."""
+    return f"ingest.{nation}"
+
+
+def feed_role(nation: str) -> str:
+    """The role of the feed the hub writes for ``nation``'s ally service (``feed.JP``)."""
+    return f"feed.{nation}"
+
+
 def resolve(topic_file: TopicFile, broker_count: int) -> list[ResolvedTopic]:
     """Decide each topic's replication and configs for a cluster of ``broker_count`` brokers."""
     d = topic_file.defaults
