@@ -36,6 +36,7 @@ from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
 from trilink.platform.topics import topic_name
 from trilink.policy import default_policy
+from trilink.progress import AllyMetricsProbe, NullProgress, Progress, Status
 from trilink.runtime import gc_tuned
 from trilink.settings import Settings, get_settings
 
@@ -182,42 +183,67 @@ def run_pipeline(
     # simulation's CPU cost cannot push sends behind their schedule.
     events = list(for_run(simulate(scenario), run, scenario.start_time))
     metrics_server = None
+    sent = [0]
+    phase = ["starting the ally services"]
+    probe: AllyMetricsProbe | None = None
+
+    publish_started = [0.0]
+
+    def status() -> Status:
+        figures = {} if probe is None else probe.read()
+        eta_s = None
+        if phase[0] == "publishing" and speed is not None:
+            # a paced schedule: the time left is the scenario's, not remaining / recent rate
+            eta_s = max(scenario.duration_s / speed - (time.monotonic() - publish_started[0]), 0.0)
+        return Status(
+            phase=phase[0],
+            sent=sent[0],
+            total=len(events),
+            delivered={a: f.delivered for a, f in figures.items()},
+            lag_s=max((f.lag_s for f in figures.values()), default=None),
+            eta_s=eta_s,
+        )
+
+    display: Progress | NullProgress = (
+        Progress(status, label=f"run {run.run_id}") if progress else NullProgress()
+    )
     try:
         fleet.start()
+        probe = AllyMetricsProbe(fleet.http_ports, host=settings.host)
         if progress:
-            ports = ", ".join(f"{a} :{p}" for a, p in fleet.http_ports.items())
-            print(
-                f"run {run.run_id}: allies ready, one process each (HTTP /metrics /healthz /stream on {ports})",
-                flush=True,
-            )
+            print(f"run {run.run_id}: allies ready, one process each", flush=True)
+            print(live_pages_text(fleet.http_ports, settings.host), flush=True)
 
         def count_expected(event: WarningEvent) -> None:
             # the allies' own release check decides what each of them should deliver
+            sent[0] += 1
             for ally in ALLIES:
                 if withhold_reason(ally, event, policy) is None:
                     expected[ally.value] += 1
 
-        # The simulated events stay alive while they are published (a salvo's: ~440,000 objects
-        # the collector tracks). A full collection walked them all holding the GIL, up to half a
-        # second, stalling the sensors' Kafka IO thread mid-salvo; frozen (before that thread
-        # starts), they are not walked.
-        with gc_tuned():
-            publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
-            # The run's producer /metrics, announced to the local Prometheus like `trilink sensors`;
-            # kept up until the allies drained so the last counts are scraped too.
-            metrics_server = serve_producer_metrics(publisher, run, scenario, settings)
-            try:
-                report = publisher.publish(iter(events), speed=speed, on_sent=count_expected)
-            finally:
-                publisher.close()
-        if progress:
-            print(
+        with display:
+            publish_started[0] = time.monotonic()
+            phase[0] = "publishing"
+            # The simulated events stay alive while they are published (a salvo's: ~440,000
+            # objects the collector tracks). A full collection walked them all holding the GIL,
+            # up to half a second, stalling the sensors' Kafka IO thread mid-salvo; frozen (before
+            # that thread starts), they are not walked.
+            with gc_tuned():
+                publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
+                # The run's producer /metrics, announced to the local Prometheus like `trilink
+                # sensors`; kept up until the allies drained so the last counts are scraped too.
+                metrics_server = serve_producer_metrics(publisher, run, scenario, settings)
+                try:
+                    report = publisher.publish(iter(events), speed=speed, on_sent=count_expected)
+                finally:
+                    publisher.close()
+            display.say(
                 f"run {run.run_id}: published {report.acknowledged}/{report.sent} events in "
-                f"{report.wall_s:.1f} s; waiting for the allies to deliver",
-                flush=True,
+                f"{report.wall_s:.1f} s; waiting for the allies to deliver"
             )
-        # Every record of the run reaches every ally, which delivers or withholds it.
-        complete = fleet.wait_settled({ally.value: report.sent for ally in ALLIES}, DRAIN_TIMEOUT_S)
+            phase[0] = "waiting for the allies"
+            # Every record of the run reaches every ally, which delivers or withholds it.
+            complete = fleet.wait_settled({ally.value: report.sent for ally in ALLIES}, DRAIN_TIMEOUT_S)
     finally:
         try:
             allies = fleet.stop()
@@ -273,6 +299,13 @@ def stop_producer_metrics(server: WSGIServer, run: Run, settings: Settings) -> N
     withdraw(SENSORS_JOB, f"sensors-{run.run_id}", settings)
     server.shutdown()
     server.server_close()
+
+
+def live_pages_text(ports: dict[str, int | None], host: str) -> str:
+    """The allies' live pages (``/`` of each service's HTTP port), one line each."""
+    lines = ["live pages (one per ally, served by its service while the run lasts):"]
+    lines += [f"  {ally}  http://{host}:{port}/" for ally, port in ports.items() if port]
+    return "\n".join(lines)
 
 
 def _alter_offsets_retrying(
@@ -540,9 +573,24 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also start a local Prometheus scraping the run (if installed)",
     )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE.html",
+        help="write the HTML report (plots inline) here (demo default: .trilink/reports/<scenario>-<run>.html)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no live status line or periodic progress lines"
+    )
 
 
-def _run(args: argparse.Namespace) -> int:
+def default_html_path(report: RunReport, settings: Settings | None = None) -> Path:
+    """Where ``trilink demo`` writes its HTML report: ``<state dir>/reports/<scenario>-<run id>.html``."""
+    state_dir = (settings or get_settings()).state_dir
+    return state_dir / "reports" / f"{report.scenario}-{report.run_id}.html"
+
+
+def _run(args: argparse.Namespace, *, html_by_default: bool = False) -> int:
     scenario = load_scenario(args.scenario)
     if args.speed is not None and args.speed <= 0:
         raise ConfigError("bad_speed", f"--speed must be positive, got {args.speed}")
@@ -551,14 +599,31 @@ def _run(args: argparse.Namespace) -> int:
         from trilink.platform.cli import start_monitoring_or_explain
 
         print(f"Prometheus: {start_monitoring_or_explain()}")
-    result = run_pipeline(scenario, speed=speed, brokers=args.brokers, audit_dir=args.audit_dir)
+    result = run_pipeline(
+        scenario,
+        speed=speed,
+        brokers=args.brokers,
+        audit_dir=args.audit_dir,
+        progress=not args.no_progress,
+    )
     print_result(result)
+    report = result.report()
+    print(
+        "\nsummary (delivered = acknowledged on the ally topic; first warning = launch -> first detection):"
+    )
+    print(render_summary(summarize(report)))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(result.report().model_dump_json(indent=2))
+        args.report.write_text(report.model_dump_json(indent=2))
         print(f"\nreport: {args.report}")
+    html_path: Path | None = args.html or (default_html_path(report) if html_by_default else None)
+    if html_path is not None:
+        from trilink.report_html import write_html
+
+        write_html(report, html_path)
+        print(f"\nHTML report: {html_path.resolve()}")
     return 0 if result.complete and result.publish.failed == 0 else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return _run(args)
+    return _run(args, html_by_default=True)
