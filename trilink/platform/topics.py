@@ -6,6 +6,7 @@ The topic file is the one source of truth for topic names: code asks for a topic
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -136,24 +137,40 @@ def resolve(topic_file: TopicFile, broker_count: int) -> list[ResolvedTopic]:
     return out
 
 
+#: Creation attempts when the broker's metadata has not caught up with a topic it just created.
+_CREATE_ATTEMPTS = 5
+
+
 def apply_topics(admin: Any, topic_file: TopicFile, broker_count: int) -> ApplyReport:
     """Create missing topics and reconcile existing ones; ``admin`` is a KafkaAdminClient."""
     from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     report = ApplyReport()
     wanted = resolve(topic_file, broker_count)
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            admin.create_topics(
-                [
-                    NewTopic(t.name, t.partitions, t.replication_factor, topic_configs=t.configs)
-                    for t in missing
-                ]
-            )
+        for attempt in range(_CREATE_ATTEMPTS):
+            missing = [t for t in wanted if t.name not in existing]
+            if not missing:
+                break
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(t.name, t.partitions, t.replication_factor, topic_configs=t.configs)
+                        for t in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                # The broker's metadata lags the controller for a moment after a creation (a
+                # second apply right after the first): look again, then reconcile what is there.
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+                existing = set(admin.list_topics())
+                continue
             report.created += [t.name for t in missing]
+            break
         present = [t for t in wanted if t.name in existing]
         if not present:
             return report
