@@ -33,6 +33,9 @@ from trilink.latency import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER, deco
 
 __all__ = [
     "CE_SPECVERSION",
+    "HUB_HEADERS",
+    "HUB_NS_HEADER",
+    "INGEST_APPEND_NS_HEADER",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_TOTAL_HEADER_BYTES",
@@ -60,6 +63,14 @@ _CACHE_LIMIT = 4096
 _TYPE_RE = re.compile(r"^org\.trilink\.warning\.([a-z_]{1,32})\.v([1-9][0-9]{0,5})$")
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,255}$")
 _SPECVERSION_RAW = CE_SPECVERSION.encode("ascii")
+#: Added by the US hub (hub topology) to every record it writes to an ally's feed, each 8 bytes
+#: (int64 big-endian ns, as ``trilink_sent_ns``): when the hub received the record, and when the
+#: broker appended it to the sensor nation's ingest topic (LogAppendTime, ms resolution). With
+#: the feed's own append time they split the hub's share into its hops (``append_to_hub``,
+#: ``hub_to_append``). Only the hub writes them: it replaces any a sensor sent.
+HUB_NS_HEADER = "trilink_hub_ns"
+INGEST_APPEND_NS_HEADER = "trilink_ingest_append_ns"
+HUB_HEADERS = (HUB_NS_HEADER, INGEST_APPEND_NS_HEADER)
 _CANONICAL_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
 
@@ -121,6 +132,9 @@ class ParsedHeaders(NamedTuple):
     sent_ns: int | None
     realtime: bool
     forward: tuple[tuple[str, bytes], ...]
+    #: The hub's :data:`HUB_NS_HEADER` and :data:`INGEST_APPEND_NS_HEADER` (None: not relayed by a hub).
+    hub_ns: int | None = None
+    ingest_append_ns: int | None = None
 
 
 def _bad(name: str, problem: str) -> BadHeaderError:
@@ -212,12 +226,9 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
         raise _bad("ce_type", "not ASCII") from None
     if found["ce_specversion"] != _SPECVERSION_RAW:
         raise _bad("ce_specversion", f"expected {CE_SPECVERSION}")
-    sent_ns = None
-    sent_raw = found.get(SENT_NS_HEADER)
-    if sent_raw is not None:
-        sent_ns = decode_sent_ns(sent_raw)
-        if sent_ns is None:
-            raise _bad(SENT_NS_HEADER, "expected 8 bytes (int64 big-endian nanoseconds)")
+    sent_ns = _ns_header(found, SENT_NS_HEADER)
+    hub_ns = _ns_header(found, HUB_NS_HEADER)
+    ingest_append_ns = _ns_header(found, INGEST_APPEND_NS_HEADER)
     return ParsedHeaders(
         event_id=event_id,
         source=source,
@@ -226,11 +237,23 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
         sent_ns=sent_ns,
         realtime=found.get(PACING_HEADER) == REALTIME_PACING,
         forward=forward,  # type: ignore[arg-type]  # every value was checked to be bytes above
+        hub_ns=hub_ns,
+        ingest_append_ns=ingest_append_ns,
     )
 
 
+def _ns_header(found: dict[str, bytes], name: str) -> int | None:
+    raw = found.get(name)
+    if raw is None:
+        return None
+    ns = decode_sent_ns(raw)
+    if ns is None:
+        raise _bad(name, "expected 8 bytes (int64 big-endian nanoseconds)")
+    return ns
+
+
 #: Every header :func:`parse_headers` reads (the others pass unread).
-_READ = frozenset((*REQUIRED_HEADERS, SENT_NS_HEADER, PACING_HEADER))
+_READ = frozenset((*REQUIRED_HEADERS, SENT_NS_HEADER, PACING_HEADER, *HUB_HEADERS))
 
 
 def verify_headers_match(parsed: ParsedHeaders, event: WarningEvent) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
         description="The declared topics (the shipped deploy/topics.toml unless set).",
     )
     host: str = Field(default="127.0.0.1", description="Loopback address every local service binds to.")
+    topology: Literal["direct", "hub"] = Field(
+        default="direct",
+        description="direct: sensors write the shared warning topics and every ally service reads "
+        "them all; hub: sensors write their nation's ingest topic, the US hub (`trilink hub`) "
+        "releases each record to the feeds of the allies it may reach, each ally reads its own feed.",
+    )
 
     @field_validator("bootstrap")
     @classmethod
