@@ -15,6 +15,8 @@
   const METRES_PER_DEG_LAT = 111195; // mean Earth radius 6,371,008.8 m * pi / 180
   const MAX_LOG = 300;
   const MAX_TRACK_POINTS = 3000;
+  // An early prediction's ellipse can span the whole map: above this it is drawn as an outline only.
+  const FILLED_ELLIPSE_MAX_M = 150000;
   const HOP_ORDER = ["sensor_to_send", "send_to_append", "append_to_receive", "receive_to_deliver", "end_to_end"];
   const LEVELS = ["ADVISORY", "WARNING", "EMERGENCY"];
 
@@ -38,7 +40,10 @@
     alerts: new Map(), // event id -> alert entry
     areas: {}, // name -> {nation, rings: [[[lat, lon]]]}
     view: { ...HOME },
-    dirty: true,
+    // what changed since the last redraw (each redraw touches only that)
+    changedTracks: new Set(),
+    pendingLog: [],
+    redraw: { view: true, areas: true, sensors: true, counts: true },
   };
 
   const px = (lon) => (lon - LIMITS.lonMin) * X_SCALE;
@@ -68,10 +73,12 @@
   function include(lon, lat) {
     const v = state.view;
     const pad = 1.5;
+    const before = `${v.lonMin} ${v.lonMax} ${v.latMin} ${v.latMax}`;
     if (lon - pad < v.lonMin) v.lonMin = Math.max(LIMITS.lonMin, lon - pad);
     if (lon + pad > v.lonMax) v.lonMax = Math.min(LIMITS.lonMax, lon + pad);
     if (lat - pad < v.latMin) v.latMin = Math.max(LIMITS.latMin, lat - pad);
     if (lat + pad > v.latMax) v.latMax = Math.min(LIMITS.latMax, lat + pad);
+    if (`${v.lonMin} ${v.lonMax} ${v.latMin} ${v.latMax}` !== before) state.redraw.view = true;
   }
 
   function markerRadius() {
@@ -90,7 +97,7 @@
   async function loadAreas() {
     const response = await fetch("/areas.json");
     state.areas = (await response.json()).areas;
-    state.dirty = true;
+    state.redraw.areas = true;
   }
 
   function drawAreas() {
@@ -113,9 +120,10 @@
   function track(key) {
     let t = state.tracks.get(key);
     if (!t) {
-      t = { key, launch: null, points: [], ended: null, impact: null };
+      t = { key, launch: null, points: [], ended: null, impact: null, g: null, gi: null };
       state.tracks.set(key, t);
     }
+    state.changedTracks.add(key);
     return t;
   }
 
@@ -164,6 +172,7 @@
         areas: p.affected_areas, text: p.text, at: h.measured_at, sensor: h.sensor_id, closed: p.msg_type === "CANCEL" ? "cancel" : null,
       });
       renderAlerts();
+      state.redraw.areas = true;
       return `${p.msg_type} ${p.level} ${p.affected_areas.join(", ")}: ${p.text}`;
     },
     track_end(h, p) {
@@ -172,6 +181,7 @@
     },
     sensor_status(h, p) {
       state.sensors.set(h.sensor_id, { lon: p.site.lon_deg, lat: p.site.lat_deg, health: p.health, range_m: p.max_range_m });
+      state.redraw.sensors = true;
       return `${p.health}, range ${(p.max_range_m / 1000).toFixed(0)} km`;
     },
   };
@@ -190,8 +200,9 @@
     if (kind !== "sensor_status") state.keys.add(h.correlation_key);
     state.counts[kind] += 1;
     const summary = handlers[kind](h, event.payload);
-    log(kind, h, summary);
-    state.dirty = true;
+    state.pendingLog.push([kind, h, summary]);
+    if (state.pendingLog.length > 2 * MAX_LOG) state.pendingLog.splice(0, state.pendingLog.length - MAX_LOG);
+    state.redraw.counts = true;
   }
 
   // ------------------------------------------------------------------ drawing
@@ -211,33 +222,48 @@
     return out.join(" ");
   }
 
-  function drawTracks() {
-    const r = markerRadius();
-    layers.tracks.replaceChildren();
-    layers.impacts.replaceChildren();
-    for (const t of state.tracks.values()) {
-      const g = el("g", { class: t.ended ? "track ended" : "track", "data-key": t.key }, layers.tracks);
-      title(g, `${t.key}${t.launch ? " " + t.launch.cls : ""}${t.ended ? " (" + t.ended + ")" : ""}`);
-      const pts = t.points.map(([, lon, lat]) => pt(lon, lat));
-      if (t.launch) pts.unshift(pt(t.launch.lon, t.launch.lat));
-      if (pts.length > 1) el("polyline", { class: "track-line", points: pts.join(" ") }, g);
-      if (t.points.length) {
-        const [, lon, lat] = t.points[t.points.length - 1];
-        el("circle", { class: "track-head", cx: px(lon), cy: py(lat), r: r * 0.8 }, g);
-      }
-      if (t.launch) el("circle", { class: "launch", cx: px(t.launch.lon), cy: py(t.launch.lat), r }, g);
-      if (t.impact) {
-        const i = t.impact;
-        const gi = el("g", { class: "impact", "data-key": t.key }, layers.impacts);
-        title(gi, `${t.key}: impact ${fmtLatLon({ lat_deg: i.lat, lon_deg: i.lon })} at ${fmtTime(i.time)}; ` +
-          `1σ ${(i.ellipse.semi_major_m / 1000).toFixed(1)} × ${(i.ellipse.semi_minor_m / 1000).toFixed(1)} km` +
-          (i.areas.length ? `; ${i.areas.join(", ")}` : ""));
-        el("polygon", { class: "impact-ellipse", points: ellipsePoints(i.lon, i.lat, i.ellipse) }, gi);
-        const x = px(i.lon);
-        const y = py(i.lat);
-        el("path", { class: "impact-cross", d: `M${x - r},${y - r}L${x + r},${y + r}M${x - r},${y + r}L${x + r},${y - r}` }, gi);
-      }
+  function drawTrack(t, r) {
+    const g = el("g", { class: t.ended ? "track ended" : "track", "data-key": t.key });
+    title(g, `${t.key}${t.launch ? " " + t.launch.cls : ""}${t.ended ? " (" + t.ended + ")" : ""}`);
+    const pts = t.points.map(([, lon, lat]) => pt(lon, lat));
+    if (t.launch) pts.unshift(pt(t.launch.lon, t.launch.lat));
+    if (pts.length > 1) el("polyline", { class: "track-line", points: pts.join(" ") }, g);
+    if (t.points.length) {
+      const [, lon, lat] = t.points[t.points.length - 1];
+      el("circle", { class: "track-head", cx: px(lon), cy: py(lat), r: r * 0.8 }, g);
     }
+    if (t.launch) el("circle", { class: "launch", cx: px(t.launch.lon), cy: py(t.launch.lat), r }, g);
+    place(t, "g", g, layers.tracks);
+    if (!t.impact) return;
+    const i = t.impact;
+    const gi = el("g", { class: "impact", "data-key": t.key });
+    title(gi, `${t.key}: impact ${fmtLatLon({ lat_deg: i.lat, lon_deg: i.lon })} at ${fmtTime(i.time)}; ` +
+      `1σ ${(i.ellipse.semi_major_m / 1000).toFixed(1)} × ${(i.ellipse.semi_minor_m / 1000).toFixed(1)} km` +
+      (i.areas.length ? `; ${i.areas.join(", ")}` : ""));
+    const wide = i.ellipse.semi_major_m > FILLED_ELLIPSE_MAX_M ? " wide" : "";
+    el("polygon", { class: "impact-ellipse" + wide, points: ellipsePoints(i.lon, i.lat, i.ellipse) }, gi);
+    const x = px(i.lon);
+    const y = py(i.lat);
+    el("path", { class: "impact-cross", d: `M${x - r},${y - r}L${x + r},${y + r}M${x - r},${y + r}L${x + r},${y - r}` }, gi);
+    place(t, "gi", gi, layers.impacts);
+  }
+
+  function place(t, slot, node, layer) {
+    if (t[slot] && t[slot].parentNode === layer) t[slot].replaceWith(node);
+    else layer.appendChild(node);
+    t[slot] = node;
+  }
+
+  // Only the tracks that changed, or all of them when the view (and so the marker size) changed.
+  function drawTracks(all) {
+    const r = markerRadius();
+    if (all) {
+      layers.tracks.replaceChildren();
+      layers.impacts.replaceChildren();
+    }
+    const keys = all ? state.tracks.keys() : state.changedTracks;
+    for (const key of keys) drawTrack(state.tracks.get(key), r);
+    state.changedTracks = new Set();
   }
 
   function drawSensors() {
@@ -252,14 +278,14 @@
   }
 
   function render() {
-    if (state.dirty) {
-      state.dirty = false;
-      setView();
-      drawAreas();
-      drawSensors();
-      drawTracks();
-      renderCounts();
-    }
+    const redraw = state.redraw;
+    state.redraw = { view: false, areas: false, sensors: false, counts: false };
+    if (redraw.view) setView();
+    if (redraw.areas) drawAreas();
+    if (redraw.sensors || redraw.view) drawSensors();
+    if (redraw.view || state.changedTracks.size) drawTracks(redraw.view);
+    if (redraw.counts) renderCounts();
+    if (state.pendingLog.length) flushLog();
   }
 
   // ------------------------------------------------------------------ panels
@@ -298,8 +324,7 @@
     }
   }
 
-  function log(kind, h, summary) {
-    const list = $("log");
+  function logEntry(kind, h, summary) {
     const li = document.createElement("li");
     li.dataset.eventId = h.event_id;
     li.dataset.key = h.correlation_key;
@@ -313,7 +338,17 @@
     k.textContent = kind;
     const who = kind === "sensor_status" ? h.sensor_id : `${h.correlation_key} ${h.sensor_id}`;
     li.append(when, k, document.createTextNode(` ${who}: ${summary}`));
-    list.prepend(li);
+    return li;
+  }
+
+  // The newest entries arrived since the last redraw, newest first, at most MAX_LOG kept.
+  function flushLog() {
+    const list = $("log");
+    const fresh = state.pendingLog.slice(-MAX_LOG);
+    state.pendingLog = [];
+    const fragment = document.createDocumentFragment();
+    for (let i = fresh.length - 1; i >= 0; i--) fragment.appendChild(logEntry(...fresh[i]));
+    list.prepend(fragment);
     while (list.childElementCount > MAX_LOG) list.lastElementChild.remove();
   }
 
@@ -411,7 +446,6 @@
   window.trilink.source = source;
   Promise.all([loadHealth(), loadLand(), loadAreas()]).finally(() => {
     window.trilink.ready = true;
-    state.dirty = true;
   });
   pollLatency();
   // A timer rather than requestAnimationFrame: a page in a background tab keeps its picture
