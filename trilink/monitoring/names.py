@@ -28,8 +28,8 @@ class MetricFamily:
     type: MetricType
     labels: tuple[str, ...]
     help: str
-    #: Which side exposes it (``ally`` service or sensor ``producer``).
-    exposed_by: Literal["ally", "producer"]
+    #: Which side exposes it (``ally`` service, sensor ``producer`` or the US ``hub``).
+    exposed_by: Literal["ally", "producer", "hub"]
 
     def series_names(self) -> tuple[str, ...]:
         """The names of the samples Prometheus stores for this family."""
@@ -44,6 +44,12 @@ ALLIES: tuple[str, ...] = tuple(n.value for n in Nation)
 KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
 #: Hops an ally service measures (``sensor_to_send`` is the producer's and not exported).
 ALLY_HOPS: tuple[str, ...] = ("send_to_append", "append_to_receive", "receive_to_deliver", "end_to_end")
+#: Hops an ally measures only in the hub topology, from the hub's headers: ingest append -> hub
+#: received (``append_to_hub``) and hub received -> feed append (``hub_to_append``).
+ALLY_HUB_HOPS: tuple[str, ...] = ("append_to_hub", "hub_to_append")
+#: Hops the hub measures itself: sensor send -> ingest append, ingest append -> hub received
+#: (feed ``none``), and per feed hub received -> the feed write acknowledged (``hub_to_ack``).
+HUB_HOPS: tuple[str, ...] = ("send_to_append", "append_to_hub", "hub_to_ack")
 #: Downstream channels of an ally service, plus ``none`` for hops measured before fan-out.
 CHANNELS: tuple[str, ...] = ("kafka", "sse", "audit")
 NO_CHANNEL = "none"
@@ -156,6 +162,68 @@ PRODUCER_SEND_LATENCY = MetricFamily(
     ("kind",),
     "Producer send to broker acknowledgement.",
     "producer",
+)
+
+# --- the US hub (hub topology) ----------------------------------------------------------
+
+HUB_HOP_LATENCY = MetricFamily(
+    "trilink_hub_hop_latency_seconds",
+    "histogram",
+    ("hop", "feed"),
+    "Latency of one hop of a record through the US hub (feed none: before fan-out).",
+    "hub",
+)
+HUB_RECORDS_RECEIVED = MetricFamily(
+    "trilink_hub_records_received_total",
+    "counter",
+    ("nation", "kind"),
+    "Valid records the hub read from a nation's ingest topic.",
+    "hub",
+)
+HUB_RECORDS_RELEASED = MetricFamily(
+    "trilink_hub_records_released_total",
+    "counter",
+    ("feed", "kind"),
+    "Records the hub wrote to an ally's feed, acknowledged by the broker.",
+    "hub",
+)
+HUB_RECORDS_WITHHELD = MetricFamily(
+    "trilink_hub_records_withheld_total",
+    "counter",
+    ("feed", "kind"),
+    "Valid records the hub did not release to an ally's feed (sharing policy or producer marking).",
+    "hub",
+)
+HUB_DEAD_LETTERS = MetricFamily(
+    "trilink_hub_dead_letters_total",
+    "counter",
+    ("reason",),
+    "Records the hub could not route, sent to the dead-letter topic.",
+    "hub",
+)
+HUB_DELIVERY_FAILURES = MetricFamily(
+    "trilink_hub_delivery_failures_total",
+    "counter",
+    ("reason",),
+    "Feed or dead-letter writes that failed (the hub reads again from the last durable point).",
+    "hub",
+)
+HUB_CONSUMER_LAG_RECORDS = MetricFamily(
+    "trilink_hub_consumer_lag_records",
+    "gauge",
+    ("topic",),
+    "Records not yet read by the hub, per ingest topic.",
+    "hub",
+)
+#: The hub's families (kept out of :data:`FAMILIES`, which the direct topology's checks enumerate).
+HUB_FAMILIES: tuple[MetricFamily, ...] = (
+    HUB_HOP_LATENCY,
+    HUB_RECORDS_RECEIVED,
+    HUB_RECORDS_RELEASED,
+    HUB_RECORDS_WITHHELD,
+    HUB_DEAD_LETTERS,
+    HUB_DELIVERY_FAILURES,
+    HUB_CONSUMER_LAG_RECORDS,
 )
 
 #: Every family, in exposition order.
