@@ -29,6 +29,7 @@ from pydantic import (
 from producers.areas import AreaMap, default_areas
 from producers.catalog import Catalog, SensorSpec, default_catalog, format_validation_error
 from producers.errors import ScenarioError, TrajectoryError
+from producers.national import NationalSetup, with_national_products
 from producers.sensors import Draft, SensorModel, SimContext
 from producers.trajectory import Flight, FlightRequest, MissileClass, Profile, fly
 from schemas.models import EventHeader, WarningEvent
@@ -195,7 +196,9 @@ def simulate(
     areas: AreaMap | None = None,
     policy: SharingPolicy | None = None,
 ) -> Iterator[ScheduledEvent]:
-    """Every event of the scenario, in emit-time order (ties: sensor id, then key, then order).
+    """Every event of the scenario, in emit-time order (ties: sensor id, then key, then order):
+    the sensors' own events, and each nation's fused tracks and alerts
+    (:mod:`producers.national`).
 
     Pure and deterministic: randomness comes from generators seeded with the scenario seed and
     the names of the sensor and launch, so adding a sensor does not change another's events.
@@ -236,16 +239,31 @@ def simulate(
                 )
             )
     merged = heapq.merge(*streams, key=lambda d: (d.emit_offset_s, d.sensor.id, d.correlation_key, d.order))
+    setup = NationalSetup(
+        start_time=scenario.start_time,
+        duration_s=scenario.duration_s,
+        seed=scenario.seed,
+        exercise=scenario.exercise,
+        prediction_interval_s=scenario.prediction_interval_s,
+        areas=areas,
+        policy=policy,
+    )
     sequences: dict[str, int] = {}
-    for draft in merged:
-        seq = sequences.get(draft.sensor.id, 0)
-        sequences[draft.sensor.id] = seq + 1
+    for draft in with_national_products(merged, setup):
+        # a sensor's event, or a product of a nation's fusion cell or alert authority
+        source, nation = (
+            (draft.sensor.id, draft.sensor.nation)
+            if isinstance(draft, Draft)
+            else (draft.source_id, draft.nation)
+        )
+        seq = sequences.get(source, 0)
+        sequences[source] = seq + 1
         header = EventHeader(
             event_id=draft.event_id,
             correlation_key=draft.correlation_key,
-            sensor_id=draft.sensor.id,
-            sensor_nation=draft.sensor.nation,
-            releasable_to=policy.releasable_to(draft.sensor.nation, draft.payload.KIND),
+            sensor_id=source,
+            sensor_nation=nation,
+            releasable_to=policy.releasable_to(nation, draft.payload.KIND),
             sequence=seq,
             measured_at=ctx.at(draft.measured_offset_s),
             emitted_at=ctx.at(draft.emit_offset_s),

@@ -15,7 +15,7 @@ it sees the missile only where geometry allows:
 Detection needs ``detection_delay_s`` of visibility (search, confirmation). From then on the
 sensor emits, each ``processing_delay_s`` after its measurement: one launch detection, track
 updates at every scan that sees the missile, impact predictions propagated ballistically from
-its own noisy track, alerts when a prediction touches a nation's area, and a track end when the
+its own noisy track, and a track end when the
 missile comes down while tracked (IMPACTED) or leaves its view (LOST).
 
 Track errors are modelled statistically rather than with a filter: the reported state is the
@@ -49,17 +49,12 @@ from producers.geometry import (
     Vec3,
     enu_basis,
     from_model,
-    great_circle_m,
-    initial_azimuth_deg,
     look_angles,
     to_model,
 )
 from producers.trajectory import Flight, minimum_energy_range_m, predict_ballistic
+from producers.uncertainty import impact_ellipse
 from schemas.models import (
-    Alert,
-    AlertLevel,
-    AlertMsgType,
-    AlertStatus,
     EnuVelocity,
     EventPayload,
     FlightPhase,
@@ -87,6 +82,12 @@ TERMINAL_ALT_M = 100_000.0
 IR_DRIFT_PER_ALTITUDE = 1.0
 #: Space IR, one satellite: the plume is assumed at this multiple of the cloud-top altitude.
 IR_MONO_ALT_FACTOR = 2.0
+
+
+def launch_time_sigma_s(first_sight_s: float) -> float:
+    """1-sigma error of a launch time back-extrapolated from a first sight ``first_sight_s`` after
+    launch, s (ASSUMPTION: 1 s plus 5 % of the extrapolation)."""
+    return 1.0 + 0.05 * first_sight_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +156,6 @@ def estimate_class(speed_m_s: float, radius_m: float) -> MissileClass:
     if reach_m < 5_500e3:
         return MissileClass.IRBM
     return MissileClass.ICBM
-
-
-@dataclass(slots=True)
-class _AlertState:
-    last_id: uuid.UUID | None = None
-    areas: tuple[str, ...] = ()
-    level: AlertLevel | None = None
-    pending: tuple[tuple[str, ...], AlertLevel | None] | None = None
 
 
 @dataclass
@@ -263,7 +256,7 @@ class SensorModel:
         announced = False  # the launch detection went out (once per flight)
         n_updates = 0
         last_prediction = -math.inf
-        alert = _AlertState()
+        launch: LaunchDetection | None = None  # this sensor's own launch estimate
         k = k0
         while True:
             t = scan_phase_s + k * interval - launch_offset_s  # flight time of this scan
@@ -282,7 +275,8 @@ class SensorModel:
                 detected, n_updates = True, 0
                 if not announced:
                     announced = True
-                    yield emitter.draft(t, self._launch_detection(flight, launch_offset_s, t, rng, ctx), ctx)
+                    launch = self._launch_detection(flight, launch_offset_s, t, rng, ctx)
+                    yield emitter.draft(t, launch, ctx)
             if visible:
                 n_updates += 1
                 last_seen = t
@@ -296,14 +290,9 @@ class SensorModel:
                     and t - last_prediction >= ctx.prediction_interval_s
                 ):
                     last_prediction = t
-                    prediction = self._impact_prediction(flight, launch_offset_s, m, ctx)
+                    prediction = self._impact_prediction(flight, launch_offset_s, m, ctx, launch)
                     if prediction is not None:
                         yield emitter.draft(t, prediction, ctx)
-                        change = _alert_change(alert, prediction, ctx)
-                        if change is not None:
-                            yield emitter.draft(t, change, ctx)
-                            if change.msg_type is not AlertMsgType.CANCEL:
-                                alert.last_id = emitter.last_id
                 continue
             assert last_seen is not None
             if t >= flight.flight_time_s and last_seen >= flight.flight_time_s - lost_after_s:
@@ -335,8 +324,7 @@ class SensorModel:
     ) -> LaunchDetection:
         spec = self.spec
         lat, lon, sigma_m = self._launch_point(flight, t, rng)
-        sigma_t = 1.0 + 0.05 * t
-        launch_t = min(t, rng.gauss(0.0, sigma_t))
+        launch_t = min(t, rng.gauss(0.0, launch_time_sigma_s(t)))
         pos, vel = flight.model_state_at(t)
         boosting = t < flight.burnout_time_s
         cls = MissileClass.UNKNOWN if boosting else estimate_class(_norm(vel), _norm(pos))
@@ -455,10 +443,16 @@ class SensorModel:
         )
 
     def _impact_prediction(
-        self, flight: Flight, launch_offset_s: float, m: Measurement, ctx: SimContext
+        self,
+        flight: Flight,
+        launch_offset_s: float,
+        m: Measurement,
+        ctx: SimContext,
+        launch: LaunchDetection | None,
     ) -> ImpactPrediction | None:
+        """An impact predicted from this sensor's own track, with its launch estimate (not the
+        true launch time) and the ellipse of :func:`producers.uncertainty.impact_ellipse`."""
         t, pos, vel = m.t_s, m.position_m, m.velocity_m_s
-        sig_p, sig_v = m.position_sigma_m, m.velocity_sigma_m_s
         result = predict_ballistic(pos, vel)
         if result is None:
             return None
@@ -467,25 +461,29 @@ class SensorModel:
         touched = ctx.areas.areas_touched(ground)
         at_impact = ctx.areas.areas_at((lat, lon))
         overflown = [a for a in touched if a not in at_impact]
-        # along-track error grows with the velocity error times the time to go (range is
-        # about twice as sensitive as cross-range); while the motor still burns, the unknown
-        # remaining thrust dominates: add half the distance still to be flown.
-        t_go = result.time_to_impact_s
-        cross = math.hypot(sig_p, sig_v * t_go)
-        along = 2.0 * cross
-        if t < flight.burnout_time_s:
-            here_lat, here_lon, _ = from_model(pos)
-            remaining_m = great_circle_m(here_lat, here_lon, lat, lon)
-            along += 0.5 * remaining_m * (1.0 - t / flight.burnout_time_s) + 10_000.0
-            cross += 0.1 * remaining_m * (1.0 - t / flight.burnout_time_s)
-        last_lat, last_lon, _ = from_model(result.path_m[max(0, len(result.path_m) - 2)])
-        heading = initial_azimuth_deg(last_lat, last_lon, lat, lon) % 180.0
+        now = ctx.at(launch_offset_s + t)
+        ellipse = impact_ellipse(
+            pos,
+            vel,
+            m.position_sigma_m,
+            m.velocity_sigma_m_s,
+            result,
+            boosting=t < flight.burnout_time_s,
+            launch_point=None
+            if launch is None
+            else (launch.launch_point.lat_deg, launch.launch_point.lon_deg),
+            launch_point_sigma_m=0.0 if launch is None else launch.launch_point_sigma_m,
+            elapsed_s=t if launch is None else (now - launch.launch_time).total_seconds(),
+            elapsed_sigma_s=launch_time_sigma_s(t),
+        )
         return ImpactPrediction(
             impact_point=GeoPoint(lat_deg=lat, lon_deg=_wrap(lon), alt_m=0.0),
-            impact_time=ctx.at(launch_offset_s + t + t_go),
-            launch_time=ctx.at(launch_offset_s),
+            impact_time=ctx.at(launch_offset_s + t + result.time_to_impact_s),
+            launch_time=None if launch is None else launch.launch_time,
             ellipse=UncertaintyEllipse(
-                semi_major_m=along, semi_minor_m=min(cross, along), orientation_deg=heading
+                semi_major_m=ellipse.semi_major_m,
+                semi_minor_m=ellipse.semi_minor_m,
+                orientation_deg=ellipse.orientation_deg,
             ),
             impact_areas=at_impact,
             overflown_areas=overflown,
@@ -511,87 +509,6 @@ class _Emitter:
         draft = Draft(emit, measured, self.spec, self.key, self.last_id, payload, self.order)
         self.order += 1
         return draft
-
-
-def _alert_change(state: _AlertState, prediction: ImpactPrediction, ctx: SimContext) -> Alert | None:
-    """The alert to issue after a prediction, if any (new, update, or cancel).
-
-    A first alert goes out at once; a change (other areas, other level, or no area any more)
-    must be seen in two predictions in a row, so noise near an area's edge does not flap.
-    """
-    areas = tuple(sorted(set(prediction.impact_areas) | set(prediction.overflown_areas)))
-    level = _level(prediction)
-    if state.last_id is None:
-        if not areas:
-            return None
-        state.areas, state.level, state.pending = areas, level, None
-        return _alert(AlertMsgType.ALERT, level, areas, prediction, references=[], ctx=ctx)
-    if areas == state.areas and level == state.level:
-        state.pending = None
-        return None
-    if state.pending != (areas, level):
-        state.pending = (areas, level)
-        return None
-    previous = [state.last_id]
-    state.pending = None
-    if not areas:
-        cancelled = state.areas
-        state.areas, state.level = (), None
-        state.last_id = None
-        return _alert(
-            AlertMsgType.CANCEL,
-            AlertLevel.ADVISORY,
-            cancelled,
-            prediction,
-            references=previous,
-            ctx=ctx,
-        )
-    state.areas, state.level = areas, level
-    return _alert(
-        AlertMsgType.UPDATE,
-        level or AlertLevel.ADVISORY,
-        areas,
-        prediction,
-        references=previous,
-        ctx=ctx,
-    )
-
-
-def _level(prediction: ImpactPrediction) -> AlertLevel | None:
-    impact, over = set(prediction.impact_areas), set(prediction.overflown_areas)
-    if any(a.endswith("_TERRITORY") for a in impact | over):
-        return AlertLevel.EMERGENCY
-    if impact:
-        return AlertLevel.WARNING
-    if over:
-        return AlertLevel.ADVISORY
-    return None
-
-
-def _alert(
-    msg_type: AlertMsgType,
-    level: AlertLevel | None,
-    areas: tuple[str, ...],
-    prediction: ImpactPrediction,
-    *,
-    references: list[uuid.UUID],
-    ctx: SimContext,
-) -> Alert:
-    when = prediction.impact_time.strftime("%H:%M:%SZ")
-    if msg_type is AlertMsgType.CANCEL:
-        text = "Missile warning cancelled: the predicted path no longer touches these areas."
-    elif prediction.impact_areas:
-        text = f"Missile launch. Predicted impact in {', '.join(prediction.impact_areas)} about {when}."
-    else:
-        text = f"Missile launch. Predicted overflight of {', '.join(areas)}; impact about {when}."
-    return Alert(
-        level=level or AlertLevel.ADVISORY,
-        msg_type=msg_type,
-        status=AlertStatus.EXERCISE if ctx.exercise else AlertStatus.ACTUAL,
-        affected_areas=list(areas),
-        text=text,
-        references=references,
-    )
 
 
 def _dot(a: Vec3, b: Vec3) -> float:

@@ -22,6 +22,7 @@ from producers.detection import (
     triangulate,
 )
 from producers.geometry import EARTH_RADIUS_M, Vec3, horizon_range_m, norm, sub, to_model, unit
+from producers.national import is_national_product
 from producers.scenario import ScheduledEvent, load_scenario, simulate, solve_flights
 from producers.sensors import SensorModel, SimContext
 from schemas.models import LaunchDetection, TrackUpdate
@@ -160,14 +161,15 @@ def _launch_detections(events: list[ScheduledEvent]) -> dict[str, dict[str, floa
     """launch id -> sensor id -> emit time of its launch detection, s after launch."""
     out: dict[str, dict[str, float]] = collections.defaultdict(dict)
     for e in events:
-        if isinstance(e.event.payload, LaunchDetection):
+        if isinstance(e.event.payload, LaunchDetection) and not is_national_product(e.event.header.sensor_id):
             launch_id = e.event.header.correlation_key.rsplit("-", 1)[1]
             out[launch_id][e.event.header.sensor_id] = e.emit_offset_s
     return out
 
 
 def _is_ir(sensor_id: str) -> bool:
-    return default_catalog().get(sensor_id).kind is SensorKind.SPACE_IR
+    # events of the nations' fusion cells and alert authorities come from no catalogued sensor
+    return not is_national_product(sensor_id) and default_catalog().get(sensor_id).kind is SensorKind.SPACE_IR
 
 
 def test_space_infrared_detects_the_single_srbm_within_tens_of_seconds() -> None:

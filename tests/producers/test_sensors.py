@@ -156,7 +156,10 @@ def test_events_survive_the_wire_codec(single: list[ScheduledEvent]) -> None:
 
 
 def test_an_overflight_of_japan_raises_territory_alerts() -> None:
+    # Sensors no longer alert (issue #12): each nation's alert authority does, for its own areas.
     events = list(simulate(load_scenario("irbm_over_japan")))
+    sources = {e.event.header.sensor_id for e in events if isinstance(e.event.payload, Alert)}
+    assert sources == {"JP-ALERT"}
     alerts = [e.event.payload for e in events if isinstance(e.event.payload, Alert)]
     assert any("JP_TERRITORY" in a.affected_areas for a in alerts)
     issued = {a.msg_type for a in alerts}
