@@ -1,6 +1,7 @@
 """Prometheus metrics of one ally service, in its own registry (several services can share a process).
 
-The per-event families (events received, delivered, withheld, duplicates, dead letters and
+Every family is declared once, in the metric contract (:mod:`trilink.monitoring.names`), and
+built from it here. The per-event families (events received, delivered, withheld, duplicates, dead letters and
 the hop latency histogram) are exposed by the service's :class:`consumers.ledger.Ledger`,
 registered in the same registry; this module declares the rest.
 
@@ -8,7 +9,7 @@ Label values are bounded sets: ``ally`` (3 nations), ``kind`` (:class:`schemas.m
 ``hop`` (:data:`trilink.latency.HOPS`), ``channel`` (:data:`CHANNELS` or ``none`` for hops
 before fan-out), ``reason`` (:data:`consumers.errors.DLQ_REASONS` and friends), ``topic`` (the
 two input topics), ``sensor`` (the sensor catalog's ids; any other id on the wire is not
-given a series). Never an event, track or correlation id.
+given a series; :mod:`trilink.roster`). Never an event, track or correlation id.
 
 Every bounded label combination an event can touch is created up front and its child kept
 in a plain dict, so the hot path costs one dict lookup per series (no ``labels()`` call, no
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 
-from consumers.ledger import CHANNELS, NO_CHANNEL
+from trilink.monitoring import names as n
+from trilink.monitoring.names import CHANNELS, NO_CHANNEL
+from trilink.roster import sensor_ids
 
 # A process-wide switch in prometheus_client (read at collect time); every registry of an
 # ally service process is served without _created samples.
@@ -41,69 +44,22 @@ class AllyMetrics:
         sensors: Iterable[str] | None = None,
         input_topics: Iterable[str] = (),
     ) -> None:
-        """``sensors``: ids allowed as ``sensor`` label (default: the shipped sensor catalog);
+        """``sensors``: ids allowed as ``sensor`` label (default: the shipped catalogue's, :func:`trilink.roster.sensor_ids`);
         ``input_topics``: topics whose lag gauge starts at 0 before the first assignment."""
         self.ally = ally
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.subscriber_drops = Counter(
-            "trilink_ally_subscriber_drops_total",
-            "Events dropped for a slow live subscriber (its bounded queue was full; oldest dropped).",
-            ["ally", "channel"],
-            registry=r,
-        )
-        self.subscriber_disconnects = Counter(
-            "trilink_ally_subscriber_disconnects_total",
-            "Live subscribers removed, by reason (closed by the client, write timeout, shutdown).",
-            ["ally", "channel", "reason"],
-            registry=r,
-        )
-        self.delivery_failures = Counter(
-            "trilink_ally_delivery_failures_total",
-            "Batches whose fan-out failed and was retried, by channel and reason.",
-            ["ally", "channel", "reason"],
-            registry=r,
-        )
-        self.rebalances = Counter(
-            "trilink_ally_rebalances_total",
-            "Partition assignment changes seen by this instance.",
-            ["ally", "event"],
-            registry=r,
-        )
-        self.sse_subscribers = Gauge(
-            "trilink_ally_sse_subscribers",
-            "Connected Server-Sent-Events subscribers.",
-            ["ally"],
-            registry=r,
-        )
-        self.lag_records = Gauge(
-            "trilink_ally_consumer_lag_records",
-            "Records not yet read, summed over this instance's partitions of a topic (end offset - position).",
-            ["ally", "topic"],
-            registry=r,
-        )
-        self.lag_seconds = Gauge(
-            "trilink_ally_consumer_lag_seconds",
-            "When records are waiting: now minus the broker append time of the last record processed; else 0.",
-            ["ally"],
-            registry=r,
-        )
-        self.dedup_window_ids = Gauge(
-            "trilink_ally_dedup_window_ids",
-            "Event ids currently held by the de-duplication window.",
-            ["ally"],
-            registry=r,
-        )
-        self.sensor_last_seen = Gauge(
-            "trilink_ally_sensor_last_seen_timestamp_seconds",
-            "Unix time the ally last received a sensor_status event from that sensor (releasable to it).",
-            ["ally", "sensor"],
-            registry=r,
-        )
+        self.subscriber_drops = n.counter(n.ALLY_SUBSCRIBER_DROPS, r)
+        self.subscriber_disconnects = n.counter(n.ALLY_SUBSCRIBER_DISCONNECTS, r)
+        self.delivery_failures = n.counter(n.ALLY_DELIVERY_FAILURES, r)
+        self.rebalances = n.counter(n.ALLY_REBALANCES, r)
+        self.sse_subscribers = n.gauge(n.ALLY_SSE_SUBSCRIBERS, r)
+        self.lag_records = n.gauge(n.ALLY_CONSUMER_LAG_RECORDS, r)
+        self.lag_seconds = n.gauge(n.ALLY_CONSUMER_LAG_SECONDS, r)
+        self.dedup_window_ids = n.gauge(n.ALLY_DEDUP_WINDOW_IDS, r)
+        self.sensor_last_seen = n.gauge(n.ALLY_SENSOR_LAST_SEEN, r)
         if sensors is None:
-            from producers.catalog import default_catalog
-
-            sensors = default_catalog().ids
+            sensors = sensor_ids()
         self._sensor_ids = frozenset(sensors)
         # Created on a sensor's first sighting, not up front: a 0 timestamp would read as
         # "silent since 1970" and fire TrilinkSensorSilent for sensors this ally never hears.

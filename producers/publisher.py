@@ -1,4 +1,5 @@
-"""Sensor producers on Kafka: play a scenario's events onto the warning topics.
+"""Sensor producers on Kafka: play a scenario's events onto the warning topics (hub topology:
+each event onto its sensor nation's ingest topic).
 
 Where an event leaves the simulation and enters the pipeline. Each event is encoded with
 the contract (single-object Avro), keyed by its correlation key (one missile, one
@@ -31,21 +32,22 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from producers.scenario import ScheduledEvent
 from schemas import WarningEvent, encode_event, kafka_headers, message_key
 from schemas.models import Alert, EventKind, Nation, TrackEnd
 from trilink.errors import TrilinkError
 from trilink.latency import (
-    LATENCY_BUCKETS_S,
     PACING_HEADER,
     REALTIME_PACING,
     SENT_NS_HEADER,
     encode_sent_ns,
 )
+from trilink.monitoring import names
 from trilink.platform.clients import producer_config
-from trilink.platform.topics import topic_name
+from trilink.platform.topics import sensor_topic_role, topic_name
+from trilink.settings import get_settings
 
 _STATUS_PREFIX = "STS-"
 
@@ -114,25 +116,9 @@ class ProducerMetrics:
         # prometheus_client's switch is process-wide and read at collect time: no _created
         # series (no rule or dashboard reads them; they double the counter series).
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
-        self.events = Counter(
-            "trilink_producer_events",
-            "Events handed to Kafka and acknowledged by all in-sync replicas.",
-            ["nation", "kind"],
-            registry=registry,
-        )
-        self.send_errors = Counter(
-            "trilink_producer_send_errors",
-            "Events Kafka did not acknowledge, by error reason.",
-            ["kind", "reason"],
-            registry=registry,
-        )
-        self.send_latency = Histogram(
-            "trilink_producer_send_latency_seconds",
-            "Producer send to broker acknowledgement (acks=all).",
-            ["kind"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=registry,
-        )
+        self.events = names.counter(names.PRODUCER_EVENTS, registry)
+        self.send_errors = names.counter(names.PRODUCER_SEND_ERRORS, registry)
+        self.send_latency = names.histogram(names.PRODUCER_SEND_LATENCY, registry)
         # Every bounded combination starts at 0, so rate() sees a run's first events; the
         # children are kept, so an acknowledgement costs no label lookup.
         self.send_latency_by_kind = {kind.value: self.send_latency.labels(kind.value) for kind in EventKind}
@@ -237,6 +223,7 @@ class SensorPublisher:
         client_id: str = "trilink-sensors",
         *,
         producer: Any = None,
+        topology: str | None = None,
         **producer_overrides: Any,
     ) -> None:
         self.registry = registry or CollectorRegistry()
@@ -246,8 +233,13 @@ class SensorPublisher:
 
             producer = KafkaProducer(**producer_config(bootstrap, client_id, **producer_overrides))
         self._producer: Any = producer
-        self._warnings = topic_name("warnings")
-        self._status = topic_name("sensor_status")
+        #: direct: the shared warnings / sensor-status topics; hub: the sensor nation's ingest topic.
+        self.topology = topology or get_settings().topology
+        self._topics = {
+            (nation.value, is_status): topic_name(sensor_topic_role(nation.value, is_status, self.topology))
+            for nation in Nation
+            for is_status in (False, True)
+        }
         self._stop = threading.Event()
         self._partitions: dict[str, dict[bytes, int]] = {}
         self._partition_counts: dict[str, int] = {}
@@ -272,7 +264,7 @@ class SensorPublisher:
         """One event ready for the wire: Avro value, key, partition and CloudEvents headers."""
         event = item.event
         kind = event.kind
-        topic = self._status if kind is EventKind.SENSOR_STATUS else self._warnings
+        topic = self._topics[(event.header.sensor_nation.value, kind is EventKind.SENSOR_STATUS)]
         key = message_key(event)
         headers = kafka_headers(event, f"/trilink/sensors/{event.header.sensor_id}")
         return OutboundEvent(

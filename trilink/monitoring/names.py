@@ -5,14 +5,18 @@ label names. The Prometheus rules (``deploy/prometheus/rules``), their unit test
 Grafana dashboards and the in-process test exporter are all checked against this module, so
 a renamed metric fails a unit test instead of silently emptying a dashboard panel.
 
-The services themselves (``consumers/metrics.py``, the producers) declare their own
-``prometheus_client`` objects; the integration tests scrape them and compare with this list.
+The services build their ``prometheus_client`` objects from these declarations
+(:func:`counter`, :func:`gauge`, :func:`histogram`; the ally's ledger, which collects its own
+samples, takes name, help and labels from here too), so a family's name, type, help and labels
+exist once; the integration tests scrape the services and compare with this list.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.models import EventKind, Nation
 from trilink.latency import LATENCY_BUCKETS_S, PIPELINE_P99_OBJECTIVE_S
@@ -36,6 +40,30 @@ class MetricFamily:
         if self.type == "histogram":
             return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
         return (self.name,)
+
+    @property
+    def base_name(self) -> str:
+        """The name ``prometheus_client`` takes for it (a counter's without ``_total``, which the
+        client appends itself)."""
+        return self.name.removesuffix("_total") if self.type == "counter" else self.name
+
+
+def counter(family: MetricFamily, registry: CollectorRegistry | None) -> Counter:
+    """The ``prometheus_client`` counter of a counter family, registered in ``registry``."""
+    assert family.type == "counter", family.name
+    return Counter(family.base_name, family.help, family.labels, registry=registry)
+
+
+def gauge(family: MetricFamily, registry: CollectorRegistry | None) -> Gauge:
+    """The ``prometheus_client`` gauge of a gauge family, registered in ``registry``."""
+    assert family.type == "gauge", family.name
+    return Gauge(family.name, family.help, family.labels, registry=registry)
+
+
+def histogram(family: MetricFamily, registry: CollectorRegistry | None) -> Histogram:
+    """The ``prometheus_client`` histogram of a latency family (the project's buckets)."""
+    assert family.type == "histogram", family.name
+    return Histogram(family.name, family.help, family.labels, buckets=BUCKETS_S, registry=registry)
 
 
 # --- label value sets (all bounded; never an event, track or correlation id) -------------
@@ -66,7 +94,7 @@ ALLY_HOP_LATENCY = MetricFamily(
     "trilink_ally_hop_latency_seconds",
     "histogram",
     ("ally", "hop", "kind", "channel"),
-    "Latency of one hop of an event on its way to an ally's channel.",
+    "Latency of one hop of an event on its way to an ally's downstream channel.",
     "ally",
 )
 ALLY_EVENTS_RECEIVED = MetricFamily(
@@ -80,35 +108,36 @@ ALLY_EVENTS_DELIVERED = MetricFamily(
     "trilink_ally_events_delivered_total",
     "counter",
     ("ally", "kind", "channel"),
-    "Events handed to a downstream channel.",
+    "Events handed to a downstream channel (kafka: acknowledged; sse: queued for the "
+    "live subscribers; audit: written).",
     "ally",
 )
 ALLY_EVENTS_WITHHELD = MetricFamily(
     "trilink_ally_events_withheld_total",
     "counter",
     ("ally", "kind"),
-    "Valid events not releasable to this ally.",
+    "Valid events not delivered because they are not releasable to this ally.",
     "ally",
 )
 ALLY_DUPLICATES_SUPPRESSED = MetricFamily(
     "trilink_ally_duplicates_suppressed_total",
     "counter",
     ("ally",),
-    "Events dropped by the de-duplication window.",
+    "Events not delivered again because their id is in the de-duplication window.",
     "ally",
 )
 DEAD_LETTERS = MetricFamily(
     "trilink_dead_letters_total",
     "counter",
     ("ally", "reason"),
-    "Records sent to the dead-letter topic.",
+    "Records sent to the dead-letter topic, by reason.",
     "ally",
 )
 ALLY_SUBSCRIBER_DROPS = MetricFamily(
     "trilink_ally_subscriber_drops_total",
     "counter",
     ("ally", "channel"),
-    "Events dropped for a slow live subscriber.",
+    "Events dropped for a slow live subscriber (its bounded queue was full; oldest dropped).",
     "ally",
 )
 ALLY_SSE_SUBSCRIBERS = MetricFamily(
@@ -122,21 +151,53 @@ ALLY_CONSUMER_LAG_RECORDS = MetricFamily(
     "trilink_ally_consumer_lag_records",
     "gauge",
     ("ally", "topic"),
-    "Records not yet read, per input topic.",
+    "Records not yet read, summed over this instance's partitions of a topic (end offset - position).",
     "ally",
 )
 ALLY_CONSUMER_LAG_SECONDS = MetricFamily(
     "trilink_ally_consumer_lag_seconds",
     "gauge",
     ("ally",),
-    "Age of the oldest unprocessed record's append time while records wait; else 0.",
+    "When records are waiting: now minus the broker append time of the last record processed; else 0.",
     "ally",
 )
 ALLY_SENSOR_LAST_SEEN = MetricFamily(
     "trilink_ally_sensor_last_seen_timestamp_seconds",
     "gauge",
     ("ally", "sensor"),
-    "Unix time the ally last received a sensor_status event from that sensor.",
+    "Unix time the ally last received a sensor_status event from that sensor (releasable to it).",
+    "ally",
+)
+
+# Diagnostics of an ally service: exposed too, but only once their event happens (a
+# subscriber leaving, a failed fan-out, a rebalance), so a run need not show them and no rule
+# or dashboard depends on them; they are not in FAMILIES (what every run exposes).
+ALLY_SUBSCRIBER_DISCONNECTS = MetricFamily(
+    "trilink_ally_subscriber_disconnects_total",
+    "counter",
+    ("ally", "channel", "reason"),
+    "Live subscribers removed, by reason (closed by the client, write timeout, shutdown).",
+    "ally",
+)
+ALLY_DELIVERY_FAILURES = MetricFamily(
+    "trilink_ally_delivery_failures_total",
+    "counter",
+    ("ally", "channel", "reason"),
+    "Batches whose fan-out failed and was retried, by channel and reason.",
+    "ally",
+)
+ALLY_REBALANCES = MetricFamily(
+    "trilink_ally_rebalances_total",
+    "counter",
+    ("ally", "event"),
+    "Partition assignment changes seen by this instance.",
+    "ally",
+)
+ALLY_DEDUP_WINDOW_IDS = MetricFamily(
+    "trilink_ally_dedup_window_ids",
+    "gauge",
+    ("ally",),
+    "Event ids currently held by the de-duplication window.",
     "ally",
 )
 
@@ -146,21 +207,21 @@ PRODUCER_EVENTS = MetricFamily(
     "trilink_producer_events_total",
     "counter",
     ("nation", "kind"),
-    "Events the simulated sensors published.",
+    "Events handed to Kafka and acknowledged by all in-sync replicas.",
     "producer",
 )
 PRODUCER_SEND_ERRORS = MetricFamily(
     "trilink_producer_send_errors_total",
     "counter",
     ("kind", "reason"),
-    "Events the producer failed to publish.",
+    "Events Kafka did not acknowledge, by error reason.",
     "producer",
 )
 PRODUCER_SEND_LATENCY = MetricFamily(
     "trilink_producer_send_latency_seconds",
     "histogram",
     ("kind",),
-    "Producer send to broker acknowledgement.",
+    "Producer send to broker acknowledgement (acks=all).",
     "producer",
 )
 
@@ -244,7 +305,15 @@ FAMILIES: tuple[MetricFamily, ...] = (
     PRODUCER_SEND_LATENCY,
 )
 
-FAMILIES_BY_NAME: dict[str, MetricFamily] = {f.name: f for f in FAMILIES}
+#: Families exposed only once their event happens (see above).
+DIAGNOSTIC_FAMILIES: tuple[MetricFamily, ...] = (
+    ALLY_SUBSCRIBER_DISCONNECTS,
+    ALLY_DELIVERY_FAILURES,
+    ALLY_REBALANCES,
+    ALLY_DEDUP_WINDOW_IDS,
+)
+
+FAMILIES_BY_NAME: dict[str, MetricFamily] = {f.name: f for f in FAMILIES + DIAGNOSTIC_FAMILIES}
 
 #: Series Prometheus adds itself to every target; rules and dashboards may use them too.
 SYNTHETIC_SERIES: tuple[str, ...] = (
@@ -285,6 +354,6 @@ ALERTS: tuple[str, ...] = (
 def known_series_names() -> frozenset[str]:
     """Every series name a rule or dashboard query may reference."""
     names: set[str] = set(SYNTHETIC_SERIES) | set(RECORDED_SERIES)
-    for family in FAMILIES:
+    for family in FAMILIES + DIAGNOSTIC_FAMILIES:
         names.update(family.series_names())
     return frozenset(names)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from producers.catalog import default_catalog
 from schemas.errors import DECODE_REASONS
@@ -28,19 +28,6 @@ from trilink.monitoring import names as n
 _HOP_MEDIAN_S = {"send_to_append": 0.0015, "append_to_receive": 0.002, "receive_to_deliver": 0.0003}
 #: Topics an ally service reads (label ``topic`` of the lag gauge).
 INPUT_TOPICS = ("trilink.warnings.v1", "trilink.sensor-status.v1")
-
-
-def _counter(family: n.MetricFamily, registry: CollectorRegistry) -> Counter:
-    # prometheus_client appends _total itself
-    return Counter(family.name.removesuffix("_total"), family.help, family.labels, registry=registry)
-
-
-def _gauge(family: n.MetricFamily, registry: CollectorRegistry) -> Gauge:
-    return Gauge(family.name, family.help, family.labels, registry=registry)
-
-
-def _histogram(family: n.MetricFamily, registry: CollectorRegistry) -> Histogram:
-    return Histogram(family.name, family.help, family.labels, buckets=n.BUCKETS_S, registry=registry)
 
 
 @dataclass(frozen=True)
@@ -63,17 +50,17 @@ class SimulatedAlly:
         self.rng = random.Random(f"{seed}-{ally}")
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.hop_latency = _histogram(n.ALLY_HOP_LATENCY, r)
-        self.received = _counter(n.ALLY_EVENTS_RECEIVED, r)
-        self.delivered = _counter(n.ALLY_EVENTS_DELIVERED, r)
-        self.withheld = _counter(n.ALLY_EVENTS_WITHHELD, r)
-        self.duplicates = _counter(n.ALLY_DUPLICATES_SUPPRESSED, r)
-        self.dead_letters = _counter(n.DEAD_LETTERS, r)
-        self.subscriber_drops = _counter(n.ALLY_SUBSCRIBER_DROPS, r)
-        self.sse_subscribers = _gauge(n.ALLY_SSE_SUBSCRIBERS, r)
-        self.lag_records = _gauge(n.ALLY_CONSUMER_LAG_RECORDS, r)
-        self.lag_seconds = _gauge(n.ALLY_CONSUMER_LAG_SECONDS, r)
-        self.sensor_last_seen = _gauge(n.ALLY_SENSOR_LAST_SEEN, r)
+        self.hop_latency = n.histogram(n.ALLY_HOP_LATENCY, r)
+        self.received = n.counter(n.ALLY_EVENTS_RECEIVED, r)
+        self.delivered = n.counter(n.ALLY_EVENTS_DELIVERED, r)
+        self.withheld = n.counter(n.ALLY_EVENTS_WITHHELD, r)
+        self.duplicates = n.counter(n.ALLY_DUPLICATES_SUPPRESSED, r)
+        self.dead_letters = n.counter(n.DEAD_LETTERS, r)
+        self.subscriber_drops = n.counter(n.ALLY_SUBSCRIBER_DROPS, r)
+        self.sse_subscribers = n.gauge(n.ALLY_SSE_SUBSCRIBERS, r)
+        self.lag_records = n.gauge(n.ALLY_CONSUMER_LAG_RECORDS, r)
+        self.lag_seconds = n.gauge(n.ALLY_CONSUMER_LAG_SECONDS, r)
+        self.sensor_last_seen = n.gauge(n.ALLY_SENSOR_LAST_SEEN, r)
         self.sensors = (
             tuple(sensors) if sensors is not None else tuple(s.id for s in default_catalog().sensors)
         )
@@ -136,9 +123,9 @@ class SimulatedSensors:
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(f"{seed}-sensors")
         self.registry = CollectorRegistry(auto_describe=True)
-        self.events = _counter(n.PRODUCER_EVENTS, self.registry)
-        self.send_errors = _counter(n.PRODUCER_SEND_ERRORS, self.registry)
-        self.send_latency = _histogram(n.PRODUCER_SEND_LATENCY, self.registry)
+        self.events = n.counter(n.PRODUCER_EVENTS, self.registry)
+        self.send_errors = n.counter(n.PRODUCER_SEND_ERRORS, self.registry)
+        self.send_latency = n.histogram(n.PRODUCER_SEND_LATENCY, self.registry)
         for nation in n.ALLIES:
             for kind in n.KINDS:
                 self.events.labels(nation, kind)
