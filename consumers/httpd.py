@@ -38,6 +38,9 @@ from schemas.models import EventKind
 DEFAULT_WRITE_TIMEOUT_S = 10.0
 #: Seconds between keep-alive comments on an idle stream.
 DEFAULT_KEEPALIVE_S = 1.0
+#: Seconds one ``/latency`` answer is reused: each open page asks once a second, and building the
+#: rows folds and merges the ledger's histograms under the lock its consumer loop folds with.
+LATENCY_REUSE_S = 0.5
 
 
 @dataclass
@@ -92,8 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
             healthy, detail = self.server.context.health()
             self._reply(200 if healthy else 503, "application/json", json.dumps(detail).encode())
         elif parts.path == "/latency" and self.server.context.latency is not None:
-            rows = self.server.context.latency()
-            self._reply(200, "application/json", json.dumps({"rows": rows}).encode(), cache=False)
+            body = self.server.latency_json(self.server.context.latency)
+            self._reply(200, "application/json", body, cache=False)
         else:
             self._page(parts.path)
 
@@ -165,6 +168,18 @@ class AllyHttpServer(ThreadingHTTPServer):
         self.context = context
         super().__init__((host, port), _Handler)
         self._thread: threading.Thread | None = None
+        self._latency_lock = threading.Lock()
+        self._latency: tuple[float, bytes] = (float("-inf"), b"")
+
+    def latency_json(self, rows: Callable[[], list[dict[str, Any]]]) -> bytes:
+        """``{"rows": rows()}`` as JSON, one answer reused for :data:`LATENCY_REUSE_S`."""
+        with self._latency_lock:
+            made, body = self._latency
+            now = time.monotonic()
+            if now - made >= LATENCY_REUSE_S:
+                body = json.dumps({"rows": rows()}).encode()
+                self._latency = (now, body)
+            return body
 
     @property
     def port(self) -> int:
