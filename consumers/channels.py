@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from consumers.audit import AuditLog
@@ -295,10 +295,16 @@ class SseChannel:
                 ledger.sample(series.end_to_end["sse"], written_ns - item.sent_ns)
 
 
+class DeadLetterCounter(Protocol):
+    """Where :class:`DeadLetters` counts what it sent (an ally's :class:`Ledger`, the hub's ledger)."""
+
+    def dead_letter(self, reason: str) -> None: ...
+
+
 class DeadLetters:
     """Writes refused records to the dead-letter topic, reduced when they could not be sent whole."""
 
-    def __init__(self, producer: ProducerPort, topic: str, ally: str, ledger: Ledger) -> None:
+    def __init__(self, producer: ProducerPort, topic: str, ally: str, ledger: DeadLetterCounter) -> None:
         self._producer = producer
         self.topic = topic
         self._ally = ally

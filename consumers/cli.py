@@ -17,9 +17,9 @@ from consumers.sse import DEFAULT_QUEUE_SIZE
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "ally",
-        help="run an ally's service: filter the shared warnings and fan them out (Kafka, SSE, audit)",
+        help="run an ally's service: filter its warnings and fan them out (Kafka, SSE, audit)",
         description=(
-            "Consume the shared warning topics in the ally's consumer group, deliver what the "
+            "Consume the shared warning topics (hub topology: its own feed) in the ally's consumer group, deliver what the "
             "sharing policy releases to it on its Kafka topic, a live SSE stream (/stream) and an "
             "audit file, serve /metrics and /healthz. Stops cleanly on SIGTERM or SIGINT."
         ),
@@ -59,6 +59,77 @@ def register(subparsers: Any) -> None:
         help="events queued per live subscriber (drop-oldest)",
     )
     parser.set_defaults(handler=handler)
+
+    hub = subparsers.add_parser(
+        "hub",
+        help="run the US hub (hub topology): release each nation's ingest records to the allies' feeds",
+        description=(
+            "Consume every nation's ingest topic in the hub's consumer group, apply the sharing "
+            "policy per kind and write each releasable record to the feed of every ally it is "
+            "released to (same key, partition and headers, plus the hub's hop timestamps); "
+            "dead-letter what cannot be routed; serve /metrics and /healthz. At-least-once: "
+            "ingest offsets are committed once every feed write under them is acknowledged. "
+            "Stops cleanly on SIGTERM or SIGINT."
+        ),
+    )
+    hub.add_argument(
+        "--http-port", type=int, default=0, help="HTTP port for /metrics, /healthz (0 = any free port)"
+    )
+    hub.add_argument("--no-http", action="store_true", help="serve no HTTP")
+    hub.add_argument("--group", default=None, help="consumer group (default trilink-hub)")
+    hub.add_argument("--instance-id", default=None, help="name of this instance (client id)")
+    hub.add_argument(
+        "--route-on-headers",
+        action="store_true",
+        help="route on the validated CloudEvents headers and the ingest topic's nation without "
+        "decoding the Avro body (cheaper; a mislabelled kind is then caught only at the ally)",
+    )
+    hub.add_argument(
+        "--from-earliest", action="store_true", help="a new group starts at the ingest topics' beginning"
+    )
+    hub.set_defaults(handler=hub_handler)
+
+
+def hub_handler(args: argparse.Namespace) -> int:
+    from consumers.hub import HubService
+    from trilink.platform.connection import bootstrap_servers
+    from trilink.runtime import tune_gc
+
+    service = HubService(
+        bootstrap_servers(),
+        group_id=args.group,
+        instance_id=args.instance_id,
+        http_port=None if args.no_http else args.http_port,
+        verify_body=not args.route_on_headers,
+        offset_reset="earliest" if args.from_earliest else "latest",
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        service.request_stop()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        tune_gc()
+        mode = "headers" if args.route_on_headers else "decoded body"
+        print(
+            f"trilink hub: group {service.group_id}, instance {service.instance_id}, routing on the {mode}, "
+            f"reading {', '.join(service.input_topics)}",
+            flush=True,
+        )
+        if service.http_port is not None:
+            print(f"http_port={service.http_port}", flush=True)
+        while not stop.wait(0.5) and service.running:
+            pass
+    finally:
+        service.stop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    service.raise_if_failed()
+    print("trilink hub: stopped cleanly", file=sys.stderr)
+    return 0
 
 
 def handler(args: argparse.Namespace) -> int:

@@ -45,6 +45,13 @@ class UnparseableRecordError(WireDecodeError):
     REASON = "unparseable_batch"
 
 
+class NationMismatchError(WireDecodeError):
+    """The hub read a record on one nation's ingest topic whose body names another sensor
+    nation: the topic is what the broker authenticated, so the record is not routed."""
+
+    REASON = "nation_mismatch"
+
+
 #: Reason for a failure no contract error describes (a bug, not bad input).
 UNEXPECTED_REASON = "unexpected"
 
@@ -63,6 +70,10 @@ DLQ_REASONS: frozenset[str] = (
     }
     | {UNEXPECTED_REASON}
 )
+
+
+#: Every reason the hub dead-letters a record for (the allies' plus the ingest topic's nation check).
+HUB_DLQ_REASONS: frozenset[str] = DLQ_REASONS | {NationMismatchError.REASON}
 
 
 class ChannelDeliveryError(DeliveryError):

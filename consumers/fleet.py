@@ -1,4 +1,6 @@
-"""The three ally services as subprocesses, one each, driven from one parent.
+"""The three ally services as subprocesses, one each, driven from one parent; in the hub
+topology (``TRILINK_TOPOLOGY=hub``) the US hub (:mod:`consumers.hub`) runs as a fourth
+process, started and ready before the allies.
 
 Used by ``trilink run`` and ``trilink loadtest``. Subprocesses, not threads: each service
 decodes, checks policy and produces in Python, so three of them (plus the sensors) in one
@@ -20,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumers.hub import HubReport
 from consumers.ledger import AllyReport
 from trilink.errors import TrilinkError
+from trilink.settings import get_settings
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -67,6 +71,43 @@ def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> Non
     conn.send(("report", service.report()))
 
 
+def _serve_hub(bootstrap: str, options: dict[str, Any], conn: Any) -> None:
+    """Child process: run the US hub until the parent says ``stop``, then send its report."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from trilink.logs import setup_logging
+
+    setup_logging("hub")
+    from consumers.hub import HubService
+    from trilink.runtime import tune_gc
+
+    try:
+        service = HubService(bootstrap, **options)
+        service.start()
+        tune_gc()
+    except Exception as exc:
+        conn.send(("ready", False, f"{type(exc).__name__}: {exc}", None))
+        return
+    ready = service.wait_ready(60.0)
+    conn.send(
+        (
+            "ready",
+            ready,
+            None if ready else f"not ready in 60 s (error: {service.error!r})",
+            service.http_port,
+        )
+    )
+    while service.running:
+        if not conn.poll(0.2):
+            continue
+        message = conn.recv()
+        if message == "settled":
+            conn.send(("settled", service.settled_count()))
+        elif message == "stop":
+            break
+    service.stop()
+    conn.send(("report", service.report()))
+
+
 def settled_count(service: Any) -> int:
     """Records an ally service is done with: delivered (Kafka acks in), withheld, duplicate, dead."""
     return int(
@@ -85,8 +126,13 @@ class _Child:
     http_port: int | None = None
 
 
+#: Name of the hub's process among the fleet's children (``kill(HUB)``, ``settled()``).
+HUB = "HUB"
+
+
 class AllyFleet:
-    """Start one service process per ally, wait until each owns its partitions, stop, collect reports."""
+    """Start one service process per ally (and, in the hub topology, the US hub's process first),
+    wait until each owns its partitions, stop, collect reports."""
 
     def __init__(
         self,
@@ -96,17 +142,43 @@ class AllyFleet:
         *,
         http: bool = False,
         audit_dir: Path | None = None,
+        topology: str | None = None,
+        hub_group_id: str | None = None,
+        hub_options: dict[str, Any] | None = None,
         **service_options: Any,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_ids = group_ids
         self.allies = tuple(group_ids)
         self.instance_id = instance_id
-        self.options = {"instance_id": instance_id, "http_port": 0 if http else None, "audit_dir": audit_dir}
+        self.topology = topology or get_settings().topology
+        #: The hub's consumer group (hub topology; ``trilink-hub-<instance id>`` unless given).
+        self.hub_group_id = hub_group_id or f"trilink-hub-{instance_id}"
+        self.options = {
+            "instance_id": instance_id,
+            "http_port": 0 if http else None,
+            "audit_dir": audit_dir,
+            "topology": self.topology,
+        }
         self.options.update(service_options)
+        self.hub_options: dict[str, Any] = {
+            "group_id": self.hub_group_id,
+            "instance_id": instance_id,
+            "http_port": 0 if http else None,
+            **({"policy": service_options["policy"]} if "policy" in service_options else {}),
+            **(hub_options or {}),
+        }
         self._children: list[_Child] = []
+        #: The hub's report once :meth:`stop` collected it (hub topology).
+        self.hub_report: HubReport | None = None
+
+    @property
+    def with_hub(self) -> bool:
+        return self.topology == "hub"
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
+        if self.with_hub:
+            self.start_hub(ready_timeout_s)
         for ally in self.allies:
             parent, child = _CONTEXT.Pipe()
             options = {**self.options, "group_id": self.group_ids[ally]}
@@ -120,6 +192,8 @@ class AllyFleet:
             self._children.append(_Child(ally, proc, parent))
         deadline = time.monotonic() + ready_timeout_s
         for c in self._children:
+            if c.ally == HUB:
+                continue  # waited for in start_hub
             if not c.conn.poll(max(deadline - time.monotonic(), 0.1)):
                 self.stop()
                 raise FleetError(
@@ -131,18 +205,44 @@ class AllyFleet:
                 self.stop()
                 raise FleetError("allies_not_ready", f"ally {c.ally} service did not start: {error}")
 
+    def start_hub(self, ready_timeout_s: float = 90.0) -> None:
+        """Start the hub's process (again, after :meth:`kill`) and wait until it owns its partitions."""
+        self._children = [c for c in self._children if c.ally != HUB]
+        parent, child = _CONTEXT.Pipe()
+        proc = _CONTEXT.Process(
+            target=_serve_hub, args=(self.bootstrap, self.hub_options, child), name="trilink-hub", daemon=True
+        )
+        proc.start()
+        hub = _Child(HUB, proc, parent)
+        self._children.insert(0, hub)
+        if not parent.poll(ready_timeout_s):
+            self.stop()
+            raise FleetError("allies_not_ready", f"the hub not ready in {ready_timeout_s:.0f} s")
+        _, ok, error, port = parent.recv()
+        hub.http_port = port
+        if not ok:
+            self.stop()
+            raise FleetError("allies_not_ready", f"the hub did not start: {error}")
+
     @property
     def http_ports(self) -> dict[str, int | None]:
-        return {c.ally: c.http_port for c in self._children}
+        """The allies' HTTP ports (the hub's is :attr:`hub_http_port`)."""
+        return {c.ally: c.http_port for c in self._children if c.ally != HUB}
+
+    @property
+    def hub_http_port(self) -> int | None:
+        return next((c.http_port for c in self._children if c.ally == HUB), None)
 
     def kill(self, ally: str) -> None:
-        """SIGKILL one ally's process, as a crash would: it withdraws nothing and sends no report."""
+        """SIGKILL one ally's process (or the hub's, ``HUB``), as a crash would: it withdraws
+        nothing and sends no report."""
         for c in self._children:
             if c.ally == ally and c.process.is_alive():
                 c.process.kill()
                 c.process.join(5.0)
 
     def alive(self) -> dict[str, bool]:
+        """Per ally (and ``HUB`` in the hub topology): whether its process runs."""
         return {c.ally: c.process.is_alive() for c in self._children}
 
     def settled(self, timeout_s: float = 10.0) -> dict[str, int]:
@@ -183,7 +283,10 @@ class AllyFleet:
                 while c.conn.poll(max(deadline - time.monotonic(), 0.1)):
                     message = c.conn.recv()
                     if message[0] == "report":
-                        reports[c.ally] = message[1]
+                        if c.ally == HUB:
+                            self.hub_report = message[1]
+                        else:
+                            reports[c.ally] = message[1]
                         break
             except (EOFError, OSError):
                 pass

@@ -54,6 +54,8 @@ class KindSeries:
     send_to_append: int
     append_to_receive: int
     sensor_to_send: int
+    append_to_hub: int  # hub topology only (exposed once sampled)
+    hub_to_append: int
     receive_to_deliver: dict[str, int]
     end_to_end: dict[str, int]
 
@@ -72,6 +74,8 @@ class Ledger(Collector):
                 send_to_append=self._add(("send_to_append", kind, NO_CHANNEL)),
                 append_to_receive=self._add(("append_to_receive", kind, NO_CHANNEL)),
                 sensor_to_send=self._add(("sensor_to_send", kind, NO_CHANNEL), lazy=True),
+                append_to_hub=self._add(("append_to_hub", kind, NO_CHANNEL), lazy=True),
+                hub_to_append=self._add(("hub_to_append", kind, NO_CHANNEL), lazy=True),
                 receive_to_deliver={
                     c: self._add(("receive_to_deliver", kind, c), lazy=c not in self.channels)
                     for c in CHANNELS

@@ -111,7 +111,7 @@ from schemas.headers import verify_headers_match
 from schemas.models import EventKind, ImpactPrediction, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
-from trilink.platform.topics import topic_name
+from trilink.platform.topics import ally_input_roles, topic_name
 from trilink.policy import SharingPolicy, default_policy
 from trilink.settings import Settings, get_settings
 
@@ -212,6 +212,7 @@ class AllyService:
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
         read_tail: TailReader | None = None,
         settings: Settings | None = None,
+        topology: str | None = None,
     ) -> None:
         if offset_reset not in ("latest", "earliest"):
             raise ConfigError(
@@ -222,7 +223,9 @@ class AllyService:
         self.group_id = group_id or default_group_id(self.ally)
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{next(_instance_counter)}"
         self.client_id = f"trilink-ally-{self.ally.value.lower()}-{_SAFE_ID.sub('_', self.instance_id)}"
-        self.input_topics = (topic_name("warnings"), topic_name("sensor_status"))
+        #: direct: the shared warning topics; hub: only this ally's feed (written by the US hub).
+        self.topology = topology or (settings if settings is not None else get_settings()).topology
+        self.input_topics = tuple(topic_name(r) for r in ally_input_roles(self.ally.value, self.topology))
         self.output_topic = topic_name(f"ally.{self.ally.value}")
         self.dead_letter_topic = topic_name("dead_letter")
         self.policy = policy or default_policy()
@@ -586,8 +589,17 @@ class AllyService:
             append_ns = record.timestamp * 1_000_000
             self._last_append_ns = append_ns
             ledger.sample(series.append_to_receive, received_ns - append_ns)
-            if sent_ns is not None:
-                ledger.sample(series.send_to_append, append_ns - sent_ns)
+            hub_ns = parsed.hub_ns
+            if hub_ns is None:
+                if sent_ns is not None:
+                    ledger.sample(series.send_to_append, append_ns - sent_ns)
+            else:  # relayed by the hub: this append is the feed's, the ingest append is a header
+                ledger.sample(series.hub_to_append, append_ns - hub_ns)
+                ingest_ns = parsed.ingest_append_ns
+                if ingest_ns is not None:
+                    ledger.sample(series.append_to_hub, hub_ns - ingest_ns)
+                    if sent_ns is not None:
+                        ledger.sample(series.send_to_append, ingest_ns - sent_ns)
         if parsed.realtime and sent_ns is not None:
             ledger.sample(series.sensor_to_send, sent_ns - datetime_ns(event.header.measured_at))
 

@@ -55,7 +55,15 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
     5.0,
 )
 
-HOPS = ("sensor_to_send", "send_to_append", "append_to_receive", "receive_to_deliver", "end_to_end")
+HOPS = (
+    "sensor_to_send",
+    "send_to_append",
+    "append_to_hub",  # hub topology: ingest append -> the hub received it
+    "hub_to_append",  # hub topology: the hub received it -> the ally's feed appended it
+    "append_to_receive",
+    "receive_to_deliver",
+    "end_to_end",
+)
 
 #: HdrHistogram range: 1 µs .. 1 h at 3 significant digits.
 _HDR_MIN_US = 1

@@ -1,6 +1,7 @@
 """Sender processes: keep to the open-loop schedule and stamp both send times on every record.
 
-Each process owns a disjoint set of keys (so per-key order is one producer's order) and sends
+Each event goes to the topic its sensor nation writes (:func:`sensor_topics`: the shared warning
+topics, or in the hub topology the nation's ingest topic). Each process owns a disjoint set of keys (so per-key order is one producer's order) and sends
 its slots when they fall due, never earlier; when it is behind it sends at once, catching up
 without skipping, and records how late it was.
 
@@ -32,13 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from schemas import encode_event, kafka_headers, message_key
-from schemas.models import EventKind
+from schemas.models import EventKind, Nation
 from trilink.latency import SENT_NS_HEADER, encode_sent_ns
 from trilink.loadtest.accounting import CurveRecorder
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload, worker_partition
 from trilink.platform.clients import producer_config
-from trilink.platform.topics import topic_name
+from trilink.platform.topics import sensor_topic_role, topic_name
 from trilink.runtime import tune_gc
+from trilink.settings import get_settings
 
 ACTUAL_SENT_NS_HEADER = "trilink_actual_sent_ns"
 RUN_HEADER = "trilink_loadtest_run"
@@ -186,6 +188,19 @@ class Partitions:
         return chosen
 
 
+def sensor_topics(topology: str | None = None) -> dict[str, tuple[str, str]]:
+    """Per sensor nation: the (warnings, sensor status) topics its events go to: the shared
+    topics (``direct``) or that nation's ingest topic for both (``hub``; the setting unless given)."""
+    chosen = topology or get_settings().topology
+    return {
+        n.value: (
+            topic_name(sensor_topic_role(n.value, False, chosen)),
+            topic_name(sensor_topic_role(n.value, True, chosen)),
+        )
+        for n in Nation
+    }
+
+
 def prepare(
     workload: Workload, worker: int, events_zero_ns: int, partitions: Partitions, run_raw: bytes
 ) -> Iterator[Ready]:
@@ -194,11 +209,12 @@ def prepare(
     Header pairs that repeat (source, type, spec version, run) are one object shared by every
     record that carries them, which keeps a prepared record under 1 kB; the event id and the
     slot are each record's own."""
-    warnings, status = topic_name("warnings"), topic_name("sensor_status")
+    topics = sensor_topics()
     shared: dict[tuple[str, bytes], tuple[str, bytes]] = {}
     run_pair = (RUN_HEADER, run_raw)
     for planned, event in workload.events(worker, events_zero_ns):
-        topic = status if event.kind is EventKind.SENSOR_STATUS else warnings
+        topics_of_nation = topics[event.header.sensor_nation.value]
+        topic = topics_of_nation[1] if event.kind is EventKind.SENSOR_STATUS else topics_of_nation[0]
         key = message_key(event)
         headers = [
             pair
@@ -265,7 +281,7 @@ def _send_all(
     lag = CurveRecorder()
     answers = _Answers(result)
     partitions = Partitions(kafka, spec.partitions)
-    for topic in (topic_name("warnings"), topic_name("sensor_status")):
+    for topic in {t for pair in sensor_topics().values() for t in pair}:
         partitions.count(topic)  # metadata before the clock starts
     encode_cpu = time.thread_time()
     source = prepare(workload, worker, time.time_ns(), partitions, spec.run_id.encode("ascii"))

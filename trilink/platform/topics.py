@@ -121,6 +121,26 @@ def feed_role(nation: str) -> str:
     return f"feed.{nation}"
 
 
+def ally_input_roles(ally: str, topology: str) -> tuple[str, ...]:
+    """The topics an ally's service reads: the shared warning topics (``direct``) or only its
+    own feed (``hub``)."""
+    return (feed_role(ally),) if topology == "hub" else ("warnings", "sensor_status")
+
+
+def sensor_topic_role(nation: str, is_status: bool, topology: str) -> str:
+    """Where a sensor of ``nation`` writes an event: its nation's ingest topic (``hub``), else
+    the shared warnings or sensor-status topic (``direct``)."""
+    if topology == "hub":
+        return ingest_role(nation)
+    return "sensor_status" if is_status else "warnings"
+
+
+def input_roles_of_both_topologies() -> tuple[str, ...]:
+    """Every topic an ally service or the hub may read, in either topology (to pin a run's groups)."""
+    nations = ("US", "JP", "KR")
+    return ("warnings", "sensor_status", *(ingest_role(n) for n in nations), *(feed_role(n) for n in nations))
+
+
 def resolve(topic_file: TopicFile, broker_count: int) -> list[ResolvedTopic]:
     """Decide each topic's replication and configs for a cluster of ``broker_count`` brokers."""
     d = topic_file.defaults
