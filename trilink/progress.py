@@ -28,13 +28,16 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self, TextIO
+from typing import TYPE_CHECKING, Self, TextIO
 
 from trilink.monitoring.names import (
     ALLY_CONSUMER_LAG_SECONDS,
     ALLY_EVENTS_DELIVERED,
     ALLY_EVENTS_WITHHELD,
 )
+
+if TYPE_CHECKING:
+    from trilink.settings import Settings
 
 #: Seconds between redraws of the live line on a terminal.
 LIVE_INTERVAL_S = 0.5
@@ -143,7 +146,7 @@ class Progress:
         self.source = source
         self.label = label
         self.out = out if out is not None else sys.stderr
-        self.live = _is_terminal(self.out) if live is None else live
+        self.live = is_terminal(self.out) if live is None else live
         self.interval_s = (
             interval_s if interval_s is not None else (LIVE_INTERVAL_S if self.live else PLAIN_INTERVAL_S)
         )
@@ -249,7 +252,8 @@ class Progress:
         self.stop(final=exc_type is None)
 
 
-def _is_terminal(out: TextIO) -> bool:
+def is_terminal(out: TextIO) -> bool:
+    """True when ``out`` is an interactive terminal (a file, pipe or closed stream is not)."""
     try:
         return out.isatty()
     except (AttributeError, ValueError):
@@ -312,25 +316,78 @@ class AllyMetricsProbe:
     """Reads the ally services' own ``/metrics`` (their ledgers) for the progress line."""
 
     def __init__(
-        self, ports: Mapping[str, int | None], host: str = "127.0.0.1", timeout_s: float = 1.0
+        self,
+        ports: Mapping[str, int | None] | None = None,
+        host: str = "127.0.0.1",
+        timeout_s: float = 1.0,
+        *,
+        targets: Mapping[str, list[str]] | None = None,
     ) -> None:
-        self.ports = {ally: port for ally, port in ports.items() if port}
-        self.host = host
+        """``ports``: one service per ally on ``host``; ``targets``: ally -> ``host:port`` list."""
+        self.targets: dict[str, list[str]] = {ally: list(t) for ally, t in (targets or {}).items()}
+        for ally, port in (ports or {}).items():
+            if port:
+                self.targets.setdefault(ally, []).append(f"{host}:{port}")
         self.timeout_s = timeout_s
-        self.last: dict[str, AllyFigures] = {}
+        self._last: dict[str, AllyFigures] = {}  # per target
+
+    @classmethod
+    def announced(cls, settings: Settings | None = None) -> AllyMetricsProbe:
+        """Every ally service announced to the local Prometheus (``trilink ally``, ``trilink run``)."""
+        from trilink.monitoring.discovery import ALLY_JOB, announced_targets
+
+        targets: dict[str, list[str]] = {}
+        for group in announced_targets(settings):
+            labels = group.get("labels")
+            addresses = group.get("targets")
+            if not isinstance(labels, dict) or not isinstance(addresses, list):
+                continue
+            if labels.get("job") == ALLY_JOB and isinstance(labels.get("ally"), str):
+                targets.setdefault(labels["ally"], []).extend(str(a) for a in addresses)
+        return cls(targets=targets)
 
     def read(self) -> dict[str, AllyFigures]:
-        """The latest figures per ally (an ally that does not answer keeps its previous ones)."""
-        for ally, port in self.ports.items():
-            try:
-                with urllib.request.urlopen(
-                    f"http://{self.host}:{port}/metrics", timeout=self.timeout_s
-                ) as response:
-                    text = response.read().decode("utf-8", "replace")
-            except OSError:
-                continue
-            self.last[ally] = parse_ally_metrics(text)
-        return dict(self.last)
+        """Figures per ally, summed over its instances; one that does not answer keeps its last."""
+        out: dict[str, AllyFigures] = {}
+        for ally, addresses in self.targets.items():
+            for address in addresses:
+                try:
+                    with urllib.request.urlopen(
+                        f"http://{address}/metrics", timeout=self.timeout_s
+                    ) as response:
+                        text = response.read().decode("utf-8", "replace")
+                    self._last[address] = parse_ally_metrics(text)
+                except OSError:
+                    pass
+                figures = self._last.get(address)
+                if figures is None:
+                    continue
+                before = out.get(ally)
+                out[ally] = (
+                    figures
+                    if before is None
+                    else AllyFigures(
+                        before.delivered + figures.delivered,
+                        before.withheld + figures.withheld,
+                        max(before.lag_s, figures.lag_s),
+                    )
+                )
+        return out
 
-    def delivered(self) -> dict[str, int]:
-        return {ally: f.delivered for ally, f in self.read().items()}
+
+class DeliveredSince:
+    """Deliveries per ally since this object was made (services counting from before a command)."""
+
+    def __init__(self, probe: AllyMetricsProbe) -> None:
+        self.probe = probe
+        self.start = probe.read()
+
+    def read(self) -> tuple[dict[str, int], float | None]:
+        """(delivered per ally since the start, worst consumer lag in seconds or None)."""
+        now = self.probe.read()
+        delivered = {
+            ally: f.delivered - (self.start[ally].delivered if ally in self.start else 0)
+            for ally, f in now.items()
+        }
+        lag = max((f.lag_s for f in now.values()), default=None)
+        return delivered, lag

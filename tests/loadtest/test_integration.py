@@ -129,7 +129,8 @@ def test_ctrl_c_still_writes_the_report_of_what_ran(on_test_broker: str, tmp_pat
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
-            if "delivered" in line and " t=" in line:  # a progress line: the load is running
+            # a progress line: the load is running
+            if line.startswith("[loadtest]") and "| delivered " in line:
                 break
         else:
             pytest.fail("the load test ended before it reported progress")

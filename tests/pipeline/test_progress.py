@@ -138,5 +138,5 @@ def test_ally_figures_come_from_the_services_exposition() -> None:
 
 def test_probe_keeps_the_last_figures_of_a_service_that_does_not_answer() -> None:
     probe = AllyMetricsProbe({"US": 1, "JP": None})  # port 1: nothing listens
-    assert probe.ports == {"US": 1}
+    assert probe.targets == {"US": ["127.0.0.1:1"]}
     assert probe.read() == {}

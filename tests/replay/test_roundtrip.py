@@ -135,7 +135,7 @@ def _finish(fleet: AllyFleet, expected: int) -> None:
     finally:
         reports = fleet.stop()
     for ally in ALLIES:
-        assert reports[ally.value]["error"] is None, reports[ally.value]["error"]
+        assert reports[ally.value].error is None, reports[ally.value].error
 
 
 def _ally_sequences(

@@ -111,7 +111,7 @@ def register(subparsers: Any) -> None:
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="progress line period (default 5)",
+        help="seconds between progress lines when the output is not a terminal (default 5; a terminal gets a live line)",
     )
     parser.add_argument(
         "--drain-timeout",

@@ -25,6 +25,7 @@ from trilink.loadtest.observer import Observer
 from trilink.loadtest.sender import ProducerSettings, SenderResult, run_sender
 from trilink.loadtest.slo import Objective, Verdict, evaluate
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload
+from trilink.progress import Progress, Status, is_terminal
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -37,6 +38,8 @@ DEFAULT_MAX_SCHEDULE_LAG_MS = 100.0
 DEFAULT_ABORT_LAG_S = 5.0
 #: Lead between "all senders ready" and the schedule's zero.
 _START_LEAD_NS = 300_000_000
+#: The progress line's p99 covers events intended in this many last seconds.
+RECENT_P99_WINDOW_S = 6.0
 
 
 def new_run_id() -> str:
@@ -141,9 +144,50 @@ class LoadTest:
         )
         self.observer: Observer | None = None
         self.service_reports: dict[str, AllyReport] = {}
+        self._display: Progress | None = None
 
     def say(self, text: str) -> None:
-        print(f"[loadtest] {text}", file=self.out, flush=True)
+        if self._display is not None:
+            self._display.say(f"[loadtest] {text}")
+        else:
+            print(f"[loadtest] {text}", file=self.out, flush=True)
+
+    def _show_progress(
+        self, spec: LoadSpec, planned: int, senders: list[Any], accounting: Accounting, phase: list[str]
+    ) -> Progress:
+        """Start the progress display of one run: sent (the senders' shared counters), delivered
+        per ally (what the observer already counts), schedule lag, recent p99, ETA."""
+        end_ns = accounting.start_ns + int(spec.total_s * NS_PER_S)
+
+        def status() -> Status:
+            now_ns = time.time_ns()
+            p99 = accounting.recent_p99_ms(now_ns - int(RECENT_P99_WINDOW_S * NS_PER_S))
+            return Status(
+                phase=phase[0],
+                sent=sum(int(p[0]) for p in senders),
+                total=planned,
+                delivered=accounting.delivered_total(),
+                lag_s=max(int(p[1]) for p in senders) / NS_PER_S,
+                eta_s=max(end_ns - now_ns, 0) / NS_PER_S if phase[0] == "sending" else None,
+                detail="p99(recent) " + ("-" if p99 is None else f"{p99:.1f} ms"),
+            )
+
+        live = is_terminal(self.out)
+        display = Progress(
+            status,
+            label=f"[loadtest] {spec.run_id}",
+            out=self.out,
+            live=live,
+            interval_s=None if live else self.progress_interval_s,
+        )
+        display.start()
+        self._display = display
+        return display
+
+    def _hide_progress(self) -> None:
+        if self._display is not None:
+            display, self._display = self._display, None
+            display.stop()
 
     def start(self) -> None:
         self.say("starting the US, JP and KR ally services (one process each) ...")
@@ -176,6 +220,7 @@ class LoadTest:
         accounting: Accounting | None = None
         started = time.monotonic()
         start_ns = 0
+        phase = ["sending"]
         try:
             group.start()
             self._wait_senders_ready(procs, progress)
@@ -187,23 +232,22 @@ class LoadTest:
                 f"run {spec.run_id}: {len(plan)} events over {spec.total_s:g} s "
                 f"({spec.warmup_s:g} s warm-up), {spec.producers} sender process(es)"
             )
-            aborted = self._watch_senders(
-                procs,
-                progress=progress,
-                planned=len(plan),
-                accounting=accounting,
-                start_ns=start_ns,
-                stop=stop,
-            )
+            self._show_progress(spec, len(plan), progress, accounting, phase)
+            aborted = self._watch_senders(procs, progress=progress, stop=stop)
         except KeyboardInterrupt:
             interrupted = True
             self.say("interrupted: stopping the senders, then writing the report of what ran")
             stop.set()
-        sender_results = self._collect(procs, group.results, stop)
-        if accounting is None:
-            accounting = Accounting(plan, start_ns or time.time_ns(), ALLIES)
-        expected = self._expected(plan, sender_results, accounting)
-        drained = self._drain(accounting, expected, short=interrupted, start_ns=start_ns)
+        try:
+            phase[0] = "collecting the senders' results"
+            sender_results = self._collect(procs, group.results, stop)
+            if accounting is None:
+                accounting = Accounting(plan, start_ns or time.time_ns(), ALLIES)
+            expected = self._expected(plan, sender_results, accounting)
+            phase[0] = "draining"
+            drained = self._drain(accounting, expected, short=interrupted)
+        finally:
+            self._hide_progress()
         harness = self._harness_figures(spec, plan, sender_results, aborted=aborted)
         result = RunResult(
             spec=spec,
@@ -236,15 +280,12 @@ class LoadTest:
         start_ns = time.time_ns() + _START_LEAD_NS
         group.go(start_ns)
         accounting = Accounting(plan, start_ns, ())
-        aborted = self._watch_senders(
-            group.procs,
-            progress=group.progress,
-            planned=len(plan),
-            accounting=accounting,
-            start_ns=start_ns,
-            stop=group.stop,
-        )
-        results = self._collect(group.procs, group.results, group.stop)
+        self._show_progress(spec, len(plan), group.progress, accounting, ["sending (no allies)"])
+        try:
+            aborted = self._watch_senders(group.procs, progress=group.progress, stop=group.stop)
+            results = self._collect(group.procs, group.results, group.stop)
+        finally:
+            self._hide_progress()
         return self._harness_figures(spec, plan, results, aborted=aborted)
 
     def _wait_senders_ready(self, procs: list[Any], progress: list[Any], timeout_s: float = 60.0) -> None:
@@ -256,22 +297,10 @@ class LoadTest:
                 )
             time.sleep(0.05)
 
-    def _watch_senders(
-        self,
-        procs: list[Any],
-        *,
-        progress: list[Any],
-        planned: int,
-        accounting: Accounting,
-        start_ns: int,
-        stop: Any,
-    ) -> bool:
-        """Print progress until the senders finish; True when they were stopped for hopeless lag."""
-        last_line = time.monotonic()
-        last_sent = 0
+    def _watch_senders(self, procs: list[Any], *, progress: list[Any], stop: Any) -> bool:
+        """Wait until the senders finish; True when they were stopped for hopeless lag."""
         while any(p.is_alive() for p in procs):
             time.sleep(0.1)
-            now = time.monotonic()
             worst_lag_s = max(int(p[1]) for p in progress) / NS_PER_S
             if self.abort_lag_s > 0 and worst_lag_s > self.abort_lag_s:
                 self.say(
@@ -280,23 +309,7 @@ class LoadTest:
                 )
                 stop.set()
                 return True
-            if now - last_line >= self.progress_interval_s:
-                sent = sum(int(p[0]) for p in progress)
-                lag_ms = max(int(p[1]) for p in progress) / 1e6
-                rate = (sent - last_sent) / (now - last_line)
-                self._progress_line(
-                    start_ns, accounting, f"sent {sent}/{planned} ({rate:.0f}/s, lag {lag_ms:.1f} ms)"
-                )
-                last_line, last_sent = now, sent
         return False
-
-    def _progress_line(self, start_ns: int, accounting: Accounting, head: str) -> None:
-        now_ns = time.time_ns()
-        delivered = accounting.delivered_total()
-        p99 = accounting.recent_p99_ms(now_ns - int(self.progress_interval_s * NS_PER_S) - NS_PER_S)
-        p99_text = "-" if p99 is None else f"{p99:.1f} ms"
-        allies = " ".join(f"{a} {n}" for a, n in delivered.items())
-        self.say(f"t={(now_ns - start_ns) / NS_PER_S:6.1f}s {head} delivered {allies} p99(recent) {p99_text}")
 
     def _collect(self, procs: list[Any], results: Any, stop: Any) -> list[SenderResult]:
         collected: list[SenderResult] = []
@@ -331,14 +344,11 @@ class LoadTest:
         sent = [p.slot for p in plan if p.slot <= upto.get(p.worker, -1) and p.slot not in failed]
         return {ally: accounting.expected(ally, sent) for ally in accounting.allies}
 
-    def _drain(
-        self, accounting: Accounting, expected: dict[str, set[int]], short: bool, start_ns: int
-    ) -> bool:
+    def _drain(self, accounting: Accounting, expected: dict[str, set[int]], short: bool) -> bool:
         """Wait until every expected event arrived, or nothing new arrived for the drain timeout."""
         limit_s = min(self.drain_timeout_s, 3.0) if short else self.drain_timeout_s
         last_total = -1
         last_change = time.monotonic()
-        last_line = time.monotonic()
         while True:
             try:
                 if accounting.complete(expected):
@@ -349,10 +359,6 @@ class LoadTest:
                     last_total, last_change = total, now
                 elif now - last_change > limit_s:
                     return False
-                if now - last_line >= self.progress_interval_s:
-                    want = sum(len(v) for v in expected.values())
-                    self._progress_line(start_ns, accounting, f"draining {total}/{want}")
-                    last_line = now
                 time.sleep(0.05)
             except KeyboardInterrupt:
                 short, limit_s = True, 0.0

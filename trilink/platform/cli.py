@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trilink.errors import TrilinkError
 from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics, bootstrap_servers, ensure_cluster
 from trilink.platform.smoke import round_trip
-from trilink.settings import get_settings
+from trilink.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from trilink.progress import NullProgress, Progress
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +30,9 @@ def register(subparsers: Any) -> None:
         "--monitoring",
         action="store_true",
         help="also start a local Prometheus (Debian package) and print its URL",
+    )
+    up.add_argument(
+        "--no-progress", action="store_true", help="no status line while Maven resolves and Kafka starts"
     )
     up.set_defaults(handler=_up)
 
@@ -47,7 +56,8 @@ def _up(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.bootstrap:
         print(f"TRILINK_BOOTSTRAP={settings.bootstrap}: using that cluster, starting nothing")
-    bootstrap, report, state = ensure_cluster(settings, brokers=args.brokers)
+    with _up_progress(settings, enabled=not settings.bootstrap and not args.no_progress):
+        bootstrap, report, state = ensure_cluster(settings, brokers=args.brokers)
     if state is not None:
         print(f"Kafka {state.kafka_version}: {len(state.nodes)} node(s) ready at {bootstrap}")
     for line in report.lines():
@@ -55,6 +65,45 @@ def _up(args: argparse.Namespace) -> int:
     if args.monitoring:
         print(f"Prometheus: {start_monitoring_or_explain()}")
     return 1 if report.drift else 0
+
+
+#: Maven's local repository, where its downloads land (``mvn`` default; the growth is shown).
+MAVEN_REPOSITORY = Path.home() / ".m2" / "repository"
+
+
+def _tree_bytes(root: Path) -> tuple[int, int]:
+    """(files, bytes) under ``root``; 0, 0 when it does not exist."""
+    files = size = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                size += os.stat(os.path.join(folder, name)).st_size
+                files += 1
+    return files, size
+
+
+def _up_progress(settings: Settings, *, enabled: bool) -> Progress | NullProgress:
+    """While ``trilink up`` works: which step (Maven resolving the broker's jars, or Kafka
+    starting), how much Maven downloaded so far and how many jars it copied into the cache."""
+    from trilink.progress import NullProgress, Progress, Status
+
+    if not enabled:
+        return NullProgress()
+    _, repo_bytes_before = _tree_bytes(MAVEN_REPOSITORY)
+
+    def status() -> Status:
+        staging = sorted(settings.kafka_cache_dir.glob(".resolving-*"))
+        if not staging:
+            return Status(phase="starting Kafka (jars cached)")
+        jars = sum(1 for d in staging for _ in d.glob("lib/*.jar"))
+        _, repo_bytes = _tree_bytes(MAVEN_REPOSITORY)
+        grown_mb = max(repo_bytes - repo_bytes_before, 0) / 1e6
+        return Status(
+            phase="Maven resolving Apache Kafka",
+            detail=f"{grown_mb:.1f} MB downloaded into {MAVEN_REPOSITORY}, {jars} jar(s) copied",
+        )
+
+    return Progress(status, label="up", interval_s=1.0)
 
 
 def start_monitoring_or_explain() -> str:

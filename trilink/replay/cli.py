@@ -6,14 +6,21 @@ import argparse
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from trilink.errors import ConfigError
 from trilink.replay.errors import ReplayError
 from trilink.replay.format import SHIPPED_DIR
+
+if TYPE_CHECKING:
+    from trilink.progress import NullProgress, Progress
+    from trilink.replay.recorder import Recorder
+    from trilink.replay.replayer import Replayer
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.add_argument(
         "--bootstrap", help="host:port of the cluster (default: TRILINK_BOOTSTRAP or `trilink up`)"
     )
+    _add_progress_option(r)
     r.set_defaults(handler=record_handler)
 
     p = subparsers.add_parser(
@@ -76,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--bootstrap", help="host:port of the cluster (default: TRILINK_BOOTSTRAP or `trilink up`)"
     )
+    _add_progress_option(p)
     p.set_defaults(handler=replay_handler)
 
 
@@ -92,6 +101,72 @@ def _add_filters(parser: argparse.ArgumentParser, *, missile: bool) -> None:
             metavar="CORRELATION_KEY",
             help="correlation key (any run)",
         )
+
+
+def _add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live status line (terminal) or periodic progress lines (stderr otherwise)",
+    )
+
+
+def _replay_progress(
+    replayer: Replayer, planned: int, span_s: float, speed: float | None, enabled: bool
+) -> Progress | NullProgress:
+    """Sent of planned, rate, ETA (the schedule's on a paced replay) and, when ally services
+    are announced on this machine, what each delivered since the replay began."""
+    from trilink.progress import AllyMetricsProbe, DeliveredSince, NullProgress, Progress, Status
+
+    if not enabled:
+        return NullProgress()
+    allies = DeliveredSince(AllyMetricsProbe.announced())
+    started: list[float] = []
+
+    def status() -> Status:
+        live = replayer.live_report
+        if live is None:
+            return Status(phase="connecting", sent=0, total=planned)
+        if not started:
+            started.append(time.monotonic())
+        delivered, lag_s = allies.read()
+        finished = live.wall_s > 0
+        eta_s = (
+            None if speed is None or finished else max(span_s / speed - (time.monotonic() - started[0]), 0.0)
+        )
+        return Status(
+            phase="replaying",
+            sent=live.sent,
+            total=planned,
+            delivered=delivered,
+            lag_s=lag_s,
+            eta_s=eta_s,
+            detail=f"acknowledged {live.acknowledged}, failed {live.failed}",
+        )
+
+    return Progress(status, label="replay")
+
+
+def _record_progress(recorder: Recorder, max_records: int | None, enabled: bool) -> Progress | NullProgress:
+    """Records written (of ``--max-records``), rate, received and filtered out."""
+    from trilink.progress import NullProgress, Progress, Status
+
+    if not enabled:
+        return NullProgress()
+
+    def status() -> Status:
+        live = recorder.live_report
+        if live is None:
+            return Status(phase="positioning", unit="written")
+        return Status(
+            phase="recording",
+            sent=live.written,
+            total=max_records,
+            unit="written",
+            detail=f"received {live.received}, filtered out {live.filtered_out}",
+        )
+
+    return Progress(status, label="record")
 
 
 def _bootstrap(args: argparse.Namespace) -> str:
@@ -164,9 +239,10 @@ def record_handler(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        report = recorder.run(
-            until_idle_s=args.until_idle, max_records=args.max_records, until_end=args.until_end
-        )
+        with _record_progress(recorder, args.max_records, not args.no_progress):
+            report = recorder.run(
+                until_idle_s=args.until_idle, max_records=args.max_records, until_end=args.until_end
+            )
     finally:
         recorder.close()
     print(report.line())
@@ -212,7 +288,8 @@ def replay_handler(args: argparse.Namespace) -> int:
     replayer = Replayer(bootstrap)
     _on_signals(replayer.stop)
     try:
-        report = replayer.replay(sends, speed, plan=plan)
+        with _replay_progress(replayer, len(sends), plan.span_s, speed, not args.no_progress):
+            report = replayer.replay(sends, speed, plan=plan)
     finally:
         replayer.close()
     if args.json:

@@ -151,6 +151,8 @@ class Recorder:
             }
         )
         self._origin_ns: int | None = None
+        #: The report of the recording in progress, counted as it goes (read by the progress line).
+        self.live_report: RecordReport | None = None
 
     def _partitions(self, topic: str) -> list[int]:
         deadline = time.monotonic() + _METADATA_TIMEOUT_S
@@ -183,7 +185,7 @@ class Recorder:
     ) -> RecordReport:
         """Record until stopped, idle for ``until_idle_s``, ``max_records`` written, caught up
         with the end offsets of the start (``until_end``) or ``timeout_s`` elapsed."""
-        report = RecordReport()
+        report = self.live_report = RecordReport()
         start = last_record = time.monotonic()
         try:
             while True:

@@ -305,6 +305,8 @@ class Replayer:
         )
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        #: The report of the replay in progress, counted as it goes (read by the progress line).
+        self.live_report: ReplayReport | None = None
 
     def stop(self) -> None:
         """Ask :meth:`replay` to stop before the next send (it still flushes)."""
@@ -321,7 +323,7 @@ class Replayer:
         """Send every row at ``intended_offset / speed`` after the start; returns once acknowledged."""
         if speed is not None and speed <= 0:
             raise ReplayError("bad_option", f"speed must be positive, got {speed}")
-        report = ReplayReport(speed)
+        report = self.live_report = ReplayReport(speed)
         if plan is not None:
             report.filtered_out = plan.filtered_out
             report.duplicates_skipped = plan.duplicates_skipped
