@@ -22,9 +22,12 @@ by construction; what needs proof is that a *yes* here is the reference path's y
 ``tests/contract/test_contract_fast.py`` checks with hypothesis and fuzzing.
 
 The code is tied to what it was reviewed against: :data:`REVIEWED_FINGERPRINT` (the schema)
-and :data:`REVIEWED_MODELS_SHA256` (the source of :mod:`schemas.models`, where the rules
-live). If either changes, :data:`ENABLED` turns false, the codec uses the reference path
-only, and a contract test fails until this module is brought back in step.
+and :data:`REVIEWED_MODELS_DIGEST` (the structure of :mod:`schemas.models`, where the rules
+live: :func:`models_digest`). If either changes, :data:`ENABLED` turns false, the codec uses
+the reference path only, and a contract test fails until this module is brought back in step.
+The digest covers what the checks here restate (fields, types, constraints, defaults, enum
+symbols, constants, model config and the validators' code), not comments, docstrings or field
+descriptions, so editing prose in the models leaves the fast path on.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import hashlib
 import re
 import struct
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from enum import Enum
+from types import CodeType, FunctionType, ModuleType
 from typing import Any, Final
 from uuid import UUID
 
@@ -69,27 +73,74 @@ __all__ = [
     "ENABLED",
     "PREFIX",
     "REVIEWED_FINGERPRINT",
-    "REVIEWED_MODELS_SHA256",
+    "REVIEWED_MODELS_DIGEST",
     "decode",
     "encode_body",
-    "models_sha256",
+    "models_digest",
 ]
 
 #: CRC-64-AVRO fingerprint of released v2, the schema this module encodes and decodes.
 REVIEWED_FINGERPRINT: Final = 0xBF0C4B6A6D150123
-#: SHA-256 of ``schemas/models.py`` when the checks below were last compared with it.
-REVIEWED_MODELS_SHA256: Final = "a84deee9074c1e6c2239aed6accfaffd7ae0301cb711e779e9c2ff277d41fee6"
+#: :func:`models_digest` of :mod:`schemas.models` when the checks below were last compared with it.
+REVIEWED_MODELS_DIGEST: Final = "d8fcd2d9ddc25ac07551e116964eeab8b44762d3e86ed9857a3895063fb73e2a"
 #: Single-object prefix (marker + fingerprint) of messages this module handles.
 PREFIX: Final = b"\xc3\x01" + REVIEWED_FINGERPRINT.to_bytes(8, "little")
 _PREFIX_BYTES = len(PREFIX)
 
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
-def models_sha256() -> str:
-    """SHA-256 of the models' source, or ``""`` if it cannot be read (fast path then off)."""
-    try:
-        return hashlib.sha256(Path(models.__file__).read_bytes()).hexdigest()
-    except OSError:
-        return ""
+
+def _code(code: CodeType, doc: str | None = None) -> Any:
+    # Bytecode, names and constants (nested code objects recursively; the docstring dropped):
+    # what a function does, without its line numbers, comments or prose.
+    consts = tuple(
+        _code(c) if isinstance(c, CodeType) else sorted(map(repr, c)) if isinstance(c, frozenset) else repr(c)
+        for i, c in enumerate(code.co_consts)
+        if not (i == 0 and doc is not None and c == doc)
+    )
+    return (code.co_code.hex(), code.co_names, code.co_varnames, consts)
+
+
+def _functions(namespace: dict[str, Any], module_name: str) -> list[Any]:
+    found = []
+    for name, value in sorted(namespace.items()):
+        func = getattr(value, "wrapped", value)  # pydantic's decorator proxy
+        func = getattr(func, "__func__", func)  # classmethod, staticmethod
+        func = getattr(func, "fget", func)  # property
+        if isinstance(func, FunctionType) and func.__module__ == module_name:
+            found.append((name, _code(func.__code__, func.__doc__)))
+    return found
+
+
+def models_digest(module: ModuleType = models) -> str:
+    """SHA-256 of the structure of a models module: for every model the fast path builds, its
+    fields (name, type, constraints, default) and config; every enum's symbols; the module's
+    upper-case constants; and the code of its functions and of the models' validators."""
+    parts: list[Any] = []
+    for name in sorted(cls.__name__ for cls in _FIELDS):
+        cls = getattr(module, name)
+        config = sorted((k, repr(v)) for k, v in cls.model_config.items())
+        fields = [
+            (
+                field,
+                repr(info.annotation),
+                repr(info.metadata),
+                repr(info.default),
+                repr(info.default_factory),
+            )
+            for field, info in cls.model_fields.items()
+        ]
+        parts.append((name, config, fields, _functions(dict(vars(cls)), module.__name__)))
+    for name, value in sorted(vars(module).items()):
+        if isinstance(value, type) and issubclass(value, Enum) and value.__module__ == module.__name__:
+            parts.append((name, [(m.name, m.value) for m in value]))
+        elif name.isupper() and isinstance(value, int | float | str | tuple):
+            parts.append((name, repr(value)))
+        elif name.isupper() and isinstance(value, frozenset):
+            parts.append((name, sorted(map(repr, value))))
+    parts.append(_functions(dict(vars(module)), module.__name__))
+    text = _ADDRESS.sub("", repr(parts)).replace(f"{module.__name__}.", "")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _plain_models() -> bool:
@@ -788,4 +839,4 @@ def decode(data: bytes) -> WarningEvent | None:
 
 
 #: On only while the schema and the models are the ones this module was checked against.
-ENABLED: Final = _plain_models() and models_sha256() == REVIEWED_MODELS_SHA256
+ENABLED: Final = _plain_models() and models_digest() == REVIEWED_MODELS_DIGEST
