@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from trilink.settings import Settings
 
 #: Seconds between redraws of the live line on a terminal.
-LIVE_INTERVAL_S = 0.5
+LIVE_INTERVAL_S = 1.0
 #: Seconds between plain lines when the output is not a terminal.
 PLAIN_INTERVAL_S = 10.0
 #: The rate is measured over the samples of this many last seconds.
