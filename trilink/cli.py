@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trilink.loadtest.cli",
     "trilink.monitoring.cli",
     "trilink.report_schemas",
+    "trilink.report_html",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,4 +1,5 @@
-"""The HTML report of a run (``make demo`` / ``trilink demo`` write one; ``trilink run --html``).
+"""The HTML report of a run (``make demo`` / ``trilink demo`` write one; ``trilink run --html``;
+``trilink report-html RUN.json`` from a saved ``--report``).
 
 One self-contained file (plots as base64 PNGs, styles inline, no script) made from the typed
 run report alone (:class:`trilink.pipeline.RunReport`), so a saved ``--report`` JSON can be
@@ -10,12 +11,13 @@ counts. Plots are drawn with matplotlib's object API (no pyplot state, no displa
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import io
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trilink.pipeline import HOP_ROWS, AllySummary, RunReport, summarize
 
@@ -227,3 +229,35 @@ def write_html(report: RunReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(report), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report-html",
+        help="turn a saved run report (trilink run --report F.json) into the HTML report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "report", type=Path, metavar="RUN.json", help="a report written by trilink run --report"
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE.html", help="where to write the page (default: RUN.json with .html)"
+    )
+    parser.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from trilink.errors import ConfigError
+
+    try:
+        text = args.report.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("missing_report", f"cannot read {args.report}: {exc.strerror or exc}") from None
+    report = RunReport.model_validate_json(text)  # a ValidationError names the field (trilink.cli)
+    path = write_html(report, args.out or args.report.with_suffix(".html"))
+    print(f"HTML report: {path.resolve()}")
+    return 0

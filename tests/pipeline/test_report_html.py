@@ -93,3 +93,28 @@ def test_page_flags_an_incomplete_run_and_escapes_text() -> None:
     text = render_html(report)
     assert "INCOMPLETE" in text
     assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+@pytest.mark.unit
+def test_saved_report_becomes_a_page_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trilink.cli import main
+    from trilink.settings import get_settings
+
+    monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    report = run_report()
+    saved = tmp_path / "run.json"
+    saved.write_text(report.model_dump_json(indent=2))
+    try:
+        assert main(["report-html", str(saved)]) == 0
+        assert f"HTML report: {(tmp_path / 'run.html').resolve()}" in capsys.readouterr().out
+        check_page(report, (tmp_path / "run.html").read_text(encoding="utf-8"))
+        saved.write_text('{"scenario": "x"}')
+        assert main(["report-html", str(saved), "--out", str(tmp_path / "bad.html")]) == 2
+        assert "[invalid_config]" in capsys.readouterr().err
+        assert main(["report-html", str(tmp_path / "missing.json")]) == 2
+        assert "[missing_report]" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
