@@ -15,11 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.conftest import local_settings
 from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics
+from trilink.platform.scratch import scratch_settings
 from trilink.platform.smoke import round_trip
 
 
@@ -41,7 +39,7 @@ def main() -> int:
     for _ in range(args.rounds):
         for brokers in (1, 3):
             with tempfile.TemporaryDirectory() as tmp:
-                cluster = LocalCluster(local_settings(Path(tmp), brokers=brokers))
+                cluster = LocalCluster(scratch_settings(Path(tmp), brokers=brokers))
                 try:
                     results[f"cold_{brokers}"].append(_time_up(cluster, brokers))
                     state = cluster.load_state()

@@ -18,12 +18,9 @@ import dataclasses
 import os
 import resource
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from trilink.replay.format import read_recording, resolve_recordings
-from trilink.replay.make_recordings import free_port_base
 from trilink.replay.replayer import PreparedSend, Replayer, ReplayReport, plan_replay, prepare_sends
 
 FIDELITY_TARGET_P99_US = 2_000
@@ -116,20 +113,11 @@ def main() -> int:
     if args.bootstrap:
         bench(args.bootstrap, args)
         return 0
-    from trilink.platform.cluster import LocalCluster
-    from trilink.platform.connection import apply_declared_topics
-    from trilink.settings import Settings
+    from trilink.platform.scratch import scratch_cluster
 
-    with tempfile.TemporaryDirectory(prefix="trilink-bench-replay-") as state_dir:
-        settings = Settings(state_dir=Path(state_dir), kafka_port_base=free_port_base(), bootstrap=None)
-        cluster = LocalCluster(settings)
-        state, _ = cluster.up(brokers=1)
-        try:
-            apply_declared_topics(state.bootstrap, 1, settings)
-            print(f"private broker: {state.bootstrap}")
-            bench(state.bootstrap, args)
-        finally:
-            cluster.down(purge=True)
+    with scratch_cluster() as (_, state):
+        print(f"private broker: {state.bootstrap}")
+        bench(state.bootstrap, args)
     return 0
 
 

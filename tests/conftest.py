@@ -5,15 +5,15 @@ directory, or the cluster named by ``TRILINK_BOOTSTRAP`` (then nothing is starte
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics
-from trilink.settings import Settings
+from trilink.platform.scratch import scratch_cluster
+from trilink.platform.scratch import scratch_settings as local_settings
+
+__all__ = ["local_settings"]
 
 KIND_MARKERS = ("unit", "integration")
 
@@ -38,34 +38,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
 
 
-def free_port_base(count: int) -> int:
-    """A base port such that ``count`` consecutive loopback ports are free right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65000:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free loopback ports found")
-
-
-def local_settings(state_dir: Path, brokers: int = 1) -> Settings:
-    """Settings for a private cluster of the tests (own ports, own state, no external bootstrap)."""
-    return Settings(state_dir=state_dir, kafka_port_base=free_port_base(2 * brokers), bootstrap=None)
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """host:port of a real broker with trilink's topics applied."""
@@ -74,11 +46,5 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         apply_declared_topics(external)
         yield external
         return
-    settings = local_settings(tmp_path_factory.mktemp("kafka"))
-    cluster = LocalCluster(settings)
-    state, _ = cluster.up(brokers=1)
-    try:
-        apply_declared_topics(state.bootstrap, 1, settings)
+    with scratch_cluster(tmp_path_factory.mktemp("kafka")) as (_, state):
         yield state.bootstrap
-    finally:
-        cluster.down(purge=True)

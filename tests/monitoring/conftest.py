@@ -4,20 +4,18 @@ started by trilink's own code on a free loopback port in a temporary state direc
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from trilink.monitoring.prometheus import INSTALL_HINT, MonitoringSettings, start_prometheus, stop_prometheus
+from trilink.platform.scratch import free_port_base
 from trilink.settings import Settings
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port_base(1)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -92,22 +90,6 @@ def record_scenario(
     return writer.files, published, recorded
 
 
-def free_port_base() -> int:
-    """A port p with p and p+1 free on loopback (a broker's client and controller ports)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        if base + 1 < 65000:
-            return base
-    raise ReplayError("no_free_port", "no two consecutive free loopback ports found")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trilink.replay.make_recordings", description=__doc__)
     parser.add_argument("scenarios", nargs="*", default=list(DEFAULT_SCENARIOS))
@@ -118,19 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.bootstrap:
             return _make_all(args.bootstrap, args)
-        from trilink.platform.cluster import LocalCluster
-        from trilink.platform.connection import apply_declared_topics
-        from trilink.settings import Settings
+        from trilink.platform.scratch import scratch_cluster
 
-        with tempfile.TemporaryDirectory(prefix="trilink-make-recordings-") as state_dir:
-            settings = Settings(state_dir=Path(state_dir), kafka_port_base=free_port_base(), bootstrap=None)
-            cluster = LocalCluster(settings)
-            state, _ = cluster.up(brokers=1)
-            try:
-                apply_declared_topics(state.bootstrap, 1, settings)
-                return _make_all(state.bootstrap, args)
-            finally:
-                cluster.down(purge=True)
+        with scratch_cluster() as (_, state):
+            return _make_all(state.bootstrap, args)
     except TrilinkError as exc:
         print(f"make_recordings: error {exc}", file=sys.stderr)
         return 2
