@@ -247,6 +247,21 @@ class HubReport(BaseModel):
     def released_total(self, ally: str) -> int:
         return sum(self.released.get(ally, {}).values())
 
+    def lines(self) -> list[str]:
+        """The hub's part of a run's text report: counts, then its hops (p50/p99/max in ms)."""
+        received = sum(n for kinds in self.received.values() for n in kinds.values())
+        released = " ".join(f"{ally} {self.released_total(ally)}" for ally in _ALLIES)
+        mode = "decoded body" if self.verify_body else "headers"
+        out = [
+            f"[hub] received {received}  released {released}  dead-lettered "
+            f"{sum(self.dead_letters.values())}  (routing on the {mode})",
+            f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}",
+        ]
+        for row in self.latency:
+            label = row.hop if row.feed == NO_FEED else f"{row.hop} [{row.feed}]"
+            out.append(f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}")
+        return out
+
     def latency_row(self, hop: str, feed: str = NO_FEED) -> HubLatencyRow | None:
         for row in self.latency:
             if row.hop == hop and row.feed == feed:

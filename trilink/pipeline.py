@@ -27,6 +27,7 @@ from wsgiref.simple_server import WSGIServer
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from consumers.hub import HubReport
 from consumers.ledger import AllyReport, FirstDeliveryReport
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
@@ -34,7 +35,7 @@ from producers.scenario import Scenario, correlation_key, load_scenario, simulat
 from schemas.models import Nation, WarningEvent
 from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
-from trilink.platform.topics import topic_name
+from trilink.platform.topics import input_roles_of_both_topologies, topic_name
 from trilink.policy import default_policy
 from trilink.progress import AllyMetricsProbe, NullProgress, Progress, Status
 from trilink.runtime import gc_tuned
@@ -115,6 +116,10 @@ class RunReport(BaseModel):
     expected_deliveries: dict[str, int] = Field(description="per ally: events its release check lets through")
     allies: dict[str, AllyReport]
     launches: list[LaunchWarnings]
+    topology: Literal["direct", "hub"] = "direct"
+    hub: HubReport | None = Field(
+        default=None, description="the US hub's counts and hop latencies (hub topology)"
+    )
 
 
 @dataclass
@@ -130,6 +135,8 @@ class RunResult:
     allies: dict[str, AllyReport]
     launches: list[LaunchWarnings] = field(default_factory=list)
     complete: bool = True
+    topology: Literal["direct", "hub"] = "direct"
+    hub: HubReport | None = None
 
     def report(self) -> RunReport:
         return RunReport(
@@ -149,6 +156,8 @@ class RunResult:
             expected_deliveries=self.expected,
             allies=self.allies,
             launches=self.launches,
+            topology=self.topology,
+            hub=self.hub,
         )
 
 
@@ -169,13 +178,15 @@ def run_pipeline(
     policy = default_policy()
     audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))
     group_ids = {ally.value: f"trilink-ally-{ally.value.lower()}-run-{run.run_id}" for ally in ALLIES}
-    # A run's groups start exactly at today's end of the input topics: committed up front, so
-    # no event of this run can slip past a consumer whose offset reset happens late.
-    pin_groups_to_end(
-        bootstrap, list(group_ids.values()), (topic_name("warnings"), topic_name("sensor_status"))
-    )
     fleet = AllyFleet(
         bootstrap, group_ids, f"run-{run.run_id}", http=True, audit_dir=audit_root, policy=policy
+    )
+    # A run's groups (the hub's too) start exactly at today's end of the input topics: committed
+    # up front, so no event of this run can slip past a consumer whose offset reset happens late.
+    pin_groups_to_end(
+        bootstrap,
+        [*group_ids.values(), fleet.hub_group_id],
+        tuple(topic_name(r) for r in input_roles_of_both_topologies()),
     )
     expected = {ally.value: 0 for ally in ALLIES}
     complete = False
@@ -242,8 +253,12 @@ def run_pipeline(
                 f"{report.wall_s:.1f} s; waiting for the allies to deliver"
             )
             phase[0] = "waiting for the allies"
-            # Every record of the run reaches every ally, which delivers or withholds it.
-            complete = fleet.wait_settled({ally.value: report.sent for ally in ALLIES}, DRAIN_TIMEOUT_S)
+            # Every record of the run reaches every ally, which delivers or withholds it; through
+            # the hub, an ally's feed holds only what is released to it.
+            complete = fleet.wait_settled(
+                {ally.value: expected[ally.value] if fleet.with_hub else report.sent for ally in ALLIES},
+                DRAIN_TIMEOUT_S,
+            )
     finally:
         try:
             allies = fleet.stop()
@@ -251,6 +266,8 @@ def run_pipeline(
             if metrics_server is not None:
                 stop_producer_metrics(metrics_server, run, settings)
     missing = [a.value for a in ALLIES if a.value not in allies]
+    if fleet.with_hub and fleet.hub_report is None:
+        missing.append("hub")
     if missing:
         raise RunError("ally_failed", f"no report from the {', '.join(missing)} service(s): the process died")
     result = RunResult(
@@ -262,6 +279,8 @@ def run_pipeline(
         expected=expected,
         allies=allies,
         complete=complete,
+        topology="hub" if fleet.with_hub else "direct",
+        hub=fleet.hub_report,
     )
     result.launches = _first_warnings(scenario, run, allies)
     return result
@@ -398,6 +417,8 @@ def _ns(moment: datetime) -> int:
 
 HOP_ROWS = (
     ("send_to_append", "none"),
+    ("append_to_hub", "none"),  # hub topology: ingest append -> hub received
+    ("hub_to_append", "none"),  # hub topology: hub received -> feed append
     ("append_to_receive", "none"),
     ("receive_to_deliver", "kafka"),
     ("receive_to_deliver", "sse"),
@@ -422,6 +443,8 @@ def print_result(result: RunResult, out: Any = sys.stdout) -> None:
         f"in {p.wall_s:.1f} s via {result.bootstrap}",
         file=out,
     )
+    if result.hub is not None:
+        print("", *result.hub.lines(), sep="\n", file=out)
     for ally, rep in result.allies.items():
         c = rep.counts
         delivered = {ch: sum(v.values()) for ch, v in c.delivered.items()}
