@@ -72,6 +72,8 @@ AIR_ACCEL_SIGMA_M_S2 = 40.0
 VACUUM_ACCEL_SIGMA_M_S2 = 0.05
 #: Below this height a coasting object is "in the air" for the process noise, m.
 AIR_ALT_M = 80_000.0
+#: A track whose predicted position is this far underground has come down, m.
+BURIED_M = 2_000.0
 #: A fused track with no report for this long ends, s: at once while boosting or in the air (its
 #: path is not predictable), else once its ballistic path has reached the ground.
 LOST_AFTER_S = 60.0
@@ -177,6 +179,15 @@ def report_state(update: TrackUpdate) -> tuple[Vec3, Vec3]:
     return to_model(p.lat_deg, p.lon_deg, p.alt_m), velocity
 
 
+def _near(track: FusedTrack, t_s: float, z_p: Vec3, r_p: float) -> bool:
+    """Cheap first gate: the report lies within a generous bound of the track's straight-line
+    extrapolation (any acceleration up to 100 m/s^2 and 10 sigma of every error)."""
+    dt = abs(t_s - track.t_s)
+    guess = _add(track.position_m, track.velocity_m_s, t_s - track.t_s)
+    bound = 10.0 * math.sqrt(track.var_p + dt * dt * track.var_v + r_p) + 50.0 * dt * dt
+    return _dist2(z_p, guess) <= bound * bound
+
+
 def predict_state(
     track: FusedTrack, t_s: float, *, boosting: bool = False
 ) -> tuple[Vec3, Vec3, float, float]:
@@ -267,14 +278,23 @@ class FusionCell:
         r_p, r_v = update.position_sigma_m**2, update.velocity_sigma_m_s**2
         boosting = update.phase is FlightPhase.BOOST
         best: FusedTrack | None = None
-        best_d2 = GATE_CHI2
+        best_cost = math.inf
         for track in self.tracks:
             if track.ended or (report.sensor_id, t) in track.scans:
                 continue
+            if not _near(track, t, z_p, r_p):
+                continue
             pos, vel, var_p, var_v = predict_state(track, t, boosting=boosting)
-            d2 = _dist2(z_p, pos) / (var_p + r_p) + _dist2(z_v, vel) / (var_v + r_v)
-            if d2 < best_d2:
-                best, best_d2 = track, d2
+            if norm(pos) < EARTH_RADIUS_M - BURIED_M:
+                continue  # its path has reached the ground: a report here is of another object
+            s_p, s_v = var_p + r_p, var_v + r_v
+            d2 = _dist2(z_p, pos) / s_p + _dist2(z_v, vel) / s_v
+            if d2 >= GATE_CHI2:
+                continue
+            # among the tracks in the gate, the likeliest (a diffuse track is not a closer one)
+            cost = d2 + 3.0 * math.log(s_p) + 3.0 * math.log(s_v)
+            if cost < best_cost:
+                best, best_cost = track, cost
         out: list[FusedDraft] = []
         if best is None:
             self._count += 1

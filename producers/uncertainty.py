@@ -1,7 +1,8 @@
 """The 1-sigma ground ellipse of an impact predicted from a track (sensors and fusion cells).
 
 After burnout the error comes from the state's own errors: the velocity error times the time to
-go, range being about twice as sensitive as cross-range. While the motor still burns the
+go, range being about twice as sensitive as cross-range, and from what the ballistic predictor
+leaves out in the air (lift, the real drag): a share of the predicted path flown below 80 km. While the motor still burns the
 ballistic impact point of the current state (the *instantaneous impact point*, IIP) lies short of
 where the missile will come down, by however much range the rest of the burn adds. That is not
 known from the track: it is bounded by what the missile could still be. A missile still burning
@@ -17,12 +18,26 @@ to the IIP, which early in the burn lies near the pad: a 941 km error with a 15.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 from producers.catalog import default_missile_classes
 from producers.geometry import Vec3, enu_basis, from_model, great_circle_m, initial_azimuth_deg
 from producers.trajectory import BallisticPrediction
+
+#: Range error of a prediction per metre of its path flown in the air, as a share: the predictor
+#: knows drag only through an assumed ballistic coefficient and lift not at all, and a KN-23-type
+#: pull-up flies ~600 km where its ballistic extrapolation comes down at ~450 km
+#: (``data/missile_classes.toml``, lift_to_drag): 0.3 of the path in the air. ASSUMPTION.
+AIR_PATH_ERROR_FRACTION = 0.3
+#: Range a lifting (KN-23-type) body may add to its ballistic range by pulling up, as a share:
+#: ~600 km flown where the ballistic extrapolation comes down at ~450 km (see above).
+LIFT_RANGE_FRACTION = 0.35
+#: Speed at which the pull-up's lift has faded (the SRBM class's pull_up_end_speed_m_s), m/s.
+PULL_UP_END_SPEED_M_S = 1_000.0
+#: Below this height the predicted path counts as flown in the air, m.
+AIR_PATH_ALT_M = 80_000.0
 
 #: Share of the still-reachable range added across the track while boosting: the Earth-fixed
 #: ground track of a burning missile curves (Coriolis), ASSUMPTION sized from the 7-13 km
@@ -67,6 +82,27 @@ def impact_ellipse(
     cross = math.hypot(position_sigma_m, velocity_sigma_m_s * t_go)
     along = 2.0 * cross
     path = result.path_m
+    ground = [from_model(p) for p in path]
+    total = air = 0.0
+    for (lat0, lon0, alt0), (lat1, lon1, alt1) in itertools.pairwise(ground):
+        step = great_circle_m(lat0, lon0, lat1, lon1)
+        total += step
+        if max(alt0, alt1) < AIR_PATH_ALT_M:
+            air += step
+    speed = math.sqrt(sum(v * v for v in velocity_m_s))
+    if ground and max(p[2] for p in ground) < AIR_PATH_ALT_M and launch_point is not None and not boosting:
+        # a flight that never leaves the air (depressed): a lifting body may pull up and fly on
+        # by a third of its ballistic range, until it has slowed to the end of its pull-up
+        lift = min(1.0, max(0.0, (speed - PULL_UP_END_SPEED_M_S) / PULL_UP_END_SPEED_M_S))
+        extension = LIFT_RANGE_FRACTION * great_circle_m(launch_point[0], launch_point[1], lat, lon) * lift
+        along = math.hypot(along, extension)
+        cross = math.hypot(cross, 0.1 * extension)
+    elif total > 0.0 and air > 0.0:
+        # drag only: weighted by the share in the air, so a steep re-entry at the end of a long
+        # flight adds little
+        drag = AIR_PATH_ERROR_FRACTION * air * air / total
+        along = math.hypot(along, drag)
+        cross = math.hypot(cross, 0.1 * drag)
     last_lat, last_lon, _ = from_model(path[max(0, len(path) - 2)])
     heading = initial_azimuth_deg(last_lat, last_lon, lat, lon) % 180.0
     if boosting:
