@@ -1,5 +1,6 @@
-"""Subcommands of the producing side: ``trilink trajectory`` (solve and summarise one flight)
-and ``trilink sensors`` (play a scenario's sensors as Kafka producers)."""
+"""Subcommands of the producing side: ``trilink trajectory`` (solve and summarise one flight),
+``trilink sensors`` (play a scenario's sensors as Kafka producers) and ``trilink scenario report``
+(truth against each nation's fused estimate)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from producers.errors import TrajectoryError
 from producers.trajectory import FlightRequest, MissileClass, Profile, fly
@@ -75,6 +77,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint")
     s.set_defaults(handler=sensors_handler)
 
+    sc = subparsers.add_parser("scenario", help="scenario tools: report")
+    actions = sc.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    r = actions.add_parser(
+        "report",
+        help="truth against each nation's fused estimate, per launch (table and PNG)",
+        description="Simulate a scenario (no Kafka) and compare each nation's fused picture with the "
+        "truth, per launch: detection time per sensor and nation, fused impact prediction error and "
+        "its 1-sigma against time, alert times per nation, fused tracks per launch. Prints a table, "
+        "writes a PNG (and JSON with --json).",
+    )
+    r.add_argument("scenario", help="scenario file, or a shipped name: " + ", ".join(_shipped_names()))
+    r.add_argument(
+        "--png", type=Path, default=None, help="PNG path (default: .trilink/reports/scenario-NAME.png)"
+    )
+    r.add_argument("--json", type=Path, default=None, help="also write the whole report as JSON here")
+    r.set_defaults(handler=scenario_report_handler)
+
 
 def _shipped_names() -> list[str]:
     from producers.scenario import shipped_scenarios
@@ -136,6 +155,25 @@ def sensors_handler(args: argparse.Namespace) -> int:
     for line in report.errors:
         print(f"  send error: {line}")
     return 0 if report.failed == 0 and not report.interrupted else 1
+
+
+def scenario_report_handler(args: argparse.Namespace) -> int:
+    """Run ``trilink scenario report``."""
+    from producers.scenario import load_scenario
+    from producers.scenario_report import build_report, render_png, render_table
+
+    scenario = load_scenario(args.scenario)
+    report = build_report(scenario)
+    print(render_table(report))
+    png = args.png or Path(".trilink") / "reports" / f"scenario-{scenario.name}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    render_png(report, png)
+    print(f"plot: {png}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        print(f"json: {args.json}")
+    return 0
 
 
 def handler(args: argparse.Namespace) -> int:
