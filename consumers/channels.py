@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from consumers.acks import AckSender
 from consumers.audit import AuditLog
 from consumers.dlq import dead_letter_headers
 from consumers.errors import ChannelDeliveryError
@@ -31,6 +32,7 @@ from consumers.ledger import KindSeries, Ledger
 from consumers.measure import FirstDelivery, LaunchBook
 from consumers.ports import ProducerPort
 from consumers.sse import SseHub, SseItem, sse_frame
+from schemas.acks import ACKNOWLEDGED_KINDS
 from schemas.headers import ParsedHeaders
 from schemas.models import WarningEvent
 from trilink.latency import encode_sent_ns
@@ -122,9 +124,12 @@ class KafkaChannel:
         instance_id: str,
         ledger: Ledger,
         launches: LaunchBook,
+        *,
+        acks: AckSender | None = None,
     ) -> None:
         self._producer = producer
         self.topic = topic
+        self._acks = acks
         self._instance = instance_id.encode("utf-8")
         self._ledger = ledger
         self._launches = launches
@@ -186,7 +191,27 @@ class KafkaChannel:
         ledger.delivered[(d.event.kind.value, "kafka")] += 1
         if d.first is not None:
             self._launches.delivered(d.first, "kafka", now_ns)
+        if self._acks is not None and d.event.kind in ACKNOWLEDGED_KINDS:
+            self._acknowledge(d, checkpoint, now_ns)
         checkpoint.acked += 1
+
+    def _acknowledge(self, d: Delivery, checkpoint: Checkpoint, delivered_ns: int) -> None:
+        """Send this ally's acknowledgement under the same checkpoint (counted sent before the
+        delivery is counted acknowledged, so the checkpoint cannot settle in between). A refused
+        acknowledgement fails the delivery itself: it is read and delivered again, and
+        acknowledged again."""
+        assert self._acks is not None
+        event_id = d.parsed.event_id
+        checkpoint.sent += 1
+        try:
+            future = self._acks.send(d.event, event_id, d.parsed.sent_ns, delivered_ns)
+        except Exception as exc:
+            checkpoint.failed.append(
+                ("kafka", event_id, f"acknowledgement refused: {type(exc).__name__}: {exc}")
+            )
+            return
+        future.add_callback(checkpoint._acknowledged)
+        future.add_errback(checkpoint.refused, "kafka", event_id)
 
 
 class AuditChannel:

@@ -24,9 +24,9 @@ LOG_APPEND_TIME = 1
 
 
 def new_consumer(
-    bootstrap: str, group_id: str, client_id: str, *, offset_reset: str, max_poll_records: int
+    bootstrap: str, group_id: str | None, client_id: str, *, offset_reset: str, max_poll_records: int
 ) -> Any:
-    """A group consumer with trilink's settings (auto-commit off)."""
+    """A consumer with trilink's settings (auto-commit off); ``group_id`` None: group-less."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 

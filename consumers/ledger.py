@@ -58,6 +58,7 @@ class KindSeries:
     hub_to_append: int
     receive_to_deliver: dict[str, int]
     end_to_end: dict[str, int]
+    acknowledged_by_all: int
 
 
 class Ledger(Collector):
@@ -83,11 +84,13 @@ class Ledger(Collector):
                 end_to_end={
                     c: self._add(("end_to_end", kind, c), lazy=c not in self.channels) for c in CHANNELS
                 },
+                acknowledged_by_all=self._add(("acknowledged_by_all", kind, NO_CHANNEL), lazy=True),
             )
         self._index = {key: i for i, key in enumerate(self._keys)}
         n = len(self._keys)
         self._samples = array("q")
         self._fold_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._hist: list[BatchHistogram | None] = [None] * n
         self._buckets = np.zeros((n, len(_BOUNDS_NS) + 1), dtype=np.int64)
         self._sum_ns = np.zeros(n, dtype=np.float64)
@@ -99,6 +102,8 @@ class Ledger(Collector):
         self.delivered = {(k, c): 0 for k in _KINDS for c in CHANNELS}
         self.dead_letters = dict.fromkeys(sorted(DLQ_REASONS), 0)
         self.duplicates = 0
+        # Written by the acknowledgement reader's thread only (consumers.acks.AckBook.sweep).
+        self.unacknowledged: dict[str, int] = {}
 
     def _add(self, key: tuple[str, str, str], *, lazy: bool = False) -> int:
         self._keys.append(key)
@@ -117,7 +122,8 @@ class Ledger(Collector):
         self.sample(self._index[(hop, kind, channel)], latency_ns)
 
     def dead_letter(self, reason: str) -> None:
-        self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
+        with self._count_lock:  # the consumer loop and the acknowledgement reader both count
+            self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
 
     # ------------------------------------------------------------ folding
 
@@ -225,6 +231,13 @@ class Ledger(Collector):
             [([ally], self.duplicates)],
         )
         yield _counter(
+            "trilink_ally_warnings_unacknowledged",
+            "Warnings this ally delivered that an ally they were released to did not acknowledge "
+            "in time, by the missing ally.",
+            ["ally", "missing"],
+            (([ally, missing], n) for missing, n in sorted(self.unacknowledged.items())),
+        )
+        yield _counter(
             "trilink_dead_letters",
             "Records sent to the dead-letter topic, by reason.",
             ["ally", "reason"],
@@ -318,6 +331,30 @@ class LaunchFirsts(BaseModel):
     first_alert: FirstDeliveryReport | None
 
 
+class UnacknowledgedWarning(BaseModel):
+    """A warning this service delivered that some ally it was released to never acknowledged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    correlation_key: str
+    kind: str
+    missing: list[str]
+
+
+class AckSummary(BaseModel):
+    """The three-way acknowledgement seen by one ally service (:class:`consumers.acks.AckBook`);
+    the times to the last acknowledgement are the ``acknowledged_by_all`` latency rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    acknowledged_by_all: int = Field(description="warnings every ally they were released to acknowledged")
+    pending: int = Field(description="warnings still waiting for an acknowledgement at report time")
+    unacknowledged: int = Field(description="warnings some ally did not acknowledge within the timeout")
+    unacknowledged_by_ally: dict[str, int] = Field(description="missing ally -> warnings")
+    unacknowledged_listed: list[UnacknowledgedWarning] = Field(description="the first ones, by id")
+
+
 class AllyReport(BaseModel):
     """What :meth:`consumers.service.AllyService.report` returns: counts, latency rows and
     per-launch first deliveries of one service instance, all from its ledger and launch book."""
@@ -334,6 +371,7 @@ class AllyReport(BaseModel):
     dedup_window_ids: int
     assigned_partitions: list[str] = Field(description='"topic/partition" owned at report time')
     error: str | None
+    acknowledgements: AckSummary | None = None
 
     def delivered_total(self, channel: str = "kafka") -> int:
         """Events delivered on ``channel`` (every kind)."""

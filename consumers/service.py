@@ -75,6 +75,7 @@ from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from consumers import kafka_io
+from consumers.acks import AckBook, AckReader, AckSender
 from consumers.audit import AuditLog, recover_ids
 from consumers.channels import (
     INSTANCE_HEADER,
@@ -211,6 +212,8 @@ class AllyService:
         producer_factory: ProducerFactory | None = None,
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
         read_tail: TailReader | None = None,
+        acknowledge: bool = True,
+        ack_timeout_s: float = 30.0,
         settings: Settings | None = None,
         topology: str | None = None,
     ) -> None:
@@ -228,6 +231,7 @@ class AllyService:
         self.input_topics = tuple(topic_name(r) for r in ally_input_roles(self.ally.value, self.topology))
         self.output_topic = topic_name(f"ally.{self.ally.value}")
         self.dead_letter_topic = topic_name("dead_letter")
+        self.ack_topic = topic_name("acks")
         self.policy = policy or default_policy()
         self._release = ReleaseCheck(self.ally, self.policy)
         self.from_beginning = from_beginning
@@ -255,6 +259,9 @@ class AllyService:
         self.metrics.registry.register(self.ledger)
         self.launches = LaunchBook()
         self.window = DedupWindow(dedup_capacity)
+        #: The three-way acknowledgement (None: this service neither sends nor reads them).
+        self.acks = AckBook(self.ally, self.policy, self.ledger, ack_timeout_s) if acknowledge else None
+        self._ack_reader: AckReader | None = None
         self.hub = SseHub(
             sse_queue_size,
             on_drop=self._count_drop,
@@ -352,10 +359,29 @@ class AllyService:
             self._listener = listener
             self._consumer.subscribe(list(self.input_topics), listener=listener)
             self._joined_monotonic = time.monotonic()
-            self._kafka = KafkaChannel(
-                self._producer, self.output_topic, self.instance_id, self.ledger, self.launches
-            )
             self._dead = DeadLetters(self._producer, self.dead_letter_topic, self.ally.value, self.ledger)
+            sender = None
+            if self.acks is not None:
+                # Known before the first acknowledgement: it is sent from the producer's IO thread,
+                # which must never wait for metadata.
+                self._producer.partitions_for(self.ack_topic)
+                sender = AckSender(self._producer, self.ack_topic, self.ally, self.instance_id, self.acks)
+                self._ack_reader = AckReader(
+                    kafka_io.new_consumer(
+                        self.bootstrap,
+                        None,
+                        f"{self.client_id}-acks",
+                        offset_reset="latest",
+                        max_poll_records=self.max_poll_records,
+                    ),
+                    self.ack_topic,
+                    self.acks,
+                    self._dead_letter_ack,
+                )
+                self._ack_reader.start()
+            self._kafka = KafkaChannel(
+                self._producer, self.output_topic, self.instance_id, self.ledger, self.launches, acks=sender
+            )
             channels: list[Any] = [self._kafka]
             if self.audit_path is not None:
                 self.audit = AuditLog(self.audit_path)
@@ -390,6 +416,8 @@ class AllyService:
             self._withdraw()
             if self.http is not None:
                 self.http.stop()
+            if self._ack_reader is not None:
+                self._ack_reader.stop()
             self._close_clients()
             raise
         self._thread = threading.Thread(target=self._run, name=f"{self.client_id}-loop", daemon=True)
@@ -401,6 +429,8 @@ class AllyService:
         try:
             if self._thread is not None:
                 self._thread.join(timeout_s)
+            if self._ack_reader is not None:
+                self._ack_reader.stop()
             if self.http is not None:
                 self.http.stop()
         finally:
@@ -417,6 +447,24 @@ class AllyService:
             withdraw(ALLY_JOB, self.target_instance, settings=self._settings)
         except Exception:
             log.exception("ally %s: withdrawing the Prometheus target failed", self.ally.value)
+
+    def _dead_letter_ack(self, record: Any, exc: DeserializationError) -> None:
+        """A record on the acknowledgement topic that is not an acknowledgement (reader thread)."""
+        assert self._dead is not None
+        try:
+            self._dead.send(
+                Checkpoint(),  # the reader commits nothing: this record is evidence only
+                reason=exc.reason if exc.reason in DLQ_REASONS else UNEXPECTED_REASON,
+                error=exc.message,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                value=record.value,
+                key=record.key,
+                headers=record.headers,
+            )
+        except Exception:
+            log.exception("ally %s: dead-lettering a bad acknowledgement record failed", self.ally.value)
 
     def request_stop(self) -> None:
         """Ask the loop to stop after its current batch (safe from a signal handler)."""
@@ -1136,6 +1184,7 @@ class AllyService:
                 "dedup_window_ids": len(self.window),
                 "assigned_partitions": assigned,
                 "error": None if self.error is None else str(self.error),
+                "acknowledgements": None if self.acks is None else self.acks.summary(),
             }
         )
 

@@ -41,6 +41,7 @@ __all__ = [
     "fingerprint",
     "load_released",
     "parsing_canonical_form",
+    "record_schema",
     "released_by_fingerprint",
 ]
 
@@ -143,13 +144,18 @@ def _record(model: type[BaseModel], defined: set[str]) -> Any:
     return {"type": "record", "name": model.__name__, "doc": _doc(model), "fields": fields}
 
 
-def derive_schema() -> dict[str, Any]:
-    """The Avro schema the current models describe (what the next release would freeze)."""
-    schema = _record(WarningEvent, set())
+def record_schema(model: type[BaseModel], namespace: str) -> dict[str, Any]:
+    """The Avro record schema of ``model`` (field docs from descriptions) in ``namespace``."""
+    schema = _record(model, set())
     assert isinstance(schema, dict)
-    return {"type": "record", "name": schema["name"], "namespace": NAMESPACE} | {
+    return {"type": "record", "name": schema["name"], "namespace": namespace} | {
         k: v for k, v in schema.items() if k not in ("type", "name")
     }
+
+
+def derive_schema() -> dict[str, Any]:
+    """The Avro schema the current models describe (what the next release would freeze)."""
+    return record_schema(WarningEvent, NAMESPACE)
 
 
 # --- Released versions ---------------------------------------------------------------------

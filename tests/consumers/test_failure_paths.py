@@ -206,6 +206,7 @@ def start(tmp_path: Path, consumer: FakeConsumer, producer: FakeProducer, **opti
         flush_timeout_s=0.5,
         consumer_factory=lambda *a, **k: consumer,
         producer_factory=lambda *a: producer,
+        acknowledge=False,  # the acknowledgement reader is a real consumer: tests/consumers/test_acks.py
         settings=Settings(state_dir=tmp_path / "state", bootstrap=None),
         **options,
     )
