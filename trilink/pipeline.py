@@ -168,8 +168,12 @@ def run_pipeline(
     brokers: int = 1,
     audit_dir: Path | None = None,
     progress: bool = True,
+    status_line: bool = True,
 ) -> RunResult:
-    """Play ``scenario`` through the broker and the three ally services; see the module docstring."""
+    """Play ``scenario`` through the broker and the three ally services; see the module docstring.
+
+    ``progress``: print the live pages and what happens (False: silent); ``status_line``: also
+    the progress line (a live line on a terminal, periodic lines otherwise; stderr)."""
     from consumers.fleet import AllyFleet
 
     settings = get_settings()
@@ -216,7 +220,9 @@ def run_pipeline(
         )
 
     display: Progress | NullProgress = (
-        Progress(status, label=f"run {run.run_id}") if progress else NullProgress()
+        Progress(status, label=f"run {run.run_id}")
+        if progress and status_line
+        else NullProgress(quiet=not progress)
     )
     try:
         fleet.start()
@@ -603,7 +609,9 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="write the HTML report (plots inline) here (demo default: .trilink/reports/<scenario>-<run>.html)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no live status line or periodic progress lines"
+        "--no-progress",
+        action="store_true",
+        help="no live status line or periodic progress lines (the other lines stay)",
     )
 
 
@@ -627,7 +635,7 @@ def _run(args: argparse.Namespace, *, html_by_default: bool = False) -> int:
         speed=speed,
         brokers=args.brokers,
         audit_dir=args.audit_dir,
-        progress=not args.no_progress,
+        status_line=not args.no_progress,
     )
     print_result(result)
     report = result.report()

@@ -261,13 +261,15 @@ def is_terminal(out: TextIO) -> bool:
 
 
 class NullProgress:
-    """What a command uses when progress is off: ``say`` prints, nothing else happens."""
+    """What a command uses when progress is off: ``say`` prints (unless ``quiet``), nothing else happens."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, *, quiet: bool = False) -> None:
         self.out = out if out is not None else sys.stderr
+        self.quiet = quiet
 
     def say(self, message: str) -> None:
-        print(message, file=self.out, flush=True)
+        if not self.quiet:
+            print(message, file=self.out, flush=True)
 
     def __enter__(self) -> Self:
         return self

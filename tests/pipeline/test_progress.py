@@ -120,6 +120,8 @@ def test_a_failing_source_does_not_end_the_command() -> None:
         pass  # neither the thread nor the final line raise
     NullProgress(out).say("plain")
     assert out.getvalue().endswith("plain\n")
+    NullProgress(out, quiet=True).say("not shown")
+    assert "not shown" not in out.getvalue()
 
 
 def test_ally_figures_come_from_the_services_exposition() -> None:
