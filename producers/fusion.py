@@ -146,7 +146,7 @@ def _dist2(a: Vec3, b: Vec3) -> float:
 
 def _drag_m_s2(position: Vec3, velocity: Vec3) -> float:
     """Drag deceleration of a body of the predictor's ballistic coefficient, m/s^2."""
-    rho = air_density_kg_m3(norm(position) - EARTH_RADIUS_M)
+    rho = air_density_kg_m3(max(0.0, norm(position) - EARTH_RADIUS_M))
     if rho <= 0.0:
         return 0.0
     beta = default_missile_classes().predictor.ballistic_coefficient_kg_m2
@@ -207,6 +207,8 @@ def predict_state(
         new_pos = _add(_add(pos, vel, h), a, 0.5 * h * h)
         vel = _add(vel, _add(a, _accel(new_pos, _add(vel, a, h))), 0.5 * h)
         pos = new_pos
+        if norm(pos) < EARTH_RADIUS_M - 2.0 * BURIED_M:
+            break  # well into the ground: nothing further to predict
     if boosting or track.phase is FlightPhase.BOOST:
         q = BOOST_ACCEL_SIGMA_M_S2
     elif from_model(pos)[2] < AIR_ALT_M:
