@@ -183,6 +183,14 @@ def _hop_tables(report: RunReport) -> str:
     return "".join(parts)
 
 
+def _hub_block(report: RunReport) -> str:
+    """The hub topology: the US hub's own counts and hops, as its text report prints them."""
+    if report.hub is None:
+        return ""
+    text = html.escape("\n".join(report.hub.lines()))
+    return f"<h2>Through the US hub</h2><pre>{text}</pre>"
+
+
 def render_html(report: RunReport, *, generated_at: datetime | None = None) -> str:
     """The whole page (see the module docstring)."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -208,6 +216,7 @@ def render_html(report: RunReport, *, generated_at: datetime | None = None) -> s
 via <code>{html.escape(report.bootstrap)}</code>: published {p.acknowledged} of {p.sent} events
 ({p.failed} failed) in {p.wall_s:.1f} s; {state}. Generated {when}.</p>
 {"<ul class=bad>" + "".join(errors) + "</ul>" if errors else ""}
+{_hub_block(report)}
 <h2>Summary</h2>
 {_summary_table(summarize(report))}
 <p class="note">Delivered = acknowledged on the ally's Kafka topic. First warning = launch -> first

@@ -118,3 +118,28 @@ def test_saved_report_becomes_a_page_again(
         assert "[missing_report]" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.unit
+def test_page_of_a_run_through_the_hub_shows_the_hub() -> None:
+    from consumers.hub import HubReport
+
+    hub = HubReport.model_validate(
+        {
+            "instance_id": "hub-1",
+            "group_id": "g-hub",
+            "verify_body": True,
+            "received": {"US": {"track_update": 12}},
+            "released": {"US": {"track_update": 12}, "JP": {"track_update": 10}},
+            "withheld": {"JP": {"track_update": 2}},
+            "dead_letters": {},
+            "delivery_failures": {},
+            "latency": [],
+            "error": None,
+        }
+    )
+    report = run_report().model_copy(update={"topology": "hub", "hub": hub})
+    page = read_page(render_html(report))
+    words = " ".join(page.text)
+    assert "Through the US hub" in words and "[hub] received 12" in words
+    assert "Through the US hub" not in render_html(run_report())
