@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,17 @@ def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
             warnings = topic_name("warnings")
             (described,) = admin.describe_topics([warnings])
             assert all(len(p["replica_nodes"]) == 3 for p in described["partitions"])
-            configs = admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, warnings)], config_filter="all"
-            )
-            assert configs["topic"][warnings]["min.insync.replicas"]["value"] == "2"
+            resource = [ConfigResource(ConfigResourceType.TOPIC, warnings)]
+
+            def min_isr() -> Any:
+                # The broker answering may not have the new topic's configs yet (a loaded
+                # machine showed an empty answer right after creation): ask until it has.
+                return admin.describe_configs(resource, config_filter="all")["topic"].get(warnings, {})
+
+            deadline = time.monotonic() + 15
+            while "min.insync.replicas" not in (configs := min_isr()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert configs["min.insync.replicas"]["value"] == "2"
         finally:
             admin.close()
 
