@@ -21,6 +21,12 @@ process, kafka-python's IO threads included) is that phase's CPU alone:
    from ready until the service counts all of them delivered on all three channels (sse: queued).
    ``end_to_end`` latency includes the wait in the backlog; ``receive_to_deliver`` is the service's.
 
+5. hub (``--hub``, default both): the same number of events published by the sensor publisher in
+   the hub topology (to the nations' ingest topics); the hub's floor, a kafka-python consumer that
+   sends each record once per feed the sharing policy releases it to (the hub's irreducible work);
+   then ``HubService`` over the same records as a backlog, routing on the decoded body and on the
+   headers alone, CPU from ready until every record is routed and every feed write acknowledged.
+
 Ratios within one run are the point: the machine is shared and noisy, absolute numbers drift
 between runs, ratios to a floor measured minutes apart much less. Prints numbers, asserts nothing;
 deletes its scratch topics and consumer groups at the end.
@@ -67,13 +73,13 @@ def _tp(key: str) -> Any:
     return TopicPartition(topic, int(partition))
 
 
-def end_offsets(bootstrap: str) -> Offsets:
-    """End offset of every partition of the warnings and sensor-status topics."""
+def end_offsets(bootstrap: str, roles: tuple[str, ...] = INPUT_ROLES) -> Offsets:
+    """End offset of every partition of the warnings and sensor-status topics (or ``roles``)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**consumer_config(bootstrap, None, "bench-hotpath-offsets"))
     try:
-        topics = [topic_name(role) for role in INPUT_ROLES]
+        topics = [topic_name(role) for role in roles]
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         return {f"{tp.topic}:{tp.partition}": int(n) for tp, n in consumer.end_offsets(tps).items()}
     finally:
@@ -133,7 +139,9 @@ def work_publish(p: dict[str, Any]) -> dict[str, Any]:
         runs += 1
         events.extend(for_run(simulate(scenario), Run.new(), scenario.start_time))
     del events[p["events"] :]
-    publisher = SensorPublisher(p["bootstrap"], client_id="bench-hotpath-sensors")
+    publisher = SensorPublisher(
+        p["bootstrap"], client_id="bench-hotpath-sensors", topology=p.get("topology", "direct")
+    )
     try:
         report, cpu, wall = timed(lambda: publisher.publish(iter(events), speed=None))
     finally:
@@ -170,22 +178,103 @@ def work_produce(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def work_relay(p: dict[str, Any]) -> dict[str, Any]:
+    """Consume each record and send it on; with ``fanout`` (the hub's floor) send it once per
+    feed the hub releases it to (looked up by offset, counted before the clock starts)."""
     from kafka import KafkaProducer
 
+    fanout: dict[str, int] | None = None
+    if p.get("fanout"):
+        fanout = fanout_of_records(p)
     consumer, stops = open_range(p, "bench-hotpath-relay")
     producer = KafkaProducer(**producer_config(p["bootstrap"], "bench-hotpath-relay"))
     topic, send = p["scratch"], producer.send
     producer.partitions_for(topic)
 
+    def once(r: Any) -> None:
+        send(topic, key=r.key, value=r.value, headers=r.headers)
+
+    def per_feed(r: Any) -> None:
+        assert fanout is not None
+        for _ in range(fanout[f"{r.topic}:{r.partition}:{r.offset}"]):
+            send(topic, key=r.key, value=r.value, headers=r.headers)
+
     def relay() -> int:
-        n = drain(consumer, stops, lambda r: send(topic, key=r.key, value=r.value, headers=r.headers))
+        n = drain(consumer, stops, once if fanout is None else per_feed)
         producer.flush()
         return n
 
     n, cpu, wall = timed(relay)
     producer.close()
     consumer.close()
-    return {"events": n, "cpu_s": cpu, "wall_s": wall}
+    writes = n if fanout is None else sum(fanout.values())
+    return {"events": n, "cpu_s": cpu, "wall_s": wall, "writes": writes}
+
+
+def fanout_of_records(p: dict[str, Any]) -> dict[str, int]:
+    """Per ingest record (``topic:partition:offset``): how many feeds the policy releases it to."""
+    from schemas.headers import parse_headers
+    from schemas.models import Nation
+    from trilink.platform.topics import ingest_role
+    from trilink.policy import default_policy
+
+    policy = default_policy()
+    nation_of = {topic_name(ingest_role(n.value)): n for n in Nation}
+    consumer, stops = open_range(p, "bench-hotpath-fanout")
+    out: dict[str, int] = {}
+
+    def count(r: Any) -> None:
+        kind = parse_headers(r.headers).kind
+        out[f"{r.topic}:{r.partition}:{r.offset}"] = len(policy.releasable_to(nation_of[r.topic], kind))
+
+    drain(consumer, stops, count)
+    consumer.close()
+    return out
+
+
+def work_hub(p: dict[str, Any]) -> dict[str, Any]:
+    """The US hub over the ingest records as a backlog (its group committed at their start):
+    CPU from ready until every record is routed and every feed write acknowledged."""
+    import logging
+
+    from consumers.hub import HubService
+    from trilink.runtime import tune_gc
+
+    logging.basicConfig(level=logging.WARNING)
+    n, writes = p["events"], p["writes"]
+    hub = HubService(
+        p["bootstrap"],
+        group_id=p["group"],
+        instance_id=f"bench-hotpath-{os.getpid()}",
+        http_port=None,
+        verify_body=p["verify_body"],
+    )
+
+    def released() -> int:
+        return sum(hub.released_count(a) for a in ("US", "JP", "KR"))
+
+    hub.start()
+    tune_gc()
+    try:
+        if not hub.wait_ready(120):
+            raise RuntimeError("hub not ready within 120 s")
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        deadline = time.monotonic() + p["timeout_s"]
+        while not (done := hub.settled_count() >= n and released() >= writes) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    finally:
+        hub.stop()
+    report = hub.report()
+    return {
+        "events": hub.settled_count(),
+        "writes": released(),
+        "settled": done,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "dead_letters": report.dead_letters,
+        "latency": [r.model_dump() for r in report.latency],
+        "error": report.error,
+    }
 
 
 def work_service(p: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +338,7 @@ WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "produce": work_produce,
     "relay": work_relay,
     "service": work_service,
+    "hub": work_hub,
 }
 
 
@@ -299,14 +389,20 @@ class Viewer(threading.Thread):
         self.sock.close()
 
 
-def run_service(admin: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Commit the fresh group's start offsets, run the service worker with a viewer attached."""
+def commit_start(admin: Any, group: str, start: Offsets) -> None:
+    """Commit a fresh group's start offsets, so its service reads exactly the bench's records."""
     from kafka.structs import OffsetAndMetadata
 
-    start = {_tp(k): OffsetAndMetadata(o, "", -1) for k, o in params["start"].items()}
-    errors = admin.alter_group_offsets(params["group"], start)
+    errors = admin.alter_group_offsets(
+        group, {_tp(k): OffsetAndMetadata(o, "", -1) for k, o in start.items()}
+    )
     if bad := {str(tp): e.__name__ for tp, e in errors.items() if e.__name__ != "NoError"}:
         raise RuntimeError(f"committing the start offsets failed: {bad}")
+
+
+def run_service(admin: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Commit the fresh group's start offsets, run the service worker with a viewer attached."""
+    commit_start(admin, params["group"], params["start"])
     cmd = [sys.executable, __file__, "--worker", "service", "--params", json.dumps(params)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
@@ -364,6 +460,30 @@ def print_service(ally: str, r: dict[str, Any]) -> None:
         print(f"#   {hop} p50/p99 ms: {text}{note}")
 
 
+def run_hub_phases(
+    admin: Any, bootstrap: str, sizing: dict[str, Any], scratch: str, args: Any, *, groups: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], int]:
+    """Publish ``sizing`` to the ingest topics, then the hub's floor and the hub itself over them."""
+    from trilink.platform.topics import ingest_role
+
+    roles = tuple(ingest_role(n) for n in ("US", "JP", "KR"))
+    before = end_offsets(bootstrap, roles)
+    run_worker("publish", {"bootstrap": bootstrap, "topology": "hub"} | sizing)
+    after = end_offsets(bootstrap, roles)
+    n = sum(end - before.get(k, 0) for k, end in after.items())
+    start = {k: before.get(k, 0) for k in after}
+    span = {"bootstrap": bootstrap, "start": start, "end": after}
+    floor = run_worker("relay", span | {"scratch": scratch, "fanout": True})
+    hubs: dict[str, dict[str, Any]] = {}
+    modes = ("decoded", "headers") if args.hub == "both" else (args.hub,)
+    for mode in modes:
+        groups.append(f"trilink-hub-bench-{mode}-{uuid.uuid4().hex[:8]}")
+        commit_start(admin, groups[-1], start)
+        params = {"group": groups[-1], "events": n, "writes": floor["writes"], "timeout_s": args.timeout}
+        hubs[mode] = run_worker("hub", span | params | {"verify_body": mode == "decoded"})
+    return floor, hubs, n
+
+
 def main() -> int:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -373,6 +493,14 @@ def main() -> int:
     parser.add_argument("--bootstrap", default=os.environ.get("TRILINK_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a service may take to settle")
+    parser.add_argument(
+        "--hub",
+        choices=("both", "decoded", "headers", "none"),
+        default="both",
+        help="hub phases: publish the same number of events to the ingest topics, then the hub's "
+        "floor (consume once, produce once per feed the policy releases a record to) and the hub "
+        "routing on the decoded body and/or on the headers (default both)",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -394,7 +522,7 @@ def main() -> int:
     )
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="bench-hotpath-admin")
     tag = uuid.uuid4().hex[:8]
-    scratch = {kind: f"bench-hotpath-{tag}-{kind}" for kind in ("produce", "relay")}
+    scratch = {kind: f"bench-hotpath-{tag}-{kind}" for kind in ("produce", "relay", "hubfloor")}
     groups: list[str] = []
     services: dict[str, dict[str, Any]] = {}
     try:
@@ -420,6 +548,10 @@ def main() -> int:
                 groups.append(f"bench-hotpath-{ally.lower()}-{uuid.uuid4().hex[:8]}")
                 params = {"ally": ally, "group": groups[-1], "events": n, "audit_dir": audit_dir}
                 services[ally] = run_service(admin, span | params | {"timeout_s": args.timeout})
+        if args.hub != "none":
+            hub_floor, hubs, n_hub = run_hub_phases(
+                admin, bootstrap, sizing, scratch["hubfloor"], args, groups=groups
+            )
     finally:
         with contextlib.suppress(Exception):
             admin.delete_topics(list(scratch.values()), raise_errors=False)
@@ -433,6 +565,9 @@ def main() -> int:
         _row("produce floor (KafkaProducer)", produce, None),
         _row("consume+produce floor", relay, None),
     ] + [_row(f"ally {ally} service (3 channels)", r, relay) for ally, r in services.items()]
+    if args.hub != "none":
+        rows.append(_row("hub floor (consume, produce per feed)", hub_floor, None))
+        rows += [_row(f"hub ({mode})", r, hub_floor) for mode, r in hubs.items()]
     shape = [produce[k] for k in ("headers_per_record", "headers_min", "headers_max")]
     sizes = [produce[k] for k in ("key_bytes", "value_bytes", "header_bytes")]
     print(
@@ -449,9 +584,24 @@ def main() -> int:
     print("# ratio: publish / produce floor, ally service / consume+produce floor (CPU per event)")
     for ally, r in services.items():
         print_service(ally, r)
+    if args.hub != "none":
+        print(
+            f"# hub: {n_hub} ingest records, {hub_floor['writes']} feed writes "
+            f"({hub_floor['writes'] / max(n_hub, 1):.2f} per record); ratio: hub / hub floor"
+        )
+        for mode, r in hubs.items():
+            hops = "  ".join(
+                f"{x['hop']}[{x['feed']}] {x['p50_ms']:.1f}/{x['p99_ms']:.1f}" for x in r["latency"]
+            )
+            print(
+                f"# hub ({mode}): settled {r['settled']}, records {r['events']}, writes {r['writes']}, "
+                f"dead letters {r['dead_letters']}, error {r['error']}; p50/p99 ms (backlog) {hops}"
+            )
     if args.json:
         record = {"command": sys.argv, "machine": machine, "records": n, "by_topic": by_topic, "rows": rows}
         record |= {"record_shape": produce, "publish": pub, "relay": relay, "services": services}
+        if args.hub != "none":
+            record |= {"hub_floor": hub_floor, "hubs": hubs}
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
