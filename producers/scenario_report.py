@@ -26,7 +26,15 @@ from producers.scenario import Scenario, ScheduledEvent, correlation_key, simula
 from producers.trajectory import Flight
 from schemas.models import Alert, ImpactPrediction, LaunchDetection, Nation, TrackUpdate
 
-__all__ = ["LaunchReport", "PredictionPoint", "ScenarioReport", "build_report", "render_png", "render_table"]
+__all__ = [
+    "LaunchReport",
+    "PredictionPoint",
+    "ScenarioReport",
+    "build_report",
+    "fused_tracks_by_launch",
+    "render_png",
+    "render_table",
+]
 
 #: A fused track update farther than this from every flight matches none, m.
 MATCH_LIMIT_M = 200_000.0
@@ -126,6 +134,16 @@ def _match(
     matched = {k: c.most_common(1)[0][0] for k, c in votes.items()}
     strays = sum(sum(c.values()) - c[matched[k]] for k, c in votes.items())
     return matched, strays
+
+
+def fused_tracks_by_launch(scenario: Scenario, events: Sequence[ScheduledEvent]) -> dict[str, list[str]]:
+    """Launch id -> the correlation keys of every nation's fused tracks of it (matched afterwards
+    by true position, as in the report), for reports keyed by launch such as ``trilink run``'s."""
+    matched, _ = _match(events, scenario, solve_flights(scenario))
+    out: dict[str, list[str]] = {launch.id: [] for launch in scenario.launches}
+    for (_, key), launch_id in sorted(matched.items()):
+        out[launch_id].append(key)
+    return out
 
 
 def build_report(scenario: Scenario, events: Sequence[ScheduledEvent] | None = None) -> ScenarioReport:

@@ -32,6 +32,7 @@ from consumers.ledger import AllyReport, FirstDeliveryReport
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
+from producers.scenario_report import fused_tracks_by_launch
 from schemas.models import Nation, WarningEvent
 from trilink.errors import ConfigError, TrilinkError
 from trilink.platform.connection import ensure_cluster
@@ -197,6 +198,8 @@ def run_pipeline(
     # Simulate first, publish after: the paced loop then only encodes and sends, so the
     # simulation's CPU cost cannot push sends behind their schedule.
     events = list(for_run(simulate(scenario), run, scenario.start_time))
+    # alerts come from each nation's fused tracks (own keys): matched to launches for the report
+    fused = fused_tracks_by_launch(scenario, events)
     metrics_server = None
     sent = [0]
     phase = ["starting the ally services"]
@@ -288,7 +291,7 @@ def run_pipeline(
         topology="hub" if fleet.with_hub else "direct",
         hub=fleet.hub_report,
     )
-    result.launches = _first_warnings(scenario, run, allies)
+    result.launches = _first_warnings(scenario, run, allies, fused)
     return result
 
 
@@ -381,8 +384,11 @@ def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, .
         admin.close()
 
 
-def _first_warnings(scenario: Scenario, run: Run, allies: dict[str, AllyReport]) -> list[LaunchWarnings]:
-    """Per launch and ally: launch -> first detection / first alert, sensor and pipeline shares."""
+def _first_warnings(
+    scenario: Scenario, run: Run, allies: dict[str, AllyReport], fused: dict[str, list[str]] | None = None
+) -> list[LaunchWarnings]:
+    """Per launch and ally: launch -> first detection / first alert, sensor and pipeline shares.
+    Alerts are issued on the nations' fused tracks: ``fused`` gives their keys per launch."""
     rows = []
     for launch in scenario.launches:
         key = run.key(correlation_key(scenario, launch))
@@ -390,11 +396,16 @@ def _first_warnings(scenario: Scenario, run: Run, allies: dict[str, AllyReport])
         cells: dict[str, AllyFirstWarnings] = {}
         for ally, rep in allies.items():
             firsts = rep.launches.get(key)
+            alerts = [
+                f.first_alert
+                for k in [key, *(fused or {}).get(launch.id, [])]
+                if (f := rep.launches.get(k)) is not None and f.first_alert is not None
+            ]
             cells[ally] = AllyFirstWarnings(
                 first_launch_detection=_shares(
                     None if firsts is None else firsts.first_launch_detection, launch_ns
                 ),
-                first_alert=_shares(None if firsts is None else firsts.first_alert, launch_ns),
+                first_alert=_shares(min(alerts, key=lambda a: a.emitted_at_ns, default=None), launch_ns),
             )
         rows.append(
             LaunchWarnings.model_validate(
