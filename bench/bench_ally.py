@@ -40,9 +40,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from schemas import encode_event, kafka_headers, message_key  # noqa: E402
+from schemas.headers import CE_ID_HEADER, SENT_NS_HEADER  # noqa: E402
 from schemas.models import EventKind  # noqa: E402
 from schemas.samples import sample_event  # noqa: E402
-from trilink.latency import PIPELINE_P99_OBJECTIVE_S, SENT_NS_HEADER, encode_sent_ns  # noqa: E402
+from trilink.latency import PIPELINE_P99_OBJECTIVE_S, encode_sent_ns  # noqa: E402
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE_KINDS = (EventKind.TRACK_UPDATE,) * 8 + (EventKind.IMPACT_PREDICTION, EventKind.ALERT)
@@ -95,7 +96,7 @@ class Templates:
             text = str(ev.header.event_id).encode()
             at = value.index(text)
             headers = kafka_headers(ev, "/trilink/bench")
-            id_index = next(n for n, (name, _v) in enumerate(headers) if name == "ce_id")
+            id_index = next(n for n, (name, _v) in enumerate(headers) if name == CE_ID_HEADER)
             self.items.append((value, message_key(ev), headers, at, id_index))
 
     def make(self, n: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -103,7 +104,7 @@ class Templates:
         new_id = str(uuid.uuid4()).encode()
         patched = value[:at] + new_id + value[at + 36 :]
         hdrs = list(headers)
-        hdrs[id_index] = ("ce_id", new_id)
+        hdrs[id_index] = (CE_ID_HEADER, new_id)
         return patched, key, hdrs
 
 

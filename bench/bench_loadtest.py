@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+from schemas.headers import ACTUAL_SENT_NS_HEADER, SENT_NS_HEADER
+from trilink.latency import encode_sent_ns
 from trilink.loadtest.runner import HarnessFigures, LoadTest, new_run_id
-from trilink.loadtest.sender import ACTUAL_SENT_NS_HEADER, Partitions, ProducerSettings, prepare
+from trilink.loadtest.sender import Partitions, ProducerSettings, prepare
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, Workload
 from trilink.platform.clients import producer_config
 from trilink.platform.connection import ensure_cluster

@@ -129,7 +129,8 @@ def _floor(publisher: Any, events: list[Any], bootstrap: str) -> tuple[int, int,
     producer that holds nothing else (the events and the publisher are gone before timing)."""
     from kafka import KafkaProducer
 
-    from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+    from schemas.headers import SENT_NS_HEADER
+    from trilink.latency import encode_sent_ns
     from trilink.platform.clients import producer_config
 
     stamp = encode_sent_ns(time.time_ns())

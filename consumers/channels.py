@@ -33,7 +33,13 @@ from consumers.measure import FirstDelivery, LaunchBook
 from consumers.ports import ProducerPort
 from consumers.sse import SseHub, SseItem, sse_frame
 from schemas.acks import ACKNOWLEDGED_KINDS
-from schemas.headers import ParsedHeaders
+from schemas.headers import (
+    DLQ_ORIGINAL_DIGEST_HEADER,
+    DLQ_ORIGINAL_SIZE_HEADER,
+    INSTANCE_HEADER,
+    RECEIVED_NS_HEADER,
+    ParsedHeaders,
+)
 from schemas.models import WarningEvent
 from trilink.latency import encode_sent_ns
 
@@ -41,12 +47,6 @@ from trilink.latency import encode_sent_ns
 #: the per-call keyword handling).
 _to_json = WarningEvent.__pydantic_serializer__.to_json
 
-#: Headers the ally service adds to what it delivers on its topic.
-RECEIVED_NS_HEADER = "trilink_received_ns"
-INSTANCE_HEADER = "trilink_ally_instance"
-#: Headers of a reduced dead letter: the original value's size and SHA-256 (hex).
-ORIGINAL_SIZE_HEADER = "trilink_dlq_original_bytes"
-ORIGINAL_DIGEST_HEADER = "trilink_dlq_original_sha256"
 #: Largest record the service sends as it is (the broker's default limit is 1 MiB with batch
 #: overhead; kafka-python refuses at ``max_request_size`` = 1 MiB before sending).
 MAX_RECORD_BYTES = 1_000_000
@@ -378,8 +378,8 @@ class DeadLetters:
         )
         if value is not None:
             headers += [
-                (ORIGINAL_SIZE_HEADER, str(len(value)).encode()),
-                (ORIGINAL_DIGEST_HEADER, hashlib.sha256(value).hexdigest().encode()),
+                (DLQ_ORIGINAL_SIZE_HEADER, str(len(value)).encode()),
+                (DLQ_ORIGINAL_DIGEST_HEADER, hashlib.sha256(value).hexdigest().encode()),
             ]
         return headers
 

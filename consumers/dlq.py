@@ -13,11 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-REASON_HEADER = "trilink_dlq_reason"
-ERROR_HEADER = "trilink_dlq_error"
-SOURCE_HEADER = "trilink_dlq_source"
-ALLY_HEADER = "trilink_dlq_ally"
-DLQ_HEADERS = (REASON_HEADER, ERROR_HEADER, SOURCE_HEADER, ALLY_HEADER)
+from schemas.headers import DLQ_ALLY_HEADER as ALLY_HEADER
+from schemas.headers import DLQ_ERROR_HEADER as ERROR_HEADER
+from schemas.headers import DLQ_HEADERS
+from schemas.headers import DLQ_REASON_HEADER as REASON_HEADER
+from schemas.headers import DLQ_SOURCE_HEADER as SOURCE_HEADER
+
+__all__ = [
+    "ALLY_HEADER",
+    "DLQ_HEADERS",
+    "ERROR_HEADER",
+    "MAX_ERROR_BYTES",
+    "REASON_HEADER",
+    "SOURCE_HEADER",
+    "dead_letter_headers",
+    "truncate_utf8",
+]
 
 #: Longest error message kept in a header (bytes of UTF-8, cut on a character boundary).
 MAX_ERROR_BYTES = 512

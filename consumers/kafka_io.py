@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
+from schemas.headers import CE_ID_HEADER
 from trilink.errors import PlatformError
+from trilink.latency import LOG_APPEND_TIME as LOG_APPEND_TIME  # noqa: PLC0414  # re-exported: kafka_io.LOG_APPEND_TIME
 from trilink.platform.clients import consumer_config, producer_config
 
 Offsets = dict[tuple[str, int], int]
 _A = TypeVar("_A")
 _R = TypeVar("_R")
-#: ``record.timestamp_type`` of a broker-stamped (LogAppendTime) record.
-LOG_APPEND_TIME = 1
 
 
 def new_consumer(
@@ -271,7 +271,7 @@ def read_tail_event_ids(
                 for record in records:
                     if record.offset >= wanted.get(tp, -1):
                         continue
-                    raw = header_value(record.headers, "ce_id")
+                    raw = header_value(record.headers, CE_ID_HEADER)
                     if raw is not None:
                         with contextlib.suppress(ValueError, UnicodeDecodeError):
                             out.append(

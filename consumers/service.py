@@ -78,8 +78,6 @@ from consumers import kafka_io
 from consumers.acks import AckBook, AckReader, AckSender
 from consumers.audit import AuditLog, recover_ids
 from consumers.channels import (
-    INSTANCE_HEADER,
-    RECEIVED_NS_HEADER,
     AuditChannel,
     Checkpoint,
     DeadLetters,
@@ -108,7 +106,7 @@ from consumers.ports import ConsumerPort, ProducerPort
 from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
-from schemas.headers import verify_headers_match
+from schemas.headers import INSTANCE_HEADER, RECEIVED_NS_HEADER, SENT_NS_HEADER, verify_headers_match
 from schemas.models import EventKind, ImpactPrediction, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
@@ -696,7 +694,7 @@ class AllyService:
             if not bounds.earliest <= moment <= bounds.latest:
                 self._implausible(name, datetime_ns(moment), received_ns)
         if sent_ns is not None and not bounds.earliest_ns <= sent_ns <= bounds.latest_ns:
-            self._implausible("trilink_sent_ns", sent_ns, received_ns)
+            self._implausible(SENT_NS_HEADER, sent_ns, received_ns)
         payload = event.payload
         if isinstance(payload, ImpactPrediction) and payload.impact_time - header.measured_at > _MAX_FLIGHT:
             raise ImplausibleEventError("impact_time is more than 2 h after measured_at")

@@ -36,14 +36,10 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from producers.scenario import ScheduledEvent
 from schemas import WarningEvent, encode_event, kafka_headers, message_key
+from schemas.headers import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER
 from schemas.models import Alert, EventKind, Nation, TrackEnd
 from trilink.errors import TrilinkError
-from trilink.latency import (
-    PACING_HEADER,
-    REALTIME_PACING,
-    SENT_NS_HEADER,
-    encode_sent_ns,
-)
+from trilink.latency import encode_sent_ns
 from trilink.monitoring import names
 from trilink.platform.clients import producer_config
 from trilink.platform.topics import sensor_topic_role, topic_name

@@ -29,17 +29,36 @@ from uuid import UUID
 from schemas import avro
 from schemas.errors import BadHeaderError, EncodeError
 from schemas.models import EventKind, WarningEvent
-from trilink.latency import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER, decode_sent_ns
+from trilink.latency import decode_sent_ns
 
 __all__ = [
+    "ACTUAL_SENT_NS_HEADER",
+    "CE_ID_HEADER",
+    "CE_SOURCE_HEADER",
     "CE_SPECVERSION",
+    "CE_SPECVERSION_HEADER",
+    "CE_TYPE_HEADER",
+    "DLQ_ALLY_HEADER",
+    "DLQ_ERROR_HEADER",
+    "DLQ_HEADERS",
+    "DLQ_ORIGINAL_DIGEST_HEADER",
+    "DLQ_ORIGINAL_SIZE_HEADER",
+    "DLQ_REASON_HEADER",
+    "DLQ_SOURCE_HEADER",
     "HUB_HEADERS",
     "HUB_NS_HEADER",
     "INGEST_APPEND_NS_HEADER",
+    "INSTANCE_HEADER",
+    "LOADTEST_RUN_HEADER",
+    "LOADTEST_SLOT_HEADER",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_TOTAL_HEADER_BYTES",
+    "PACING_HEADER",
+    "REALTIME_PACING",
+    "RECEIVED_NS_HEADER",
     "REQUIRED_HEADERS",
+    "SENT_NS_HEADER",
     "ParsedHeaders",
     "ce_type",
     "kafka_headers",
@@ -50,10 +69,43 @@ __all__ = [
     "verify_headers_match",
 ]
 
+# --- header names: the one definition of every Kafka header trilink writes or reads ----------
+
+#: CloudEvents Kafka binding, binary mode: the four required attributes every event record carries.
+CE_ID_HEADER = "ce_id"
+CE_SOURCE_HEADER = "ce_source"
+CE_TYPE_HEADER = "ce_type"
+CE_SPECVERSION_HEADER = "ce_specversion"
+REQUIRED_HEADERS = (CE_ID_HEADER, CE_SOURCE_HEADER, CE_TYPE_HEADER, CE_SPECVERSION_HEADER)
+#: The producer's wall-clock send time, int64 big-endian nanoseconds
+#: (:func:`trilink.latency.encode_sent_ns`).
+SENT_NS_HEADER = "trilink_sent_ns"
+#: How the producer paced its events; ``sensor_to_send`` is measured only when its value is
+#: :data:`REALTIME_PACING` (a replay's send time has nothing to do with the simulated ``measured_at``).
+PACING_HEADER = "trilink_pacing"
+REALTIME_PACING = b"realtime"
+#: Added by an ally service to what it delivers on its topic: when it received the record
+#: (8-byte ns, as ``trilink_sent_ns``) and which instance delivered it.
+RECEIVED_NS_HEADER = "trilink_received_ns"
+INSTANCE_HEADER = "trilink_ally_instance"
+#: A dead letter's headers: why, the error text, where the record came from
+#: (``topic/partition/offset``) and which ally refused it.
+DLQ_REASON_HEADER = "trilink_dlq_reason"
+DLQ_ERROR_HEADER = "trilink_dlq_error"
+DLQ_SOURCE_HEADER = "trilink_dlq_source"
+DLQ_ALLY_HEADER = "trilink_dlq_ally"
+DLQ_HEADERS = (DLQ_REASON_HEADER, DLQ_ERROR_HEADER, DLQ_SOURCE_HEADER, DLQ_ALLY_HEADER)
+#: A reduced dead letter (too large to send whole): the original value's size and SHA-256 (hex).
+DLQ_ORIGINAL_SIZE_HEADER = "trilink_dlq_original_bytes"
+DLQ_ORIGINAL_DIGEST_HEADER = "trilink_dlq_original_sha256"
+#: The load test's own: its run id, an event's schedule slot, and the time the sender actually
+#: sent it (``trilink_sent_ns`` carries the intended time).
+LOADTEST_RUN_HEADER = "trilink_loadtest_run"
+LOADTEST_SLOT_HEADER = "trilink_loadtest_slot"
+ACTUAL_SENT_NS_HEADER = "trilink_actual_sent_ns"
+
 CE_SPECVERSION = "1.0"
 _TYPE_PREFIX = "org.trilink.warning."
-#: Headers every event record carries (CloudEvents Kafka binding, binary mode: the required set).
-REQUIRED_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_specversion")
 #: Longest value of a header trilink reads; longer is refused.
 MAX_HEADER_BYTES = 256
 #: Most headers one record may carry, and most bytes (names + values) over all of them.
@@ -107,10 +159,10 @@ def kafka_headers(event: WarningEvent, source: str) -> list[tuple[str, bytes]]:
     if not _SOURCE_RE.match(source):
         raise EncodeError("invalid_value", f"ce_source must be a URI-reference, got {source!r}")
     return [
-        ("ce_id", str(event.header.event_id).encode("ascii")),
-        ("ce_source", source.encode("ascii")),
-        ("ce_type", _ce_type_raw(event.kind)),
-        ("ce_specversion", _SPECVERSION_RAW),
+        (CE_ID_HEADER, str(event.header.event_id).encode("ascii")),
+        (CE_SOURCE_HEADER, source.encode("ascii")),
+        (CE_TYPE_HEADER, _ce_type_raw(event.kind)),
+        (CE_SPECVERSION_HEADER, _SPECVERSION_RAW),
     ]
 
 
@@ -153,14 +205,14 @@ def _parse_type(raw: bytes) -> tuple[EventKind, int]:
         return cached
     match = _TYPE_RE.match(raw.decode("ascii"))
     if match is None:
-        raise _bad("ce_type", f"expected {_TYPE_PREFIX}<kind>.v<N>")
+        raise _bad(CE_TYPE_HEADER, f"expected {_TYPE_PREFIX}<kind>.v<N>")
     try:
         kind = EventKind(match.group(1))
     except ValueError:
-        raise _bad("ce_type", f"unknown kind {match.group(1)!r}") from None
+        raise _bad(CE_TYPE_HEADER, f"unknown kind {match.group(1)!r}") from None
     version = int(match.group(2))
     if version > avro.current().version:
-        raise _bad("ce_type", f"schema v{version} is not released")
+        raise _bad(CE_TYPE_HEADER, f"schema v{version} is not released")
     if len(_TYPES) < _CACHE_LIMIT:
         _TYPES[raw] = (kind, version)
     return kind, version
@@ -172,7 +224,7 @@ def _parse_source(raw: bytes) -> str:
         return cached
     source = raw.decode("ascii")
     if not _SOURCE_RE.match(source):
-        raise _bad("ce_source", "not a URI-reference")
+        raise _bad(CE_SOURCE_HEADER, "not a URI-reference")
     if len(_SOURCES) < _CACHE_LIMIT:
         _SOURCES[raw] = source
     return source
@@ -212,20 +264,20 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
     missing = [name for name in REQUIRED_HEADERS if name not in found]
     if missing:
         raise BadHeaderError(f"missing header(s): {', '.join(missing)}")
-    raw_id = found["ce_id"]
+    raw_id = found[CE_ID_HEADER]
     if _CANONICAL_UUID(raw_id) is None:
-        raise _bad("ce_id", "not a canonical lower-case UUID")
+        raise _bad(CE_ID_HEADER, "not a canonical lower-case UUID")
     event_id = UUID(raw_id.decode("ascii"))
     try:
-        source = _parse_source(found["ce_source"])
+        source = _parse_source(found[CE_SOURCE_HEADER])
     except UnicodeDecodeError:
-        raise _bad("ce_source", "not ASCII") from None
+        raise _bad(CE_SOURCE_HEADER, "not ASCII") from None
     try:
-        kind, version = _parse_type(found["ce_type"])
+        kind, version = _parse_type(found[CE_TYPE_HEADER])
     except UnicodeDecodeError:
-        raise _bad("ce_type", "not ASCII") from None
-    if found["ce_specversion"] != _SPECVERSION_RAW:
-        raise _bad("ce_specversion", f"expected {CE_SPECVERSION}")
+        raise _bad(CE_TYPE_HEADER, "not ASCII") from None
+    if found[CE_SPECVERSION_HEADER] != _SPECVERSION_RAW:
+        raise _bad(CE_SPECVERSION_HEADER, f"expected {CE_SPECVERSION}")
     sent_ns = _ns_header(found, SENT_NS_HEADER)
     hub_ns = _ns_header(found, HUB_NS_HEADER)
     ingest_append_ns = _ns_header(found, INGEST_APPEND_NS_HEADER)
@@ -259,6 +311,6 @@ _READ = frozenset((*REQUIRED_HEADERS, SENT_NS_HEADER, PACING_HEADER, *HUB_HEADER
 def verify_headers_match(parsed: ParsedHeaders, event: WarningEvent) -> None:
     """Raise :class:`BadHeaderError` when the headers describe a different event than the body."""
     if parsed.event_id != event.header.event_id:
-        raise _bad("ce_id", "differs from the body's event_id")
+        raise _bad(CE_ID_HEADER, "differs from the body's event_id")
     if parsed.kind is not event.kind:
-        raise _bad("ce_type", f"says {parsed.kind.value}, body is {event.kind.value}")
+        raise _bad(CE_TYPE_HEADER, f"says {parsed.kind.value}, body is {event.kind.value}")

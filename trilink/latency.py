@@ -24,15 +24,14 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-#: Kafka header holding the producer's wall-clock send time, int64 big-endian nanoseconds.
-SENT_NS_HEADER = "trilink_sent_ns"
+#: A time in a Kafka header (``trilink_sent_ns`` and the other ``*_ns`` headers named in
+#: :mod:`schemas.headers`): int64 big-endian nanoseconds.
 _NS = struct.Struct(">q")
 
-#: Kafka header saying how the producer paced its events; ``sensor_to_send`` is measured only
-#: when its value is :data:`REALTIME_PACING` (a replay's send time has nothing to do with the
-#: simulated ``measured_at``).
-PACING_HEADER = "trilink_pacing"
-REALTIME_PACING = b"realtime"
+#: kafka-python's ``record.timestamp_type``: the producer's CreateTime, or the broker's
+#: LogAppendTime (a broker-stamped record: its timestamp is the append, in ms).
+CREATE_TIME = 0
+LOG_APPEND_TIME = 1
 
 #: The pipeline latency objective: p99 of ``end_to_end`` at or below this.
 PIPELINE_P99_OBJECTIVE_S = 0.050
@@ -82,13 +81,6 @@ def decode_sent_ns(raw: bytes) -> int | None:
     if len(raw) != _NS.size:
         return None
     return int(_NS.unpack(raw)[0])
-
-
-def sent_ns_from_headers(headers: Iterable[tuple[str, bytes]]) -> int | None:
-    for key, value in headers:
-        if key == SENT_NS_HEADER:
-            return decode_sent_ns(value)
-    return None
 
 
 class LatencyRecorder:

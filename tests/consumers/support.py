@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import encode_event, kafka_headers, message_key
+from schemas.headers import SENT_NS_HEADER
 from schemas.models import EventKind, Nation, WarningEvent
 from schemas.samples import sample_event
-from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+from trilink.latency import encode_sent_ns
 from trilink.platform.clients import consumer_config, producer_config
 from trilink.platform.topics import topic_name
 

@@ -21,9 +21,10 @@ from kafka import TopicPartition
 from consumers.errors import ChannelDeliveryError
 from consumers.service import AllyService, Plausibility
 from schemas import encode_event, kafka_headers, message_key
+from schemas.headers import SENT_NS_HEADER
 from schemas.models import EventKind
 from schemas.samples import sample_event
-from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+from trilink.latency import encode_sent_ns
 from trilink.platform.topics import topic_name
 from trilink.settings import Settings
 

@@ -16,6 +16,7 @@ import pytest
 from consumers.dlq import ALLY_HEADER, ERROR_HEADER, REASON_HEADER, SOURCE_HEADER
 from consumers.service import INSTANCE_HEADER, RECEIVED_NS_HEADER, AllyService
 from schemas import encode_event, kafka_headers, message_key
+from schemas.headers import SENT_NS_HEADER
 from schemas.models import EventKind, Nation
 from tests.consumers.support import (
     ALL,
@@ -31,7 +32,6 @@ from tests.consumers.support import (
     unique_key,
     wait_for,
 )
-from trilink.latency import SENT_NS_HEADER
 from trilink.policy import parse_policy
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ from schemas.headers import (
     MAX_HEADERS,
     MAX_TOTAL_HEADER_BYTES,
     REQUIRED_HEADERS,
+    SENT_NS_HEADER,
     kafka_headers,
     parse_headers,
     trace_id_for,
@@ -21,7 +22,7 @@ from schemas.headers import (
 )
 from schemas.models import EventKind
 from schemas.samples import sample_event, sample_events
-from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+from trilink.latency import encode_sent_ns
 
 pytestmark = pytest.mark.unit
 

@@ -12,15 +12,15 @@ from kafka.partitioner.default import DefaultPartitioner
 
 from consumers.ledger import AllyReport
 from schemas import decode_event
-from trilink.latency import SENT_NS_HEADER
+from schemas.headers import LOADTEST_RUN_HEADER as RUN_HEADER
+from schemas.headers import LOADTEST_SLOT_HEADER as SLOT_HEADER
+from schemas.headers import SENT_NS_HEADER
 from trilink.loadtest.accounting import ACTUAL, ALL_KINDS, INTENDED, Accounting, CurveRecorder
 from trilink.loadtest.baseline import BaselineResult, parse_output, tool_command
 from trilink.loadtest.errors import LoadtestConfigError, LoadtestError
 from trilink.loadtest.report import REPORT_FORMAT, build_report, render_text
 from trilink.loadtest.runner import LoadTest, RunResult
 from trilink.loadtest.sender import (
-    RUN_HEADER,
-    SLOT_HEADER,
     Partitions,
     ProducerSettings,
     SenderResult,

@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry
 from producers.publisher import OutboundEvent, Run, SensorPublisher, for_run
 from producers.scenario import load_scenario, simulate
 from schemas import decode_event, parse_headers
+from schemas.headers import PACING_HEADER, SENT_NS_HEADER
 from schemas.models import Alert, EventKind
-from trilink.latency import PACING_HEADER, SENT_NS_HEADER, decode_sent_ns
+from trilink.latency import decode_sent_ns
 from trilink.platform.clients import consumer_config
 from trilink.platform.topics import topic_name
 

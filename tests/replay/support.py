@@ -8,8 +8,9 @@ from pathlib import Path
 from producers.publisher import Run, for_run
 from producers.scenario import ScheduledEvent, load_scenario, simulate
 from schemas import encode_event, kafka_headers, message_key
+from schemas.headers import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER
 from schemas.models import EventKind
-from trilink.latency import PACING_HEADER, REALTIME_PACING, SENT_NS_HEADER, encode_sent_ns
+from trilink.latency import encode_sent_ns
 from trilink.replay.format import RecordedMessage, RecordingWriter, capture
 
 WARNINGS = "trilink.warnings.v1"

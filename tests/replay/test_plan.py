@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from schemas import decode_event
+from schemas.headers import PACING_HEADER, SENT_NS_HEADER
 from trilink.cli import main
-from trilink.latency import PACING_HEADER, SENT_NS_HEADER
 from trilink.replay.errors import ReplayError
 from trilink.replay.format import RecordedMessage, Recording, epoch_us
 from trilink.replay.recorder import MessageFilter

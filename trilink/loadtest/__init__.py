@@ -12,6 +12,6 @@ Where the pieces live:
 - :mod:`~trilink.loadtest.report`    the JSON report and the terminal table; ``plot`` the PNG
 
 Latency is counted from each event's *intended* send time (coordinated-omission safe): the
-intended time travels in :data:`trilink.latency.SENT_NS_HEADER`, so the ally services' own
+intended time travels in :data:`schemas.headers.SENT_NS_HEADER`, so the ally services' own
 hop figures are from-intended too, and the actual send time rides in a second header.
 """

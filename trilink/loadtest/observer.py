@@ -12,14 +12,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from consumers.channels import INSTANCE_HEADER, RECEIVED_NS_HEADER
-from trilink.latency import SENT_NS_HEADER, decode_sent_ns
+from schemas.headers import (
+    ACTUAL_SENT_NS_HEADER,
+    INSTANCE_HEADER,
+    LOADTEST_RUN_HEADER,
+    LOADTEST_SLOT_HEADER,
+    RECEIVED_NS_HEADER,
+    SENT_NS_HEADER,
+)
+from trilink.latency import LOG_APPEND_TIME, decode_sent_ns
 from trilink.loadtest.accounting import ALLIES, Accounting
-from trilink.loadtest.sender import ACTUAL_SENT_NS_HEADER, RUN_HEADER, SLOT_HEADER, decode_slot
+from trilink.loadtest.sender import decode_slot
 from trilink.platform.clients import consumer_config
 from trilink.platform.topics import topic_name
-
-_LOG_APPEND_TIME = 1
 
 
 class Observer:
@@ -78,7 +83,7 @@ class Observer:
         self.records_seen += 1
         accounting = self._accounting
         values: dict[str, bytes] = {k: v for k, v in (record.headers or []) if v is not None}
-        if accounting is None or values.get(RUN_HEADER) != self._run_id:
+        if accounting is None or values.get(LOADTEST_RUN_HEADER) != self._run_id:
             self.other_runs += 1
             return
         if values.get(INSTANCE_HEADER) != self._instance:
@@ -86,10 +91,10 @@ class Observer:
             # our events; its deliveries say nothing about the services under test.
             self.other_instances += 1
             return
-        slot = decode_slot(values.get(SLOT_HEADER, b""))
+        slot = decode_slot(values.get(LOADTEST_SLOT_HEADER, b""))
         intended = decode_sent_ns(values.get(SENT_NS_HEADER, b""))
         actual = decode_sent_ns(values.get(ACTUAL_SENT_NS_HEADER, b""))
-        if slot is None or intended is None or actual is None or record.timestamp_type != _LOG_APPEND_TIME:
+        if slot is None or intended is None or actual is None or record.timestamp_type != LOG_APPEND_TIME:
             self.other_runs += 1
             return
         received_raw = values.get(RECEIVED_NS_HEADER)

@@ -13,7 +13,7 @@ record to the client library. The events' own times (``measured_at``, ``emitted_
 those of the schedule rebased to when the sender prepared them, a little before its zero;
 every latency counts from the intended send time in the header, never from the body.
 
-Headers on every record: :data:`~trilink.latency.SENT_NS_HEADER` = the intended send time
+Headers on every record: :data:`~schemas.headers.SENT_NS_HEADER` = the intended send time
 (so every later hop, including the ally services' own, counts from it), ``trilink_actual_sent_ns``
 = the wall clock just before ``send()``, ``trilink_loadtest_run`` and ``trilink_loadtest_slot``
 (which slot of the plan this is; the harness needs no Avro decoding to account for it).
@@ -33,8 +33,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from schemas import encode_event, kafka_headers, message_key
+from schemas.headers import (
+    ACTUAL_SENT_NS_HEADER,
+    CE_ID_HEADER,
+    LOADTEST_RUN_HEADER,
+    LOADTEST_SLOT_HEADER,
+    SENT_NS_HEADER,
+)
 from schemas.models import EventKind, Nation
-from trilink.latency import SENT_NS_HEADER, encode_sent_ns
+from trilink.latency import encode_sent_ns
 from trilink.loadtest.accounting import CurveRecorder
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload, worker_partition
 from trilink.platform.clients import producer_config
@@ -42,9 +49,6 @@ from trilink.platform.topics import sensor_topic_role, topic_name
 from trilink.runtime import tune_gc
 from trilink.settings import get_settings
 
-ACTUAL_SENT_NS_HEADER = "trilink_actual_sent_ns"
-RUN_HEADER = "trilink_loadtest_run"
-SLOT_HEADER = "trilink_loadtest_slot"
 SOURCE = "/trilink/loadtest"
 _SLOT = struct.Struct(">q")
 
@@ -211,18 +215,18 @@ def prepare(
     slot are each record's own."""
     topics = sensor_topics()
     shared: dict[tuple[str, bytes], tuple[str, bytes]] = {}
-    run_pair = (RUN_HEADER, run_raw)
+    run_pair = (LOADTEST_RUN_HEADER, run_raw)
     for planned, event in workload.events(worker, events_zero_ns):
         topics_of_nation = topics[event.header.sensor_nation.value]
         topic = topics_of_nation[1] if event.kind is EventKind.SENSOR_STATUS else topics_of_nation[0]
         key = message_key(event)
         headers = [
             pair
-            if pair[0] == "ce_id" or len(shared) >= _SHARED_HEADERS_MAX
+            if pair[0] == CE_ID_HEADER or len(shared) >= _SHARED_HEADERS_MAX
             else shared.setdefault(pair, pair)
             for pair in kafka_headers(event, SOURCE)
         ]
-        headers += [run_pair, (SLOT_HEADER, encode_slot(planned.slot))]
+        headers += [run_pair, (LOADTEST_SLOT_HEADER, encode_slot(planned.slot))]
         yield Ready(
             planned, topic, key, encode_event(event), tuple(headers), partitions(topic, planned.key, key)
         )

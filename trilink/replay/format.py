@@ -31,8 +31,9 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.write import Writer
 
 from schemas import decode_event, parse_headers
+from schemas.headers import SENT_NS_HEADER
 from trilink.errors import DeserializationError
-from trilink.latency import SENT_NS_HEADER, decode_sent_ns
+from trilink.latency import CREATE_TIME, LOG_APPEND_TIME, decode_sent_ns
 from trilink.replay.errors import RecordingError
 from trilink.resources import package_path
 
@@ -57,8 +58,7 @@ SCHEMA_NAME: Final = "trilink.replay.RecordedMessage"
 
 _MAGIC: Final = b"Obj\x01"
 _SYNC_BYTES: Final = 16
-#: kafka-python's ``timestamp_type``: 0 producer CreateTime, 1 broker LogAppendTime.
-_TIMESTAMP_TYPES: Final = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
+_TIMESTAMP_TYPES: Final = {CREATE_TIME: "CREATE_TIME", LOG_APPEND_TIME: "LOG_APPEND_TIME"}
 
 
 def _nullable(avro_type: Any, doc: str, name: str) -> dict[str, Any]:

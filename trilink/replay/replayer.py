@@ -12,7 +12,7 @@ Planning and sending are separate steps so the pacing loop does nothing but wait
    or, with ``rebase``, the decoded event with every time shifted by one constant and
    re-encoded. Nothing else is re-derived: ids, keys, sequences and releasability stay.
 3. :class:`Replayer` waits for each intended offset divided by the speed, stamps a fresh
-   :data:`~trilink.latency.SENT_NS_HEADER` and sends with the project's producer settings,
+   :data:`~schemas.headers.SENT_NS_HEADER` and sends with the project's producer settings,
    recording how late each send was against its schedule.
 """
 
@@ -28,15 +28,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from schemas import decode_event, encode_event
+from schemas.headers import PACING_HEADER, SENT_NS_HEADER
 from schemas.models import WarningEvent
 from trilink.errors import DeserializationError
-from trilink.latency import (
-    PACING_HEADER,
-    SENT_NS_HEADER,
-    LatencyRecorder,
-    LatencySummary,
-    encode_sent_ns,
-)
+from trilink.latency import LatencyRecorder, LatencySummary, encode_sent_ns
 from trilink.platform.clients import producer_config
 from trilink.replay.errors import RecordingError, ReplayError
 from trilink.replay.format import RecordedMessage, Recording
