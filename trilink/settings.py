@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="Where local broker data, logs and the cluster state file live: "
         "./.trilink in the directory trilink runs from (like ./trilink.toml), unless set.",
     )
+    credentials_file: Path | None = Field(
+        default=None,
+        description="A secured cluster's client credentials (JSON: CA file and SCRAM passwords per "
+        "principal, see README 'Identities and ACLs'); with TRILINK_BOOTSTRAP, for a cluster trilink "
+        "did not start. A local `trilink up` cluster keeps its own in the state dir.",
+    )
     kafka_home: Path | None = Field(
         default_factory=lambda: Path(os.environ["KAFKA_HOME"]) if os.environ.get("KAFKA_HOME") else None,
         description="An unpacked Apache Kafka release; its libs/ replace the Maven resolution.",

@@ -31,6 +31,20 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also start a local Prometheus (Debian package) and print its URL",
     )
+    mode = up.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--secure",
+        dest="secure",
+        action="store_true",
+        default=False,
+        help="TLS listeners, SCRAM-SHA-512 principals per nation/ally/hub/admin, broker-enforced ACLs",
+    )
+    mode.add_argument(
+        "--insecure",
+        dest="secure",
+        action="store_false",
+        help="INSECURE: plaintext listener, no authentication, no ACLs (any local client may do anything)",
+    )
     up.add_argument(
         "--no-progress", action="store_true", help="no status line while Maven resolves and Kafka starts"
     )
@@ -57,9 +71,10 @@ def _up(args: argparse.Namespace) -> int:
     if settings.bootstrap:
         print(f"TRILINK_BOOTSTRAP={settings.bootstrap}: using that cluster, starting nothing")
     with _up_progress(settings, enabled=not settings.bootstrap and not args.no_progress):
-        bootstrap, report, state = ensure_cluster(settings, brokers=args.brokers)
+        bootstrap, report, state = ensure_cluster(settings, brokers=args.brokers, secure=args.secure)
     if state is not None:
         print(f"Kafka {state.kafka_version}: {len(state.nodes)} node(s) ready at {bootstrap}")
+        print(f"  security: {security_summary(state, settings.state_dir)}")
     for line in report.lines():
         print(f"  topics: {line}")
     if args.monitoring:
@@ -152,7 +167,20 @@ def _status(args: argparse.Namespace) -> int:
             f"controller {state.host}:{n.controller_port}  log {n.log_file}"
         )
     print(f"bootstrap: {state.bootstrap}")
+    print(f"security: {security_summary(state, settings.state_dir)}")
     return 0 if all_up else 1
+
+
+def security_summary(state: Any, state_dir: Any) -> str:
+    """One line saying how the local cluster is protected (and where its credentials are)."""
+    from trilink.platform.security import CREDENTIALS_FILE, SECURITY_DIR
+
+    if not state.secure:
+        return "INSECURE (plaintext, no authentication, no ACLs)"
+    return (
+        "TLS + SASL/SCRAM-SHA-512 + ACLs; client credentials (owner-only) in "
+        f"{state_dir / SECURITY_DIR / CREDENTIALS_FILE}"
+    )
 
 
 def _topics(args: argparse.Namespace) -> int:

@@ -1,11 +1,35 @@
-"""Kafka client settings shared by every producer and consumer: one place to read them."""
+"""Kafka client settings shared by every producer and consumer: one place to read them.
+
+Each config carries the client's security (:class:`~trilink.platform.security.ClientSecurity`):
+given explicitly, or resolved from the cluster (``TRILINK_CREDENTIALS_FILE``, or the local
+cluster's state dir when it runs secured) and the principal the client id names (an ally's
+service connects as that ally, tools as admin). Plaintext clusters get today's settings.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from trilink.platform.security import ClientSecurity, client_security
 
-def producer_config(bootstrap: str, client_id: str, **overrides: Any) -> dict[str, Any]:
+
+def _security(bootstrap: str, client_id: str, security: ClientSecurity | None) -> dict[str, Any]:
+    return (security or client_security(bootstrap, client_id)).kafka_options()
+
+
+def admin_config(
+    bootstrap: str, client_id: str, security: ClientSecurity | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A KafkaAdminClient's settings (on a secured cluster, tools connect as admin)."""
+    config: dict[str, Any] = {"bootstrap_servers": bootstrap.split(","), "client_id": client_id}
+    config.update(_security(bootstrap, client_id, security))
+    config.update(overrides)
+    return config
+
+
+def producer_config(
+    bootstrap: str, client_id: str, security: ClientSecurity | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Durable, ordered producing: every write acknowledged by all in-sync replicas, no
     duplicates on retry (idempotence), and no linger: a warning is sent as soon as it exists.
 
@@ -25,11 +49,18 @@ def producer_config(bootstrap: str, client_id: str, **overrides: Any) -> dict[st
         "request_timeout_ms": 30_000,
         "delivery_timeout_ms": 120_000,
     }
+    config.update(_security(bootstrap, client_id, security))
     config.update(overrides)
     return config
 
 
-def consumer_config(bootstrap: str, group_id: str | None, client_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(
+    bootstrap: str,
+    group_id: str | None,
+    client_id: str,
+    security: ClientSecurity | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """At-least-once consuming: offsets are committed by the service after it has delivered."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap.split(","),
@@ -42,5 +73,6 @@ def consumer_config(bootstrap: str, group_id: str | None, client_id: str, **over
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 1_000,
     }
+    config.update(_security(bootstrap, client_id, security))
     config.update(overrides)
     return config

@@ -2,7 +2,9 @@
 on loopback, started with ``java`` from the jars in :mod:`trilink.platform.distribution`.
 
 State lives in ``settings.state_dir``: ``cluster.json`` (what runs where), and per node a
-``node-<id>/`` folder with its ``server.properties``, data and ``broker.log``.
+``node-<id>/`` folder with its ``server.properties``, data and ``broker.log``. A secured cluster
+(``security == "SASL_SSL"``) also has ``security/`` (CA, broker keystores, client credentials,
+all owner-only; see :mod:`trilink.platform.security`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from trilink.errors import BrokerNotReadyError, PlatformError
+from trilink.platform import security
+from trilink.platform import security as security_module
 from trilink.platform.distribution import LOG4J_CONFIG, KafkaDistribution, locate
+from trilink.platform.security import ClientSecurity, SecurityMaterial
+from trilink.platform.topics import load_topic_file
 from trilink.settings import Settings
 
 STATE_FILE = "cluster.json"
@@ -60,6 +66,12 @@ class ClusterState:
     kafka_version: str
     classpath: str
     nodes: list[NodeState]
+    #: "PLAINTEXT" (``--insecure``: no authentication, no ACLs) or "SASL_SSL" (TLS + SCRAM + ACLs).
+    security: str = "PLAINTEXT"
+
+    @property
+    def secure(self) -> bool:
+        return self.security == "SASL_SSL"
 
     @property
     def bootstrap(self) -> str:
@@ -155,11 +167,23 @@ class LocalCluster:
         return [NodeStatus(n, pid_runs_broker(n.pid, n.properties_file)) for n in state.nodes]
 
     # -- up ------------------------------------------------------------------------------------
-    def up(self, brokers: int = 1, refresh_jars: bool = False) -> tuple[ClusterState, str]:
-        """Start (or find running) a cluster of ``brokers`` nodes; returns the state and what happened."""
+    def up(
+        self, brokers: int = 1, refresh_jars: bool = False, secure: bool = False
+    ) -> tuple[ClusterState, str]:
+        """Start (or find running) a cluster of ``brokers`` nodes; returns the state and what happened.
+
+        ``secure``: TLS listeners, SCRAM-SHA-512 principals and ACLs (see :mod:`.security`);
+        otherwise plaintext with no authentication or authorisation."""
         if brokers not in (1, 3):
             raise PlatformError("bad_broker_count", f"--brokers must be 1 or 3, got {brokers}")
         state = self.load_state()
+        wanted = "SASL_SSL" if secure else "PLAINTEXT"
+        if state is not None and state.security != wanted:
+            raise PlatformError(
+                "cluster_security_mismatch",
+                f"the cluster in {self.state_dir} was set up {_mode(state.security)}, not "
+                f"{_mode(wanted)}; run `trilink down --purge` first to start it afresh the other way",
+            )
         if state is not None and len(state.nodes) != brokers:
             running = any(pid_runs_broker(n.pid, n.properties_file) for n in state.nodes)
             raise PlatformError(
@@ -175,7 +199,16 @@ class LocalCluster:
         fresh = state is None or not all((n.data_dir / "meta.properties").is_file() for n in state.nodes)
         if fresh:
             state = self._new_state(brokers, dist)
+            state.security = wanted
         assert state is not None
+        material: SecurityMaterial | None = None
+        if state.secure and fresh:
+            nations = [r.split(".", 1)[1] for r in self._roles() if r.startswith("ally.")]
+            material = security.create_material(
+                self.state_dir, state.cluster_id, [n.node_id for n in state.nodes], state.host, nations
+            )
+        elif state.secure:
+            material = security.load_material(self.state_dir)
         state.classpath = dist.classpath
         state.kafka_version = dist.version
         for node in state.nodes:
@@ -190,9 +223,9 @@ class LocalCluster:
                         "TRILINK_KAFKA_PORT_BASE",
                     )
         for node in state.nodes:
-            self._write_properties(state, node)
+            self._write_properties(state, node, material)
             if fresh:
-                self._format(state, node, dist)
+                self._format(state, node, dist, material)
         for node in state.nodes:
             if not pid_runs_broker(node.pid, node.properties_file):
                 node.pid = self._spawn(state, node)
@@ -222,7 +255,19 @@ class LocalCluster:
             nodes=nodes,
         )
 
-    def _write_properties(self, state: ClusterState, node: NodeState) -> None:
+    def _roles(self) -> list[str]:
+        return [t.role for t in load_topic_file(self.settings.topics_file).topics]
+
+    def admin_security(self, state: ClusterState) -> ClientSecurity:
+        """How trilink's own tools reach this cluster: as ``admin`` when it is secured."""
+        if not state.secure:
+            return security.PLAINTEXT
+        creds = security.load_credentials(self.state_dir / security.SECURITY_DIR / security.CREDENTIALS_FILE)
+        return creds.for_principal(security.ADMIN_PRINCIPAL)
+
+    def _write_properties(
+        self, state: ClusterState, node: NodeState, material: SecurityMaterial | None = None
+    ) -> None:
         n = len(state.nodes)
         voters = ",".join(f"{m.node_id}@{state.host}:{m.controller_port}" for m in state.nodes)
         props = {
@@ -248,8 +293,15 @@ class LocalCluster:
             # A consumer group of a fresh service should not wait 3 s before its first rebalance.
             "group.initial.rebalance.delay.ms": "0",
         }
+        if material is not None:
+            props.update(
+                security.broker_properties(
+                    material, node.node_id, state.host, node.client_port, node.controller_port
+                )
+            )
         node.data_dir.mkdir(parents=True, exist_ok=True)
-        node.properties_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        # Owner-only: a secured broker's properties hold its own SCRAM password.
+        security.write_private(node.properties_file, "".join(f"{k}={v}\n" for k, v in props.items()).encode())
 
     def _java_base(self, state: ClusterState) -> list[str]:
         heap = self.settings.broker_heap_mb
@@ -265,7 +317,13 @@ class LocalCluster:
             state.classpath,
         ]
 
-    def _format(self, state: ClusterState, node: NodeState, dist: KafkaDistribution) -> None:
+    def _format(
+        self,
+        state: ClusterState,
+        node: NodeState,
+        dist: KafkaDistribution,
+        material: SecurityMaterial | None = None,
+    ) -> None:
         cmd = [
             *self._java_base(state)[:1],
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
@@ -278,6 +336,9 @@ class LocalCluster:
             str(node.properties_file),
             "--ignore-formatted",
         ]
+        if material is not None:  # KIP-900: SCRAM credentials bootstrapped into the metadata log
+            for argument in material.scram_arguments():
+                cmd += ["--add-scram", argument]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if proc.returncode != 0:
             raise PlatformError(
@@ -325,7 +386,7 @@ class LocalCluster:
                 time.sleep(0.25)
                 continue
             try:
-                brokers = describe_brokers(state.bootstrap)
+                brokers = describe_brokers(state.bootstrap, security=self.admin_security(state))
             except (KafkaError, OSError) as exc:
                 last_error = repr(exc)
             else:
@@ -381,6 +442,7 @@ class LocalCluster:
         if purge and self.state_dir.exists():
             for child in ("cluster.json", "cluster.tmp"):
                 (self.state_dir / child).unlink(missing_ok=True)
+            shutil.rmtree(self.state_dir / security.SECURITY_DIR, ignore_errors=True)
             for node_dir in self.state_dir.glob("node-*"):
                 shutil.rmtree(node_dir, ignore_errors=True)
             said.append(f"purged broker data in {self.state_dir}")
@@ -397,17 +459,34 @@ def _kafka_cluster_id() -> str:
             return cluster_id
 
 
-def describe_brokers(bootstrap: str, timeout_ms: int = 3000) -> list[dict[str, Any]]:
-    """The brokers a metadata request to ``bootstrap`` reports."""
+def _mode(protocol: str) -> str:
+    return "secured (TLS + SCRAM + ACLs)" if protocol == "SASL_SSL" else "insecure (plaintext, no ACLs)"
+
+
+def describe_brokers(
+    bootstrap: str, timeout_ms: int = 3000, security: ClientSecurity | None = None
+) -> list[dict[str, Any]]:
+    """The brokers a metadata request to ``bootstrap`` reports (``security`` None: resolved
+    through :func:`trilink.platform.security.client_security`)."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","),
-        request_timeout_ms=timeout_ms,
-        client_id="trilink-probe",
-    )
+    sec = security if security is not None else _resolve(bootstrap)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            request_timeout_ms=timeout_ms,
+            client_id="trilink-probe",
+            **sec.kafka_options(),
+        )
+    except Exception:
+        security_module.login_check(bootstrap, sec)  # a refused login says so, typed
+        raise
     try:
         brokers: list[dict[str, Any]] = admin.describe_cluster()["brokers"]
         return brokers
     finally:
         admin.close()
+
+
+def _resolve(bootstrap: str) -> ClientSecurity:
+    return security.client_security(bootstrap, "trilink-probe")

@@ -1,12 +1,15 @@
 """Which Kafka cluster a command talks to: ``TRILINK_BOOTSTRAP`` (a user's own cluster,
-nothing started) or the project's local cluster from ``trilink up``."""
+nothing started; with ``TRILINK_CREDENTIALS_FILE`` when it is secured) or the project's local
+cluster from ``trilink up`` (secured or ``--insecure``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from trilink.errors import PlatformError
+from trilink.platform import security
 from trilink.platform.cluster import ClusterState, LocalCluster, describe_brokers, pid_runs_broker
+from trilink.platform.security import ClientSecurity
 from trilink.platform.topics import ApplyReport, apply_topics, load_topic_file
 from trilink.settings import Settings, get_settings
 
@@ -26,22 +29,30 @@ def bootstrap_servers(settings: Settings | None = None) -> str:
 
 
 def ensure_cluster(
-    settings: Settings | None = None, brokers: int = 1
+    settings: Settings | None = None, brokers: int = 1, secure: bool | None = None
 ) -> tuple[str, ApplyReport, ClusterState | None]:
-    """Make a usable cluster with trilink's topics: reuse ``TRILINK_BOOTSTRAP`` or start the local one."""
+    """Make a usable cluster with trilink's topics (and, when secured, its ACLs): reuse
+    ``TRILINK_BOOTSTRAP`` or start the local one. ``secure`` None keeps a local cluster's
+    current mode (a new one starts insecure; ``trilink up`` decides explicitly)."""
     settings = settings or get_settings()
     state: ClusterState | None = None
     if settings.bootstrap:
         bootstrap = settings.bootstrap
+        probe = security.client_security(bootstrap, "trilink-probe", settings=settings)
+        security.login_check(bootstrap, probe)  # a refused login fails fast, with its reason
         try:
-            count = len(describe_brokers(bootstrap, timeout_ms=10_000))
+            count = len(describe_brokers(bootstrap, timeout_ms=10_000, security=probe))
         except Exception as exc:  # any client failure means "unreachable"
             raise PlatformError(
                 "bootstrap_unreachable",
                 f"TRILINK_BOOTSTRAP={bootstrap} does not answer a metadata request: {exc!r}",
             ) from exc
     else:
-        state, _ = LocalCluster(settings).up(brokers=brokers)
+        cluster = LocalCluster(settings)
+        if secure is None:
+            existing = cluster.load_state()
+            secure = existing is not None and existing.secure
+        state, _ = cluster.up(brokers=brokers, secure=secure)
         bootstrap = state.bootstrap
         count = len(state.nodes)
     report = apply_declared_topics(bootstrap, count, settings)
@@ -49,17 +60,36 @@ def ensure_cluster(
 
 
 def apply_declared_topics(
-    bootstrap: str, broker_count: int | None = None, settings: Settings | None = None
+    bootstrap: str,
+    broker_count: int | None = None,
+    settings: Settings | None = None,
+    client: ClientSecurity | None = None,
 ) -> ApplyReport:
     """Apply ``deploy/topics.toml``; ``broker_count=None`` asks the cluster how many brokers it has
-    (replication factor and ``min.insync.replicas`` are capped to that)."""
+    (replication factor and ``min.insync.replicas`` are capped to that). On a secured cluster
+    this connects as admin (only admin may create or reconfigure topics) and also makes the
+    broker's ACLs equal the plan derived from the topic file."""
     from kafka import KafkaAdminClient
 
     settings = settings or get_settings()
+    sec = client or security.client_security(bootstrap, "trilink-topics", settings=settings)
     if broker_count is None:
-        broker_count = len(describe_brokers(bootstrap, timeout_ms=10_000))
-    admin: Any = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="trilink-topics")
+        broker_count = len(describe_brokers(bootstrap, timeout_ms=10_000, security=sec))
+    topic_file = load_topic_file(settings.topics_file)
+    admin: Any = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), client_id="trilink-topics", **sec.kafka_options()
+    )
     try:
-        return apply_topics(admin, load_topic_file(settings.topics_file), broker_count)
+        try:
+            report = apply_topics(admin, topic_file, broker_count)
+        except Exception as exc:
+            denied = security.access_denied(exc, sec.principal, "applying the topic file")
+            if denied is not None:
+                raise denied from exc
+            raise
+        if sec.secure and sec.principal == security.ADMIN_PRINCIPAL:
+            roles = {t.role: t.name for t in topic_file.topics}
+            security.apply_acls(admin, security.acl_plan(roles, settings.topology))
+        return report
     finally:
         admin.close()
