@@ -32,13 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from consumers.errors import DLQ_REASONS
 from schemas.models import EventKind
 from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram
+from trilink.monitoring import names
+from trilink.monitoring.names import CHANNELS, NO_CHANNEL
 
 #: ``kind`` of the report rows that merge every kind of one (hop, channel).
 ALL_KINDS = "*"
-#: ``channel`` label of hops measured before fan-out.
-NO_CHANNEL = "none"
-#: Downstream channels of an ally service.
-CHANNELS = ("kafka", "sse", "audit")
 
 _KINDS = tuple(k.value for k in EventKind)
 _NS_BITS = 48
@@ -192,9 +190,7 @@ class Ledger(Collector):
             sums = (self._sum_ns / 1e9).tolist()
             seen = self._seen.tolist()
         latency = HistogramMetricFamily(
-            "trilink_ally_hop_latency_seconds",
-            "Latency of one hop of an event on its way to an ally's downstream channel.",
-            labels=["ally", "hop", "kind", "channel"],
+            names.ALLY_HOP_LATENCY.name, names.ALLY_HOP_LATENCY.help, labels=names.ALLY_HOP_LATENCY.labels
         )
         for index, (hop, kind, channel) in enumerate(self._keys):
             if index in self._lazy and not seen[index]:
@@ -206,52 +202,36 @@ class Ledger(Collector):
             )
         yield latency
         yield _counter(
-            "trilink_ally_events_received",
-            "Valid events read from the warning topics.",
-            ["ally", "kind"],
+            names.ALLY_EVENTS_RECEIVED,
             (([ally, kind], n) for kind, n in list(self.received.items())),
         )
         yield _counter(
-            "trilink_ally_events_delivered",
-            "Events handed to a downstream channel (kafka: acknowledged; sse: queued for the "
-            "live subscribers; audit: written).",
-            ["ally", "kind", "channel"],
+            names.ALLY_EVENTS_DELIVERED,
             (([ally, kind, channel], n) for (kind, channel), n in list(self.delivered.items())),
         )
         yield _counter(
-            "trilink_ally_events_withheld",
-            "Valid events not delivered because they are not releasable to this ally.",
-            ["ally", "kind"],
+            names.ALLY_EVENTS_WITHHELD,
             (([ally, kind], n) for kind, n in list(self.withheld.items())),
         )
         yield _counter(
-            "trilink_ally_duplicates_suppressed",
-            "Events not delivered again because their id is in the de-duplication window.",
-            ["ally"],
+            names.ALLY_DUPLICATES_SUPPRESSED,
             [([ally], self.duplicates)],
         )
         yield _counter(
-            "trilink_ally_warnings_unacknowledged",
-            "Warnings this ally delivered that an ally they were released to did not acknowledge "
-            "in time, by the missing ally.",
-            ["ally", "missing"],
+            names.ALLY_WARNINGS_UNACKNOWLEDGED,
             (([ally, missing], n) for missing, n in sorted(self.unacknowledged.items())),
         )
         yield _counter(
-            "trilink_dead_letters",
-            "Records sent to the dead-letter topic, by reason.",
-            ["ally", "reason"],
+            names.DEAD_LETTERS,
             (([ally, reason], n) for reason, n in sorted(self.dead_letters.items())),
         )
 
 
-def _counter(
-    name: str, documentation: str, labels: list[str], values: Iterable[tuple[list[str], int]]
-) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=labels)
+def _counter(family: names.MetricFamily, values: Iterable[tuple[list[str], int]]) -> CounterMetricFamily:
+    out = CounterMetricFamily(family.base_name, family.help, labels=family.labels)
     for label_values, n in values:
-        family.add_metric(label_values, n)
-    return family
+        out.add_metric(label_values, n)
+    return out
 
 
 def _row(hist: BatchHistogram) -> dict[str, Any]:

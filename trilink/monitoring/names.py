@@ -75,6 +75,9 @@ ALLY_HOPS: tuple[str, ...] = ("send_to_append", "append_to_receive", "receive_to
 #: Hops an ally measures only in the hub topology, from the hub's headers: ingest append -> hub
 #: received (``append_to_hub``) and hub received -> feed append (``hub_to_append``).
 ALLY_HUB_HOPS: tuple[str, ...] = ("append_to_hub", "hub_to_append")
+#: The three-way acknowledgement, as each ally service sees it: sensor send -> the last
+#: acknowledgement among the allies a launch detection or alert was released to.
+ALLY_ACK_HOPS: tuple[str, ...] = ("acknowledged_by_all",)
 #: Hops the hub measures itself: sensor send -> ingest append, ingest append -> hub received
 #: (feed ``none``), and per feed hub received -> the feed write acknowledged (``hub_to_ack``).
 HUB_HOPS: tuple[str, ...] = ("send_to_append", "append_to_hub", "hub_to_ack")
@@ -124,6 +127,13 @@ ALLY_DUPLICATES_SUPPRESSED = MetricFamily(
     "counter",
     ("ally",),
     "Events not delivered again because their id is in the de-duplication window.",
+    "ally",
+)
+ALLY_WARNINGS_UNACKNOWLEDGED = MetricFamily(
+    "trilink_ally_warnings_unacknowledged_total",
+    "counter",
+    ("ally", "missing"),
+    "Warnings this ally delivered that an ally they were released to did not acknowledge in time.",
     "ally",
 )
 DEAD_LETTERS = MetricFamily(
@@ -191,6 +201,14 @@ ALLY_REBALANCES = MetricFamily(
     "counter",
     ("ally", "event"),
     "Partition assignment changes seen by this instance.",
+    "ally",
+)
+ALLY_WARNINGS_UNACKNOWLEDGED = MetricFamily(
+    "trilink_ally_warnings_unacknowledged_total",
+    "counter",
+    ("ally", "missing"),
+    "Warnings this ally delivered that an ally they were released to did not acknowledge "
+    "in time, by the missing ally.",
     "ally",
 )
 ALLY_DEDUP_WINDOW_IDS = MetricFamily(
@@ -294,6 +312,7 @@ FAMILIES: tuple[MetricFamily, ...] = (
     ALLY_EVENTS_DELIVERED,
     ALLY_EVENTS_WITHHELD,
     ALLY_DUPLICATES_SUPPRESSED,
+    ALLY_WARNINGS_UNACKNOWLEDGED,
     DEAD_LETTERS,
     ALLY_SUBSCRIBER_DROPS,
     ALLY_SSE_SUBSCRIBERS,
@@ -311,6 +330,7 @@ DIAGNOSTIC_FAMILIES: tuple[MetricFamily, ...] = (
     ALLY_DELIVERY_FAILURES,
     ALLY_REBALANCES,
     ALLY_DEDUP_WINDOW_IDS,
+    ALLY_WARNINGS_UNACKNOWLEDGED,
 )
 
 FAMILIES_BY_NAME: dict[str, MetricFamily] = {f.name: f for f in FAMILIES + DIAGNOSTIC_FAMILIES}
@@ -336,6 +356,8 @@ RECORDED_SERIES: tuple[str, ...] = (
     "ally:trilink_ally_consumer_lag_records:sum",
     "ally:trilink_ally_consumer_lag_seconds:max",
     "ally_sensor:trilink_ally_sensor_last_seen_timestamp_seconds:max",
+    "ally:trilink_ally_acknowledged_by_all_seconds:p99_5m",
+    "ally_missing:trilink_ally_warnings_unacknowledged:increase5m",
 )
 
 #: Alert names in ``deploy/prometheus/rules`` (checked against the files and their tests).
@@ -348,6 +370,7 @@ ALERTS: tuple[str, ...] = (
     "TrilinkAllyServiceDown",
     "TrilinkAllyServiceAbsent",
     "TrilinkSensorsDown",
+    "TrilinkWarningUnacknowledged",
 )
 
 
