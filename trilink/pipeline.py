@@ -33,8 +33,9 @@ from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
 from producers.scenario_report import fused_tracks_by_launch
-from schemas.models import Nation, WarningEvent
+from schemas.models import WarningEvent
 from trilink.errors import ConfigError, TrilinkError
+from trilink.monitoring import names
 from trilink.platform.connection import ensure_cluster
 from trilink.platform.topics import input_roles_of_both_topologies, topic_name
 from trilink.policy import default_policy
@@ -46,7 +47,7 @@ from trilink.settings import Settings, get_settings
 DEFAULT_PUBLISH_WALL_S = 90.0
 #: How long to wait for the allies to deliver what was sent before reporting a shortfall.
 DRAIN_TIMEOUT_S = 60.0
-ALLIES = (Nation.US, Nation.JP, Nation.KR)
+ALLIES = names.ALLY_NATIONS
 
 
 class RunError(TrilinkError):

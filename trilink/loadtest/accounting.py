@@ -31,8 +31,8 @@ from typing import Any
 
 from trilink.latency import PERCENTILES, LatencyRecorder, LatencySummary
 from trilink.loadtest.workload import NS_PER_S, PlannedEvent
+from trilink.monitoring.names import ALLIES
 
-ALLIES: tuple[str, ...] = ("US", "JP", "KR")
 ALL_KINDS = "*"
 INTENDED = "intended"
 ACTUAL = "actual"

@@ -21,8 +21,9 @@ from schemas.headers import (
     SENT_NS_HEADER,
 )
 from trilink.latency import LOG_APPEND_TIME, decode_sent_ns
-from trilink.loadtest.accounting import ALLIES, Accounting
+from trilink.loadtest.accounting import Accounting
 from trilink.loadtest.sender import decode_slot
+from trilink.monitoring.names import ALLIES
 from trilink.platform.clients import consumer_config
 from trilink.platform.topics import topic_name
 

@@ -19,12 +19,13 @@ from typing import Any, TextIO
 
 from consumers.fleet import AllyFleet
 from consumers.ledger import AllyReport
-from trilink.loadtest.accounting import ALLIES, Accounting, CurveRecorder
+from trilink.loadtest.accounting import Accounting, CurveRecorder
 from trilink.loadtest.errors import LoadtestError
 from trilink.loadtest.observer import Observer
 from trilink.loadtest.sender import ProducerSettings, SenderResult, run_sender
 from trilink.loadtest.slo import Objective, Verdict, evaluate
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload
+from trilink.monitoring.names import ALLIES
 from trilink.progress import Progress, Status, is_terminal
 
 _CONTEXT = multiprocessing.get_context("spawn")

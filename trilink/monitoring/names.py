@@ -68,7 +68,9 @@ def histogram(family: MetricFamily, registry: CollectorRegistry | None) -> Histo
 
 # --- label value sets (all bounded; never an event, track or correlation id) -------------
 
-ALLIES: tuple[str, ...] = tuple(n.value for n in Nation)
+#: The allies, one service each: every nation of the contract (the one list; ``ALLIES`` as label values).
+ALLY_NATIONS: tuple[Nation, ...] = tuple(Nation)
+ALLIES: tuple[str, ...] = tuple(n.value for n in ALLY_NATIONS)
 KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
 #: Hops an ally service measures (``sensor_to_send`` is the producer's and not exported).
 ALLY_HOPS: tuple[str, ...] = ("send_to_append", "append_to_receive", "receive_to_deliver", "end_to_end")
