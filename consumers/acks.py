@@ -153,7 +153,7 @@ class AckBook:
                 acknowledged_by_all=self.completed,
                 pending=len(self._pending),
                 unacknowledged=self.unacknowledged,
-                unacknowledged_by_ally=dict(self._ledger.unacknowledged),
+                unacknowledged_by_ally={a: n for a, n in self._ledger.unacknowledged.items() if n},
                 unacknowledged_listed=list(self.listed),
             )
 

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.errors import DLQ_REASONS
-from schemas.models import EventKind
+from schemas.models import EventKind, Nation
 from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram
 from trilink.monitoring import names
 from trilink.monitoring.names import CHANNELS, NO_CHANNEL
@@ -100,8 +100,10 @@ class Ledger(Collector):
         self.delivered = {(k, c): 0 for k in _KINDS for c in CHANNELS}
         self.dead_letters = dict.fromkeys(sorted(DLQ_REASONS), 0)
         self.duplicates = 0
-        # Written by the acknowledgement reader's thread only (consumers.acks.AckBook.sweep).
-        self.unacknowledged: dict[str, int] = {}
+        # Written by the acknowledgement reader's thread only (consumers.acks.AckBook.sweep);
+        # every missing-ally series exists from the start (a counter first seen at 1 is
+        # invisible to increase()).
+        self.unacknowledged: dict[str, int] = {n.value: 0 for n in Nation}
 
     def _add(self, key: tuple[str, str, str], *, lazy: bool = False) -> int:
         self._keys.append(key)

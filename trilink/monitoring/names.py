@@ -205,14 +205,6 @@ ALLY_REBALANCES = MetricFamily(
     "Partition assignment changes seen by this instance.",
     "ally",
 )
-ALLY_WARNINGS_UNACKNOWLEDGED = MetricFamily(
-    "trilink_ally_warnings_unacknowledged_total",
-    "counter",
-    ("ally", "missing"),
-    "Warnings this ally delivered that an ally they were released to did not acknowledge "
-    "in time, by the missing ally.",
-    "ally",
-)
 ALLY_DEDUP_WINDOW_IDS = MetricFamily(
     "trilink_ally_dedup_window_ids",
     "gauge",
@@ -332,7 +324,6 @@ DIAGNOSTIC_FAMILIES: tuple[MetricFamily, ...] = (
     ALLY_DELIVERY_FAILURES,
     ALLY_REBALANCES,
     ALLY_DEDUP_WINDOW_IDS,
-    ALLY_WARNINGS_UNACKNOWLEDGED,
 )
 
 FAMILIES_BY_NAME: dict[str, MetricFamily] = {f.name: f for f in FAMILIES + DIAGNOSTIC_FAMILIES}

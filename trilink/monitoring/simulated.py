@@ -56,6 +56,7 @@ class SimulatedAlly:
         self.withheld = n.counter(n.ALLY_EVENTS_WITHHELD, r)
         self.duplicates = n.counter(n.ALLY_DUPLICATES_SUPPRESSED, r)
         self.dead_letters = n.counter(n.DEAD_LETTERS, r)
+        self.unacknowledged = n.counter(n.ALLY_WARNINGS_UNACKNOWLEDGED, r)
         self.subscriber_drops = n.counter(n.ALLY_SUBSCRIBER_DROPS, r)
         self.sse_subscribers = n.gauge(n.ALLY_SSE_SUBSCRIBERS, r)
         self.lag_records = n.gauge(n.ALLY_CONSUMER_LAG_RECORDS, r)
@@ -76,6 +77,8 @@ class SimulatedAlly:
         for channel in n.CHANNELS:
             self.subscriber_drops.labels(ally, channel)
         self.duplicates.labels(ally)
+        for missing in n.ALLIES:
+            self.unacknowledged.labels(ally, missing)
         self.sse_subscribers.labels(ally).set(2)
         for topic in INPUT_TOPICS:
             self.lag_records.labels(ally, topic).set(0)
@@ -107,6 +110,9 @@ class SimulatedAlly:
             self.hop_latency.labels(ally, "receive_to_deliver", kind, channel).observe(deliver)
             self.hop_latency.labels(ally, n.END_TO_END_HOP, kind, channel).observe(upstream + deliver)
             self.delivered.labels(ally, kind, channel).inc()
+        if kind in ("launch_detection", "alert"):  # the three-way acknowledgement's round trip
+            seconds = upstream + self.rng.lognormvariate(0.0, 0.5) * 3 * _HOP_MEDIAN_S["receive_to_deliver"]
+            self.hop_latency.labels(ally, n.ALLY_ACK_HOPS[0], kind, n.NO_CHANNEL).observe(seconds)
 
     def tick(self) -> None:
         """Move the gauges a little (lag, subscribers) and now and then dead-letter a record."""
