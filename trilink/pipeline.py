@@ -361,10 +361,10 @@ def pin_groups_to_end(bootstrap: str, group_ids: list[str], topics: tuple[str, .
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    from trilink.platform.clients import consumer_config
+    from trilink.platform.clients import admin_config, consumer_config
 
     consumer: Any = KafkaConsumer(**consumer_config(bootstrap, None, "trilink-run-offsets"))
-    admin: Any = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="trilink-run-offsets")
+    admin: Any = KafkaAdminClient(**admin_config(bootstrap, "trilink-run-offsets"))
     try:
         partitions = [
             TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())

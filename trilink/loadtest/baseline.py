@@ -98,14 +98,14 @@ def run_baseline(
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from trilink.platform.clients import admin_config
     from trilink.platform.distribution import locate
+    from trilink.platform.security import client_security, java_client_properties
 
     settings = settings or get_settings()
     distribution = locate(settings.kafka_cache_dir, settings.kafka_home)
     topic = f"{BASELINE_TOPIC_PREFIX}-{run_id}"
-    admin: Any = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","), client_id="trilink-loadtest-baseline"
-    )
+    admin: Any = KafkaAdminClient(**admin_config(bootstrap, "trilink-loadtest-baseline"))
     try:
         brokers = max(len(admin.describe_cluster().get("brokers", [])), 1)
         admin.create_topics(
@@ -118,6 +118,10 @@ def run_baseline(
             num_records=num_records,
             record_size_bytes=record_size_bytes,
             acks=acks,
+        )
+        # On a secured cluster the Java tool logs in as admin too (an owner-only properties file).
+        command += java_client_properties(
+            client_security(bootstrap, "trilink-loadtest-baseline"), settings.state_dir
         )
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)

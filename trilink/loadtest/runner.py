@@ -138,7 +138,8 @@ class LoadTest:
         self.invocation_id = new_run_id()
         self.fleet = AllyFleet(
             bootstrap,
-            {a: f"trilink-loadtest-{self.invocation_id}-{a.lower()}" for a in ("US", "JP", "KR")},
+            # trilink-ally-<xx>-...: on a secured cluster an ally may use only groups with its prefix.
+            {a: f"trilink-ally-{a.lower()}-loadtest-{self.invocation_id}" for a in ("US", "JP", "KR")},
             f"loadtest-{self.invocation_id}",
             # Load-test event ids are unique per run, so the window needs little history.
             rebuild_per_partition=64,

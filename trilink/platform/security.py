@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trilink.errors import ConfigError, PlatformError
+from trilink.platform.state import load_cluster_state
 from trilink.settings import Settings, get_settings
 
 MECHANISM = "SCRAM-SHA-512"
@@ -191,9 +192,7 @@ def client_security(
     if settings.credentials_file is not None:
         creds = load_credentials(settings.credentials_file)
     else:
-        from trilink.platform.cluster import LocalCluster
-
-        state = LocalCluster(settings).load_state()
+        state = load_cluster_state(settings.state_dir)
         if state is not None and state.security == "SASL_SSL" and _same_servers(state.bootstrap, bootstrap):
             creds = load_credentials(settings.state_dir / SECURITY_DIR / CREDENTIALS_FILE)
     if creds is None:
@@ -296,6 +295,28 @@ def login_check(bootstrap: str, client: ClientSecurity, timeout_s: float = 10.0)
         raise AccessDeniedError("tls_failed", f"{host}:{port}: TLS/SASL exchange failed: {exc!r}") from exc
     except OSError as exc:
         raise PlatformError("bootstrap_unreachable", f"{host}:{port} does not answer: {exc!r}") from exc
+
+
+def java_client_properties(client: ClientSecurity, state_dir: Path) -> list[str]:
+    """``--command-config <file>`` for Kafka's Java tools connecting as ``client`` (nothing for
+    plaintext). The file is owner-only: it holds the principal's password."""
+    if not client.secure:
+        return []
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{client.principal}" password="{client.password}";'
+    )
+    text = (
+        "security.protocol=SASL_SSL\n"
+        f"sasl.mechanism={MECHANISM}\n"
+        f"sasl.jaas.config={jaas}\n"
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={client.ca_file}\n"
+        "ssl.endpoint.identification.algorithm=https\n"
+    )
+    path = state_dir / SECURITY_DIR / f"java-client-{client.principal}.properties"
+    write_private(path, text.encode())
+    return ["--command-config", str(path)]
 
 
 # -- CA, certificates, SCRAM ----------------------------------------------------------------------
