@@ -1,5 +1,6 @@
 # Two commands do all set-up: `make demo` and `make test`. The virtual environment lives in .venv.
-# `make demo MONITORING=1` also starts a local Prometheus scraping the run.
+# `make demo MONITORING=1` also starts a local Prometheus scraping the run. The local cluster is
+# secured (TLS, SCRAM, ACLs); `make demo INSECURE=1` starts a new one in plaintext instead.
 PYTHON ?= python3.11
 MONITORING ?=
 VENV := .venv
@@ -30,6 +31,7 @@ browser:
 	@deploy/ensure-debian-packages.sh --target browser chromium=chromium chromium-driver=chromedriver
 
 demo: venv $(if $(MONITORING),prometheus)
+	$(if $(INSECURE),$(BIN)/trilink up --insecure)
 	$(BIN)/trilink demo $(if $(MONITORING),--monitoring)
 
 lint: venv

@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from trilink.platform.clients import consumer_config, producer_config  # noqa: E402
+from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
 
 Offsets = dict[str, int]  # "topic:partition" -> offset (JSON-able)
@@ -520,7 +520,7 @@ def main() -> int:
         f"{machine['kafka_python']}, load {machine['loadavg_1m']:.2f}, broker {bootstrap}",
         flush=True,
     )
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="bench-hotpath-admin")
+    admin = KafkaAdminClient(**admin_config(bootstrap, "bench-hotpath-admin"))
     tag = uuid.uuid4().hex[:8]
     scratch = {kind: f"bench-hotpath-{tag}-{kind}" for kind in ("produce", "relay", "hubfloor")}
     groups: list[str] = []

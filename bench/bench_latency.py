@@ -89,9 +89,11 @@ def kafka_python_floor(bootstrap: str, rate: float, seconds: float) -> dict[str,
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
 
+    from trilink.platform.clients import admin_config
+
     tag = uuid.uuid4().hex[:8]
     source, sink = f"bench-latency-a-{tag}", f"bench-latency-b-{tag}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    admin = KafkaAdminClient(**admin_config(bootstrap, "bench-latency-admin"))
     configs = {"message.timestamp.type": "LogAppendTime"}
     admin.create_topics([NewTopic(t, PARTITIONS, 1, topic_configs=configs) for t in (source, sink)])
     ctx = mp.get_context("spawn")

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from trilink.errors import TrilinkError
 from trilink.platform.cluster import LocalCluster
-from trilink.platform.connection import apply_declared_topics, bootstrap_servers, ensure_cluster
+from trilink.platform.connection import apply_declared_topics, ensure_cluster
 from trilink.platform.smoke import round_trip
+from trilink.platform.state import bootstrap_servers
 from trilink.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -36,8 +37,9 @@ def register(subparsers: Any) -> None:
         "--secure",
         dest="secure",
         action="store_true",
-        default=False,
-        help="TLS listeners, SCRAM-SHA-512 principals per nation/ally/hub/admin, broker-enforced ACLs",
+        default=None,
+        help="TLS listeners, SCRAM-SHA-512 principals per nation/ally/hub/admin, broker-enforced ACLs "
+        "(the default for a new cluster; an existing one keeps its mode)",
     )
     mode.add_argument(
         "--insecure",

@@ -8,24 +8,11 @@ from typing import Any
 
 from trilink.errors import PlatformError
 from trilink.platform import security
-from trilink.platform.cluster import ClusterState, LocalCluster, describe_brokers, pid_runs_broker
+from trilink.platform.cluster import LocalCluster, describe_brokers
 from trilink.platform.security import ClientSecurity
+from trilink.platform.state import ClusterState
 from trilink.platform.topics import ApplyReport, apply_topics, load_topic_file
 from trilink.settings import Settings, get_settings
-
-
-def bootstrap_servers(settings: Settings | None = None) -> str:
-    """The bootstrap list of the configured cluster, or a typed error saying how to get one."""
-    settings = settings or get_settings()
-    if settings.bootstrap:
-        return settings.bootstrap
-    state = LocalCluster(settings).load_state()
-    if state is None or not any(pid_runs_broker(n.pid, n.properties_file) for n in state.nodes):
-        raise PlatformError(
-            "no_broker",
-            "no Kafka broker is configured or running; run `trilink up` or set TRILINK_BOOTSTRAP=host:port",
-        )
-    return state.bootstrap
 
 
 def ensure_cluster(
@@ -33,7 +20,7 @@ def ensure_cluster(
 ) -> tuple[str, ApplyReport, ClusterState | None]:
     """Make a usable cluster with trilink's topics (and, when secured, its ACLs): reuse
     ``TRILINK_BOOTSTRAP`` or start the local one. ``secure`` None keeps a local cluster's
-    current mode (a new one starts insecure; ``trilink up`` decides explicitly)."""
+    current mode; a new one starts secured (``trilink up --insecure`` starts a plaintext one)."""
     settings = settings or get_settings()
     state: ClusterState | None = None
     if settings.bootstrap:
@@ -51,7 +38,7 @@ def ensure_cluster(
         cluster = LocalCluster(settings)
         if secure is None:
             existing = cluster.load_state()
-            secure = existing is not None and existing.secure
+            secure = existing is None or existing.secure
         state, _ = cluster.up(brokers=brokers, secure=secure)
         bootstrap = state.bootstrap
         count = len(state.nodes)
