@@ -92,7 +92,7 @@ def register(subparsers: Any) -> None:
 
 def hub_handler(args: argparse.Namespace) -> int:
     from consumers.hub import HubService
-    from trilink.platform.connection import bootstrap_servers
+    from trilink.platform.state import bootstrap_servers
     from trilink.runtime import tune_gc
 
     service = HubService(
@@ -134,7 +134,7 @@ def hub_handler(args: argparse.Namespace) -> int:
 
 def handler(args: argparse.Namespace) -> int:
     from consumers.service import AllyService
-    from trilink.platform.connection import bootstrap_servers
+    from trilink.platform.state import bootstrap_servers
     from trilink.runtime import tune_gc
 
     service = AllyService(

@@ -107,7 +107,7 @@ def sensors_handler(args: argparse.Namespace) -> int:
 
     from producers.publisher import Run, SensorPublisher, for_run
     from producers.scenario import load_scenario, simulate
-    from trilink.platform.connection import bootstrap_servers
+    from trilink.platform.state import bootstrap_servers
     from trilink.runtime import tune_gc
     from trilink.settings import get_settings
 

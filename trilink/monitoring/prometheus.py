@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterable
@@ -35,6 +33,7 @@ from trilink.monitoring.api import PrometheusAPI
 from trilink.monitoring.discovery import TARGETS_DIR
 from trilink.monitoring.names import ALLIES
 from trilink.platform.cluster import is_port_free, log_tail
+from trilink.processes import pid_runs, terminate
 from trilink.resources import package_path
 from trilink.settings import Settings, get_settings
 
@@ -339,14 +338,7 @@ def stop_prometheus(settings: Settings | None = None, monitoring: MonitoringSett
 
 
 def _terminate(state: PrometheusState, timeout_s: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _runs_prometheus(state):
-        time.sleep(0.05)
-    if _runs_prometheus(state):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
+    terminate([state.pid], lambda _pid: _runs_prometheus(state), timeout_s)
     proc = _spawned.pop(state.pid, None)
     if proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -359,11 +351,4 @@ def _runs_prometheus(state: PrometheusState) -> bool:
     proc = _spawned.get(state.pid)
     if proc is not None and proc.poll() is not None:
         return False
-    try:
-        cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{state.pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False
-    return f"--config.file={state.config_file}".encode() in cmdline
+    return pid_runs(state.pid, f"--config.file={state.config_file}".encode())

@@ -10,15 +10,12 @@ all owner-only; see :mod:`trilink.platform.security`).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,64 +24,16 @@ from trilink.platform import security
 from trilink.platform import security as security_module
 from trilink.platform.distribution import LOG4J_CONFIG, KafkaDistribution, locate
 from trilink.platform.security import ClientSecurity, SecurityMaterial
+from trilink.platform.state import STATE_FILE, ClusterState, NodeState, load_cluster_state, pid_runs_broker
 from trilink.platform.topics import load_topic_file
+from trilink.processes import terminate
 from trilink.settings import Settings
 
-STATE_FILE = "cluster.json"
 #: Handles of brokers this process started. They outlive any one LocalCluster object on
 #: purpose (the brokers are detached); keeping the handles stops Python from warning that a
 #: still-running child was garbage-collected.
 _DETACHED: dict[int, subprocess.Popen[bytes]] = {}
 _LOG_TAIL_LINES = 25
-
-
-@dataclass
-class NodeState:
-    node_id: int
-    client_port: int
-    controller_port: int
-    node_dir: str
-    pid: int | None = None
-
-    @property
-    def log_file(self) -> Path:
-        return Path(self.node_dir) / "broker.log"
-
-    @property
-    def properties_file(self) -> Path:
-        return Path(self.node_dir) / "server.properties"
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.node_dir) / "data"
-
-
-@dataclass
-class ClusterState:
-    cluster_id: str
-    host: str
-    kafka_version: str
-    classpath: str
-    nodes: list[NodeState]
-    #: "PLAINTEXT" (``--insecure``: no authentication, no ACLs) or "SASL_SSL" (TLS + SCRAM + ACLs).
-    security: str = "PLAINTEXT"
-
-    @property
-    def secure(self) -> bool:
-        return self.security == "SASL_SSL"
-
-    @property
-    def bootstrap(self) -> str:
-        return ",".join(f"{self.host}:{n.client_port}" for n in self.nodes)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ClusterState:
-        raw = json.loads(text)
-        raw["nodes"] = [NodeState(**n) for n in raw["nodes"]]
-        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -101,21 +50,6 @@ def is_port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def pid_runs_broker(pid: int | None, properties_file: Path) -> bool:
-    """True when ``pid`` is alive and is the broker started with this properties file
-    (guards against a recycled pid belonging to some other process)."""
-    if pid is None:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited already
-        return False
-    return b"kafka.Kafka" in cmdline and str(properties_file).encode() in cmdline
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -144,15 +78,7 @@ class LocalCluster:
 
     # -- state -----------------------------------------------------------------------------
     def load_state(self) -> ClusterState | None:
-        if not self.state_path.is_file():
-            return None
-        try:
-            return ClusterState.from_json(self.state_path.read_text())
-        except (ValueError, TypeError, KeyError) as exc:
-            raise PlatformError(
-                "state_corrupt",
-                f"{self.state_path} is unreadable ({exc}); run `trilink down --purge` to start afresh",
-            ) from exc
+        return load_cluster_state(self.state_dir)
 
     def _save_state(self, state: ClusterState) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -408,24 +334,21 @@ class LocalCluster:
         said: list[str] = []
         state = self.load_state()
         if state is not None:
-            running = [n for n in state.nodes if pid_runs_broker(n.pid, n.properties_file)]
-            for node in running:
-                assert node.pid is not None
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(node.pid, signal.SIGTERM)
-            deadline = time.monotonic() + self.settings.broker_stop_timeout_s
-            while time.monotonic() < deadline and any(
-                pid_runs_broker(n.pid, n.properties_file) for n in running
-            ):
-                time.sleep(0.1)
-            for node in running:
-                if pid_runs_broker(node.pid, node.properties_file):
-                    assert node.pid is not None
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(node.pid, signal.SIGKILL)
-                    said.append(f"node {node.node_id} (pid {node.pid}) did not stop in time: killed")
+            running = {
+                n.pid: n
+                for n in state.nodes
+                if n.pid is not None and pid_runs_broker(n.pid, n.properties_file)
+            }
+            killed = terminate(
+                running,
+                lambda pid: pid_runs_broker(pid, running[pid].properties_file),
+                self.settings.broker_stop_timeout_s,
+            )
+            for pid, node in running.items():
+                if pid in killed:
+                    said.append(f"node {node.node_id} (pid {pid}) did not stop in time: killed")
                 else:
-                    said.append(f"node {node.node_id} (pid {node.pid}) stopped")
+                    said.append(f"node {node.node_id} (pid {pid}) stopped")
             for node in state.nodes:
                 handle = _DETACHED.pop(node.pid or -1, None)
                 if handle is not None:  # our own child: reap it (no zombie, no ResourceWarning)

@@ -11,8 +11,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from trilink.errors import PlatformError
-from trilink.platform.cluster import ClusterState, LocalCluster
+from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics
+from trilink.platform.state import ClusterState
 from trilink.settings import Settings
 
 __all__ = ["free_port_base", "scratch_cluster", "scratch_settings"]

@@ -172,7 +172,7 @@ def _record_progress(recorder: Recorder, max_records: int | None, enabled: bool)
 def _bootstrap(args: argparse.Namespace) -> str:
     if args.bootstrap:
         return str(args.bootstrap)
-    from trilink.platform.connection import bootstrap_servers
+    from trilink.platform.state import bootstrap_servers
 
     return bootstrap_servers()
 

@@ -1,0 +1,57 @@
+"""Process supervision (trilink/processes.py) on real child processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from trilink.processes import pid_runs, terminate
+
+pytestmark = pytest.mark.integration
+
+_IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+_SLEEPS = "import time; print('ready', flush=True); time.sleep(60)"
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+    children: list[subprocess.Popen[str]] = []
+
+    def start(code: str) -> subprocess.Popen[str]:
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        children.append(child)
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def _ours(child: subprocess.Popen[str], code: str) -> bool:
+    if child.poll() is not None:  # reaped: gone (a zombie counts as gone too)
+        return False
+    return pid_runs(child.pid, code.encode())
+
+
+def test_pid_runs_checks_the_command_line(spawn: Callable[[str], subprocess.Popen[str]]) -> None:
+    child = spawn(_SLEEPS)
+    assert pid_runs(child.pid, b"-c", _SLEEPS.encode())
+    assert not pid_runs(child.pid, b"kafka.Kafka")  # a recycled pid is not ours
+    assert not pid_runs(None)
+
+
+def test_terminate_stops_politely_then_kills(spawn: Callable[[str], subprocess.Popen[str]]) -> None:
+    polite = spawn(_SLEEPS)
+    stubborn = spawn(_IGNORES_SIGTERM)
+    codes = {polite.pid: (polite, _SLEEPS), stubborn.pid: (stubborn, _IGNORES_SIGTERM)}
+    killed = terminate(codes, lambda pid: _ours(*codes[pid]), timeout_s=1.0)
+    assert killed == [stubborn.pid]
+    assert polite.wait(timeout=10) != 0 and stubborn.wait(timeout=10) == -9
+    assert not pid_runs(polite.pid, _SLEEPS.encode())

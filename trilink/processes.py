@@ -1,0 +1,52 @@
+"""Supervision of the processes trilink starts and leaves running (the Kafka brokers, Prometheus):
+is a recorded pid still the process we started, and stopping it politely, then firmly.
+
+A pid from a state file may have been recycled by an unrelated process since; a process is
+taken to be ours only while it is alive (not a zombie) and its command line holds the arguments
+we started it with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+__all__ = ["pid_runs", "terminate"]
+
+
+def pid_runs(pid: int | None, *argv_items: bytes) -> bool:
+    """True when ``pid`` is alive (not a zombie) and every one of ``argv_items`` is an argument
+    of its command line (``/proc/<pid>/cmdline``)."""
+    if pid is None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited already
+        return False
+    return all(item in cmdline for item in argv_items)
+
+
+def terminate(
+    pids: Iterable[int], still_ours: Callable[[int], bool], timeout_s: float, poll_s: float = 0.05
+) -> list[int]:
+    """Send SIGTERM to every pid, wait up to ``timeout_s`` until ``still_ours`` is false for all,
+    then SIGKILL those still running. Returns the pids that had to be killed."""
+    pids = list(pids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(still_ours(pid) for pid in pids):
+        time.sleep(poll_s)
+    killed = [pid for pid in pids if still_ours(pid)]
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return killed
