@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from consumers.errors import EmptyRecordError
-from consumers.ledger import AckSummary, Ledger, UnacknowledgedWarning
+from consumers.ledger import AcknowledgedWarning, AckSummary, Ledger, UnacknowledgedWarning
 from consumers.ports import ProducerPort
 from schemas.acks import ACKNOWLEDGED_KINDS, Acknowledgement, ack_headers, decode_ack, encode_ack
 from schemas.models import EventKind, Nation, WarningEvent
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 EARLY_LIMIT = 20_000
 #: Warnings listed by id in the report as unacknowledged (all are counted).
 LISTED_LIMIT = 100
+#: Warnings listed with their time to the last acknowledgement (all are in the histogram).
+TIMES_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -79,6 +81,7 @@ class AckBook:
         self.completed = 0
         self.unacknowledged = 0
         self.listed: list[UnacknowledgedWarning] = []
+        self.times: list[AcknowledgedWarning] = []
 
     def expected(self, event: WarningEvent) -> frozenset[Nation]:
         """The allies ``event`` is released to: the policy's and the producer's marking agree."""
@@ -117,13 +120,25 @@ class AckBook:
             return
         del self._pending[event_id]
         self.completed += 1
+        took_ns = None
         if entry.sent_ns is not None:
-            last_ns = max(entry.acked[a] for a in entry.expected)
-            self._ledger.sample(self._series[entry.kind], last_ns - entry.sent_ns)
+            took_ns = max(entry.acked[a] for a in entry.expected) - entry.sent_ns
+            self._ledger.sample(self._series[entry.kind], took_ns)
+        if len(self.times) < TIMES_LIMIT:
+            self.times.append(
+                AcknowledgedWarning(
+                    event_id=str(event_id),
+                    correlation_key=entry.correlation_key,
+                    kind=entry.kind.value,
+                    allies=sorted(a.value for a in entry.expected),
+                    acknowledged_by_all_ms=None if took_ns is None else took_ns / 1e6,
+                )
+            )
 
-    def sweep(self) -> None:
-        """Count as unacknowledged what waited longer than ``timeout_s``."""
-        deadline = self._clock() - self.timeout_s
+    def sweep(self, *, everything: bool = False) -> None:
+        """Count as unacknowledged what waited longer than ``timeout_s`` (``everything``: all
+        that is still pending, at shutdown)."""
+        deadline = float("inf") if everything else self._clock() - self.timeout_s
         with self._lock:
             late = [(i, e) for i, e in self._pending.items() if e.since_monotonic < deadline]
             for event_id, entry in late:
@@ -155,6 +170,7 @@ class AckBook:
                 unacknowledged=self.unacknowledged,
                 unacknowledged_by_ally={a: n for a, n in self._ledger.unacknowledged.items() if n},
                 unacknowledged_listed=list(self.listed),
+                acknowledged=list(self.times),
             )
 
 
@@ -240,6 +256,17 @@ class AckReader:
         except BaseException as exc:
             self.error = exc
             log.exception("ally %s: the acknowledgement reader stopped", self.book.ally.value)
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the acknowledgements still missing (the others' are
+        on the topic already when they delivered before this service stopped), then count
+        what is still missing as unacknowledged."""
+        deadline = time.monotonic() + timeout_s
+        while self.book.pending() and time.monotonic() < deadline and self._thread is not None:
+            if not self._thread.is_alive():
+                break
+            time.sleep(0.05)
+        self.book.sweep(everything=True)
 
     def stop(self) -> None:
         self._stop.set()

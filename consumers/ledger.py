@@ -324,6 +324,18 @@ class UnacknowledgedWarning(BaseModel):
     missing: list[str]
 
 
+class AcknowledgedWarning(BaseModel):
+    """One warning every ally it was released to acknowledged, and how long that took."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    correlation_key: str
+    kind: str
+    allies: list[str]
+    acknowledged_by_all_ms: float | None = Field(description="sensor send -> last acknowledgement")
+
+
 class AckSummary(BaseModel):
     """The three-way acknowledgement seen by one ally service (:class:`consumers.acks.AckBook`);
     the times to the last acknowledgement are the ``acknowledged_by_all`` latency rows."""
@@ -335,6 +347,9 @@ class AckSummary(BaseModel):
     unacknowledged: int = Field(description="warnings some ally did not acknowledge within the timeout")
     unacknowledged_by_ally: dict[str, int] = Field(description="missing ally -> warnings")
     unacknowledged_listed: list[UnacknowledgedWarning] = Field(description="the first ones, by id")
+    acknowledged: list[AcknowledgedWarning] = Field(
+        default_factory=list, description="per warning, the first ones (percentiles: latency rows)"
+    )
 
 
 class AllyReport(BaseModel):

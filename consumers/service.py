@@ -124,6 +124,9 @@ _NS_PER_S = 1_000_000_000
 #: Longest a predicted impact may lie after the measurement (the longest ICBM flight is under
 #: an hour; two leave room for any trajectory trilink simulates).
 _MAX_FLIGHT = timedelta(hours=2)
+#: At shutdown, how long to wait for the acknowledgements still missing before counting them
+#: unacknowledged (the others' are on the topic already when they delivered before).
+ACK_DRAIN_S = 5.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -428,6 +431,7 @@ class AllyService:
             if self._thread is not None:
                 self._thread.join(timeout_s)
             if self._ack_reader is not None:
+                self._ack_reader.drain(min(self.acks.timeout_s if self.acks else 0.0, ACK_DRAIN_S))
                 self._ack_reader.stop()
             if self.http is not None:
                 self.http.stop()

@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIServer
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.hub import HubReport
-from consumers.ledger import AllyReport, FirstDeliveryReport
+from consumers.ledger import AckSummary, AllyReport, FirstDeliveryReport
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
@@ -443,6 +443,7 @@ HOP_ROWS = (
     ("receive_to_deliver", "audit"),
     ("end_to_end", "kafka"),
     ("end_to_end", "audit"),
+    ("acknowledged_by_all", "none"),  # sensor send -> the last ally's acknowledgement
 )
 
 
@@ -484,6 +485,15 @@ def print_result(result: RunResult, out: Any = sys.stdout) -> None:
                 f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}",
                 file=out,
             )
+        acks = rep.acknowledgements
+        if acks is not None:
+            print(f"  {ack_line(acks)}", file=out)
+            for warning in acks.unacknowledged_listed[:10]:
+                print(
+                    f"    never acknowledged by {','.join(warning.missing)}: {warning.kind} "
+                    f"{warning.event_id} ({warning.correlation_key})",
+                    file=out,
+                )
     print(
         "\nfirst warnings per launch (sensor share on the simulated clock + pipeline share on the wall clock):",
         file=out,
@@ -500,6 +510,15 @@ def print_result(result: RunResult, out: Any = sys.stdout) -> None:
         print(
             "\nINCOMPLETE: an ally did not deliver everything it was sent within the drain timeout", file=out
         )
+
+
+def ack_line(acks: AckSummary) -> str:
+    """One line on the three-way acknowledgement of the warnings one ally delivered."""
+    missing = ", ".join(f"{a} {n}" for a, n in sorted(acks.unacknowledged_by_ally.items()))
+    return (
+        f"three-way acknowledgement: {acks.acknowledged_by_all} warning(s) acknowledged by every ally "
+        f"they were released to, {acks.unacknowledged} not" + (f" (missing: {missing})" if missing else "")
+    )
 
 
 class AllySummary(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.ledger import AllyReport, LatencyFigures, LatencyRow
+from consumers.ledger import AckSummary, AllyReport, LatencyFigures, LatencyRow
 from trilink.loadtest.accounting import (
     ACTUAL,
     ALL_KINDS,
@@ -96,6 +96,10 @@ class AllyOutcome(_Strict):
     duplicates_suppressed_by_service: int | None
     throughput_per_s: float = Field(description="deliveries per second, first to last delivery")
     service_error: str | None
+    acknowledgements: AckSummary | None = Field(
+        default=None,
+        description="the three-way acknowledgement as this ally's service saw it (per-warning list left out)",
+    )
 
 
 class LoadLatencyRow(LatencyFigures):
@@ -219,6 +223,11 @@ def build_report(
             duplicates_suppressed_by_service=None if counts is None else counts.duplicates_suppressed,
             throughput_per_s=_throughput_per_s(result, tally),
             service_error=None if service is None else service.error,
+            acknowledgements=(
+                None
+                if service is None or service.acknowledgements is None
+                else service.acknowledgements.model_copy(update={"acknowledged": []})
+            ),
         )
     rows = []
     for ally, tally in acc.tallies.items():
@@ -424,6 +433,33 @@ def render_text(report: LoadTestReport, kinds: bool = True) -> str:
             f"{_ms(row.p50_ms):>8} {_ms(row.p90_ms):>8} {_ms(row.p99_ms):>8} "
             f"{_ms(row.p99_9_ms):>8} {_ms(row.max_ms):>8}"
         )
+    acked = [(ally, a.acknowledgements) for ally, a in report.allies.items() if a.acknowledgements]
+    if acked:
+        out.append("")
+        out.append("three-way acknowledgement (sensor send -> the last acknowledgement among the allies a")
+        out.append("launch detection or alert was released to; each service's own figures, whole run, ms)")
+        for ally, acks in acked:
+            assert acks is not None
+            hop_row = next(
+                (
+                    r
+                    for r in report.service_hops
+                    if r.ally == ally and r.hop == "acknowledged_by_all" and r.kind == ALL_KINDS
+                ),
+                None,
+            )
+            figures = (
+                ""
+                if hop_row is None
+                else f" p50 {_ms(hop_row.p50_ms)} p99 {_ms(hop_row.p99_ms)} max {_ms(hop_row.max_ms)}"
+            )
+            missing = ", ".join(f"{m} {n}" for m, n in sorted(acks.unacknowledged_by_ally.items()))
+            out.append(
+                f"{ally:<4} acknowledged by all {acks.acknowledged_by_all}{figures}; "
+                f"never acknowledged {acks.unacknowledged}" + (f" (missing: {missing})" if missing else "")
+            )
+            for warning in acks.unacknowledged_listed[:5]:
+                out.append(f"       {warning.kind} {warning.event_id} missing {','.join(warning.missing)}")
     baseline = report.baseline
     if baseline:
         tool = baseline.tool
