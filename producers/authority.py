@@ -62,12 +62,17 @@ class _TrackAlerts:
     overflown: set[str] = field(default_factory=set)
 
 
+def authority_source_id(nation: Nation) -> str:
+    """The ``sensor_id`` a nation's alert authority puts on its events."""
+    return f"{nation.value}-ALERT"
+
+
 class AlertAuthority:
     """One nation's alert authority (see the module docstring)."""
 
     def __init__(self, nation: Nation, *, areas: AreaMap, exercise: bool, rng: random.Random) -> None:
         self.nation = nation
-        self.source_id = f"{nation.value}-ALERT"
+        self.source_id = authority_source_id(nation)
         self.areas = areas
         self.exercise = exercise
         self.rng = rng

@@ -181,10 +181,12 @@ def report_state(update: TrackUpdate) -> tuple[Vec3, Vec3]:
 
 def _near(track: FusedTrack, t_s: float, z_p: Vec3, r_p: float) -> bool:
     """Cheap first gate: the report lies within a generous bound of the track's straight-line
-    extrapolation (any acceleration up to 100 m/s^2 and 10 sigma of every error)."""
+    extrapolation (gravity, thrust and lift up to 100 m/s^2, twice the modelled drag, and 10 sigma
+    of every error)."""
     dt = abs(t_s - track.t_s)
     guess = _add(track.position_m, track.velocity_m_s, t_s - track.t_s)
-    bound = 10.0 * math.sqrt(track.var_p + dt * dt * track.var_v + r_p) + 50.0 * dt * dt
+    accel = 100.0 + 2.0 * _drag_m_s2(track.position_m, track.velocity_m_s)  # re-entry: hundreds of m/s^2
+    bound = 10.0 * math.sqrt(track.var_p + dt * dt * track.var_v + r_p) + 0.5 * accel * dt * dt
     return _dist2(z_p, guess) <= bound * bound
 
 
@@ -223,6 +225,11 @@ def predict_state(
     return pos, vel, var_p, var_v
 
 
+def fusion_source_id(nation: Nation) -> str:
+    """The ``sensor_id`` a nation's fusion cell puts on its events."""
+    return f"{nation.value}-FUSION"
+
+
 class FusionCell:
     """One nation's fusion cell: reports in, fused products out (see the module docstring)."""
 
@@ -236,7 +243,7 @@ class FusionCell:
         rng: random.Random,
     ) -> None:
         self.nation = nation
-        self.source_id = f"{nation.value}-FUSION"
+        self.source_id = fusion_source_id(nation)
         self.areas = areas
         self.at = at
         self.prediction_interval_s = prediction_interval_s

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from producers.areas import AreaMap
-from producers.authority import AlertAuthority
-from producers.fusion import FusedDraft, FusionCell, Report, at_clock
+from producers.authority import AlertAuthority, authority_source_id
+from producers.fusion import FusedDraft, FusionCell, Report, at_clock, fusion_source_id
 from producers.sensors import Draft
 from schemas.models import LaunchDetection, Nation, TrackUpdate
 from trilink.policy import SharingPolicy
@@ -32,7 +32,7 @@ TICK_S = 10.0
 
 
 #: The ``sensor_id`` of each nation's fusion cell and alert authority on the events they issue.
-NATIONAL_SOURCES = frozenset(f"{n.value}-{role}" for n in Nation for role in ("FUSION", "ALERT"))
+NATIONAL_SOURCES = frozenset(f(n) for n in Nation for f in (fusion_source_id, authority_source_id))
 
 
 def is_national_product(sensor_id: str) -> bool:
