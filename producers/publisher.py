@@ -210,6 +210,10 @@ class SensorPublisher:
     walks every event held, a few hundred milliseconds each time on a salvo.
 
     ``producer`` replaces the ``KafkaProducer`` the publisher would make (tests pass a fake).
+
+    In the hub topology each nation's sensors write through a producer of their own, whose
+    client id names the nation (``trilink-sensors-jp-...``): on a secured cluster that is the
+    nation's sensor principal, allowed to write only its nation's ingest topic.
     """
 
     def __init__(
@@ -224,11 +228,6 @@ class SensorPublisher:
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.metrics = ProducerMetrics(self.registry)
-        if producer is None:
-            from kafka import KafkaProducer
-
-            producer = KafkaProducer(**producer_config(bootstrap, client_id, **producer_overrides))
-        self._producer: Any = producer
         #: direct: the shared warnings / sensor-status topics; hub: the sensor nation's ingest topic.
         self.topology = topology or get_settings().topology
         self._topics = {
@@ -236,6 +235,21 @@ class SensorPublisher:
             for nation in Nation
             for is_status in (False, True)
         }
+        #: One producer per nation in the hub topology (each nation's principal), else one for all.
+        self._producers: dict[str, Any] = {}
+        per_nation = self.topology == "hub" and producer is None
+        for nation in Nation:
+            if per_nation:
+                made = _new_producer(
+                    bootstrap, _nation_client_id(client_id, nation.value), producer_overrides
+                )
+            else:
+                made = self._producers.get(Nation.US.value) or producer
+                if made is None:
+                    made = _new_producer(bootstrap, client_id, producer_overrides)
+            self._producers[nation.value] = made
+        self._producer: Any = self._producers[Nation.US.value]
+        self._by_topic = {topic: self._producers[nation] for (nation, _), topic in self._topics.items()}
         self._stop = threading.Event()
         self._partitions: dict[str, dict[bytes, int]] = {}
         self._partition_counts: dict[str, int] = {}
@@ -284,7 +298,7 @@ class SensorPublisher:
         if partition is None:
             count = self._partition_counts.get(topic)
             if count is None:
-                count = len(self._producer.partitions_for(topic) or ())  # waits for metadata once
+                count = len(self._by_topic[topic].partitions_for(topic) or ())  # waits for metadata once
                 self._partition_counts[topic] = count
             if not count:
                 return None  # no metadata: leave the choice to the client at send time
@@ -316,7 +330,7 @@ class SensorPublisher:
         report = PublishReport()
         answers = _Answers(report, self.metrics)
         realtime = speed == 1.0
-        send = self._producer.send
+        sends = {topic: producer.send for topic, producer in self._by_topic.items()}
         by_kind = report.by_kind
         start = time.monotonic()
         for item in events:
@@ -340,14 +354,17 @@ class SensorPublisher:
                 ]
             else:
                 headers = [*out.headers, (SENT_NS_HEADER, encode_sent_ns(sent_ns))]
-            future = send(out.topic, value=out.value, key=out.key, headers=headers, partition=out.partition)
+            future = sends[out.topic](
+                out.topic, value=out.value, key=out.key, headers=headers, partition=out.partition
+            )
             future.add_both(_InFlight(answers, out, sent_ns))
             report.sent += 1
             by_kind[out.kind] = by_kind.get(out.kind, 0) + 1
             if on_sent is not None:
                 on_sent(out.event)
         try:
-            self._producer.flush(timeout=flush_timeout_s)
+            for producer in self._distinct_producers():
+                producer.flush(timeout=flush_timeout_s)
         except Exception as exc:  # kafka-python raises its own KafkaTimeoutError here
             raise PublishError(
                 "flush_timeout", f"events still unacknowledged after {flush_timeout_s:.0f} s: {exc!r}"
@@ -356,4 +373,28 @@ class SensorPublisher:
         return report
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self._producer.close(timeout=timeout_s)
+        for producer in self._distinct_producers():
+            producer.close(timeout=timeout_s)
+
+    def _distinct_producers(self) -> list[Any]:
+        out: list[Any] = []
+        for producer in self._producers.values():
+            if all(producer is not seen for seen in out):
+                out.append(producer)
+        return out
+
+
+def _new_producer(bootstrap: str, client_id: str, overrides: dict[str, Any]) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(**producer_config(bootstrap, client_id, **overrides))
+
+
+def _nation_client_id(client_id: str, nation: str) -> str:
+    """``trilink-sensors-<run>`` -> ``trilink-sensors-jp-<run>`` (the JP sensors' principal on a
+    secured cluster, :func:`trilink.platform.security.principal_for_client`); another client id
+    (a benchmark's, a tool's) gets the nation appended."""
+    prefix = "trilink-sensors"
+    if client_id.startswith(prefix):
+        return f"{prefix}-{nation.lower()}{client_id.removeprefix(prefix)}"
+    return f"{client_id}-{nation.lower()}"
