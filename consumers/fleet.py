@@ -26,6 +26,7 @@ from consumers.hub import HubReport
 from consumers.ledger import AllyReport
 from trilink.errors import TrilinkError
 from trilink.settings import get_settings
+from trilink.waiting import wait_until
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -261,14 +262,14 @@ class AllyFleet:
 
     def wait_settled(self, expected: dict[str, int], timeout_s: float) -> bool:
         """Block until every ally has settled at least its expected count (True) or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def outcome() -> str | None:
             got = self.settled()
             if all(got.get(ally, -1) >= want for ally, want in expected.items()):
-                return True
-            if time.monotonic() >= deadline or not all(self.alive().values()):
-                return False
-            time.sleep(0.2)
+                return "settled"
+            return None if all(self.alive().values()) else "died"
+
+        return wait_until(outcome, timeout_s, interval_s=0.2) == "settled"
 
     def stop(self, timeout_s: float = 45.0) -> dict[str, AllyReport]:
         """Stop every service and return the reports that arrived (an ally that died has none)."""

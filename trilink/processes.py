@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from trilink.waiting import wait_until
 
 __all__ = ["pid_runs", "terminate"]
 
@@ -42,9 +43,7 @@ def terminate(
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(still_ours(pid) for pid in pids):
-        time.sleep(poll_s)
+    wait_until(lambda: not any(still_ours(pid) for pid in pids), timeout_s, poll_s)
     killed = [pid for pid in pids if still_ours(pid)]
     for pid in killed:
         with contextlib.suppress(ProcessLookupError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -26,6 +25,7 @@ from trilink.monitoring import names as n
 from trilink.monitoring.api import PrometheusAPI
 from trilink.monitoring.discovery import ALLY_JOB, SENSORS_JOB, announce, withdraw
 from trilink.monitoring.simulated import Endpoint, SimulatedRun
+from trilink.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.monitoring]
 
@@ -37,14 +37,16 @@ GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s", "$ally": "U
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 25.0) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+    last: list[T | None] = [None]
+
+    def remembered() -> T | None:
+        last[0] = probe()
+        return last[0]
+
+    got = wait_until(remembered, timeout_s, interval_s=0.25)
+    if got:
+        return got
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last[0]!r})")
 
 
 @dataclass
