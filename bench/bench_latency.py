@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from trilink.latency import percentile_of_sorted  # noqa: E402
 from trilink.platform.clients import consumer_config, producer_config  # noqa: E402
 
 PARTITIONS = 12
@@ -57,10 +58,8 @@ def _percentiles(values_ms: list[float]) -> dict[str, float]:
     if not ordered:
         return {"count": 0}
 
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {"count": len(ordered), "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
+    at = {f"p{q:g}": percentile_of_sorted(ordered, q) for q in (50, 90, 99)}
+    return {"count": len(ordered), **at, "max": ordered[-1]}
 
 
 def _relay(bootstrap: str, source: str, sink: str, ready: Any, stop: Any) -> None:

@@ -18,11 +18,13 @@ Hops (label ``hop``):
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
+
+T = TypeVar("T", int, float)
 
 #: A time in a Kafka header (``trilink_sent_ns`` and the other ``*_ns`` headers named in
 #: :mod:`schemas.headers`): int64 big-endian nanoseconds.
@@ -70,6 +72,16 @@ _HDR_MAX_US = 3_600_000_000
 _HDR_DIGITS = 3
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def percentile_of_sorted(values: Sequence[T], percentile: float) -> T:
+    """Nearest-rank percentile of an ascending sequence (the smallest value with at least
+    ``percentile`` % of the values at or below it): for short windows and small samples; the
+    long series go through :class:`LatencyRecorder` (HdrHistogram)."""
+    if not values:
+        raise ValueError("no values")
+    rank = max(int(-(-percentile * len(values) // 100.0)) - 1, 0)
+    return values[min(rank, len(values) - 1)]
 
 
 def encode_sent_ns(ns: int) -> bytes:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trilink.latency import PERCENTILES, LatencyRecorder, LatencySummary
+from trilink.latency import PERCENTILES, LatencyRecorder, LatencySummary, percentile_of_sorted
 from trilink.loadtest.workload import NS_PER_S, PlannedEvent
 from trilink.monitoring.names import ALLIES
 
@@ -264,11 +264,3 @@ class Accounting:
 
     def lock(self) -> threading.Lock:
         return self._lock
-
-
-def percentile_of_sorted(values: Sequence[int], percentile: float) -> int:
-    """Nearest-rank percentile of an ascending sequence (for short per-second windows)."""
-    if not values:
-        raise ValueError("no values")
-    rank = max(int(-(-percentile * len(values) // 100.0)) - 1, 0)
-    return values[min(rank, len(values) - 1)]

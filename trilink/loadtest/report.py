@@ -20,13 +20,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.ledger import AckSummary, AllyReport, LatencyFigures, LatencyRow
+from trilink.latency import percentile_of_sorted
 from trilink.loadtest.accounting import (
     ACTUAL,
     ALL_KINDS,
     HOP_BASES,
     INTENDED,
     AllyTally,
-    percentile_of_sorted,
 )
 from trilink.loadtest.baseline import BaselineResult
 from trilink.loadtest.runner import CapacityResult, RunResult

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trilink.errors import PlatformError
+from trilink.latency import percentile_of_sorted
 from trilink.platform.clients import consumer_config, producer_config
 from trilink.platform.topics import topic_name
 
@@ -24,8 +25,7 @@ class SmokeResult:
     round_trip_us: list[int]
 
     def percentile_us(self, q: float) -> int:
-        ordered = sorted(self.round_trip_us)
-        return ordered[min(len(ordered) - 1, int(q / 100.0 * len(ordered)))]
+        return percentile_of_sorted(sorted(self.round_trip_us), q)
 
 
 def round_trip(
