@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.models import EventKind, LaunchDetection, WarningEvent
+from trilink.latency import datetime_ns
 
 #: Most launches remembered (the oldest is forgotten first).
 MAX_LAUNCHES = 10_000
@@ -55,15 +55,6 @@ class FirstDelivery:
             "first_delivered_ns": first,
             "pipeline_s": None if first is None or self.sent_ns is None else (first - self.sent_ns) / 1e9,
         }
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def datetime_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch of an aware datetime, exactly (the wire carries µs)."""
-    return (moment - _EPOCH) // _MICROSECOND * 1000
 
 
 class LaunchBook:

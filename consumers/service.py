@@ -66,7 +66,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -99,7 +99,7 @@ from consumers.errors import (
 )
 from consumers.httpd import DEFAULT_WRITE_TIMEOUT_S, AllyHttpServer, HttpContext
 from consumers.ledger import AllyCounts, AllyReport, Ledger
-from consumers.measure import LaunchBook, datetime_ns
+from consumers.measure import LaunchBook
 from consumers.metrics import AllyMetrics
 from consumers.policy_filter import ReleaseCheck
 from consumers.ports import ConsumerPort, ProducerPort
@@ -109,6 +109,7 @@ from schemas.errors import BadHeaderError
 from schemas.headers import INSTANCE_HEADER, RECEIVED_NS_HEADER, SENT_NS_HEADER, verify_headers_match
 from schemas.models import EventKind, ImpactPrediction, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
+from trilink.latency import EPOCH, datetime_from_ns, datetime_ns
 from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
 from trilink.platform.topics import ally_input_roles, topic_name
 from trilink.policy import SharingPolicy, default_policy
@@ -127,11 +128,6 @@ _MAX_FLIGHT = timedelta(hours=2)
 #: At shutdown, how long to wait for the acknowledgements still missing before counting them
 #: unacknowledged (the others' are on the topic already when they delivered before).
 ACK_DRAIN_S = 5.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _datetime_from_ns(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 class _Bounds(NamedTuple):
@@ -247,7 +243,7 @@ class AllyService:
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
         self.rejoin_after_s = rejoin_after_s
         self.plausibility = plausibility or Plausibility()
-        self._bounds = _Bounds(-1, 0, 0, _EPOCH, _EPOCH)
+        self._bounds = _Bounds(-1, 0, 0, EPOCH, EPOCH)
         self._consumer_factory = consumer_factory or kafka_io.new_consumer
         self._producer_factory = producer_factory or kafka_io.new_producer
         self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
@@ -715,8 +711,8 @@ class AllyService:
                 received_ns,
                 earliest_ns,
                 latest_ns,
-                _datetime_from_ns(earliest_ns),
-                _datetime_from_ns(latest_ns),
+                datetime_from_ns(earliest_ns),
+                datetime_from_ns(latest_ns),
             )
         return self._bounds
 

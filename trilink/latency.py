@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -72,6 +73,26 @@ _HDR_MAX_US = 3_600_000_000
 _HDR_DIGITS = 3
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+#: The Unix epoch, aware (UTC).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime, exactly (no float rounding)."""
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def datetime_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime, exactly (the wire carries µs)."""
+    return (moment - EPOCH) // _MICROSECOND * 1000
+
+
+def datetime_from_ns(ns: int) -> datetime:
+    """The aware UTC datetime of ``ns`` nanoseconds since the epoch (truncated to µs)."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def percentile_of_sorted(values: Sequence[T], percentile: float) -> T:

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from wsgiref.simple_server import WSGIServer
@@ -35,6 +34,7 @@ from producers.scenario import Scenario, correlation_key, load_scenario, simulat
 from producers.scenario_report import fused_tracks_by_launch
 from schemas.models import WarningEvent
 from trilink.errors import ConfigError, TrilinkError
+from trilink.latency import datetime_ns
 from trilink.monitoring import names
 from trilink.platform.connection import ensure_cluster
 from trilink.platform.topics import input_roles_of_both_topologies, topic_name
@@ -393,7 +393,7 @@ def _first_warnings(
     rows = []
     for launch in scenario.launches:
         key = run.key(correlation_key(scenario, launch))
-        launch_ns = _ns(run.start_time) + int(launch.offset_s * 1e9)
+        launch_ns = datetime_ns(run.start_time) + int(launch.offset_s * 1e9)
         cells: dict[str, AllyFirstWarnings] = {}
         for ally, rep in allies.items():
             firsts = rep.launches.get(key)
@@ -424,10 +424,6 @@ def _shares(first: FirstDeliveryReport | None, launch_ns: int) -> PipelineShares
         sensor_share_s=round((first.emitted_at_ns - launch_ns) / 1e9, 3),
         pipeline_share_ms=None if first.pipeline_s is None else round(first.pipeline_s * 1000, 3),
     )
-
-
-def _ns(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 # ---------------------------------------------------------------------------------------- output

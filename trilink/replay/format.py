@@ -23,7 +23,6 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -33,7 +32,7 @@ from fastavro.write import Writer
 from schemas import decode_event, parse_headers
 from schemas.headers import SENT_NS_HEADER
 from trilink.errors import DeserializationError
-from trilink.latency import CREATE_TIME, LOG_APPEND_TIME, decode_sent_ns
+from trilink.latency import CREATE_TIME, LOG_APPEND_TIME, decode_sent_ns, epoch_us
 from trilink.replay.errors import RecordingError
 from trilink.resources import package_path
 
@@ -45,6 +44,7 @@ __all__ = [
     "Recording",
     "RecordingWriter",
     "capture",
+    "epoch_us",
     "original_send_ns",
     "read_recording",
     "resolve_recordings",
@@ -255,14 +255,6 @@ def original_send_ns(headers: Iterable[tuple[str, bytes | None]], timestamp_ms: 
 
 class _NoValueError(Exception):
     pass
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def epoch_us(moment: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (no float rounding)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def _from_headers(headers: tuple[tuple[str, bytes | None], ...]) -> dict[str, Any]:
