@@ -17,6 +17,11 @@ __all__ = ["local_settings"]
 
 KIND_MARKERS = ("unit", "integration")
 
+# The hub topology is trilink's default; tests that produce to the shared warning topics and
+# start ally services themselves run in the direct topology unless they choose otherwise (the
+# hub's own tests, tests/consumers/test_hub*.py, set TRILINK_TOPOLOGY=hub or pass topology="hub").
+os.environ.setdefault("TRILINK_TOPOLOGY", "direct")
+
 # The headless-Chromium fixture ``browser`` (tests/browser.py), available to every test.
 pytest_plugins = ("tests.browser",)
 

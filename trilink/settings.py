@@ -74,10 +74,11 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Loopback address every local service binds to.")
     topology: Literal["direct", "hub"] = Field(
-        default="direct",
-        description="direct: sensors write the shared warning topics and every ally service reads "
-        "them all; hub: sensors write their nation's ingest topic, the US hub (`trilink hub`) "
-        "releases each record to the feeds of the allies it may reach, each ally reads its own feed.",
+        default="hub",
+        description="hub (default): sensors write their nation's ingest topic, the US hub (`trilink "
+        "hub`) releases each record to the feeds of the allies it may reach, each ally reads only its "
+        "own feed; direct: sensors write the shared warning topics and every ally service reads them "
+        "all and withholds what is not releasable to it.",
     )
 
     @field_validator("bootstrap")
