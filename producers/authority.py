@@ -9,7 +9,7 @@ track it keeps one alert per *channel*:
   notice, an impact in their EEZ too (WARNING).
 * ``eez`` (Japan only): a separate announcement that the missile is predicted to come down
   inside Japan's EEZ but not on its territory, as Japan's defence ministry announces such
-  impacts apart from J-Alert.
+  impacts apart from J-Alert; only once the impact is known to :data:`EEZ_NOTICE_MAX_SIGMA_M`.
 
 A first alert goes out at once; a change (other areas, other level, or none any more: a CANCEL)
 must be seen in two predictions in a row, so noise near an area's edge does not flap. Alerts
@@ -40,6 +40,9 @@ from schemas.models import (
 #: Seconds from a fused prediction to the alert decided on it (ASSUMPTION: an automated
 #: decision; real authorities have announced 2-5 minutes after launch).
 DECISION_DELAY_S = 1.0
+#: An EEZ-impact notice waits for an impact known to this 1-sigma (semi-major axis), m: while the
+#: motor burns the ellipse spans thousands of km and "inside the EEZ" means little. ASSUMPTION.
+EEZ_NOTICE_MAX_SIGMA_M = 200_000.0
 #: Nations whose EEZ impacts get a notice of their own, apart from the public alert.
 EEZ_NOTICE_NATIONS = frozenset({Nation.JP})
 TERRITORY = "territory"
@@ -91,7 +94,8 @@ class AlertAuthority:
         out: dict[str, tuple[tuple[str, ...], AlertLevel | None]] = {}
         if self.nation in EEZ_NOTICE_NATIONS:
             out[TERRITORY] = (tuple(sorted(territory)), AlertLevel.EMERGENCY if territory else None)
-            notice = eez_impact if not (territory & impact) else set()
+            settled = prediction.ellipse.semi_major_m <= EEZ_NOTICE_MAX_SIGMA_M
+            notice = eez_impact if settled and not (territory & impact) else set()
             out[EEZ] = (tuple(sorted(notice)), AlertLevel.WARNING if notice else None)
         else:
             areas = territory | eez_impact

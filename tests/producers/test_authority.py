@@ -110,6 +110,13 @@ def test_japan_announces_eez_impacts_apart_from_j_alert() -> None:
         ("JP_EEZ", AlertLevel.WARNING),
         ("JP_TERRITORY", AlertLevel.EMERGENCY),
     ]
+    # while the impact is still uncertain (a burning motor), no EEZ notice yet
+    vague = _prediction(["JP_EEZ"]).model_copy(
+        update={
+            "ellipse": UncertaintyEllipse(semi_major_m=900_000.0, semi_minor_m=90_000.0, orientation_deg=0.0)
+        }
+    )
+    assert _alerts(_authority(Nation.JP), [vague] * 3) == []
     # an impact on land: one J-Alert, no separate EEZ notice
     land = _alerts(_authority(Nation.JP), [_prediction(["JP_EEZ", "JP_TERRITORY"])])
     assert [a.affected_areas for a in land] == [["JP_TERRITORY"]]
