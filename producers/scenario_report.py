@@ -298,7 +298,7 @@ def render_png(report: ScenarioReport, path: Path) -> None:
     n = len(report.launches)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 4.2 * cols), 3.4 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, launch in enumerate(report.launches):
         ax = axes[i // cols][i % cols]
@@ -336,8 +336,8 @@ def render_png(report: ScenarioReport, path: Path) -> None:
         axes[j // cols][j % cols].set_visible(False)
     axes[0][0].legend(fontsize=6, loc="upper right")
     fig.suptitle(
-        f"{report.scenario}: fused impact error (solid) and 1 sigma (dotted) per nation; "
-        "grey: boost; dashed: first alert",
-        fontsize=10,
+        f"{report.scenario}: each nation's fused impact error (solid) and 1 sigma (dotted)\n"
+        "grey: boost phase; dotted line: the nation's launch detection; dashed: its first alert",
+        fontsize=9,
     )
     fig.savefig(path, dpi=90)

@@ -36,6 +36,8 @@ AIR_PATH_ERROR_FRACTION = 0.3
 LIFT_RANGE_FRACTION = 0.35
 #: Speed at which the pull-up's lift has faded (the SRBM class's pull_up_end_speed_m_s), m/s.
 PULL_UP_END_SPEED_M_S = 1_000.0
+#: A body diving steeper than this is not gliding (a re-entry from space), degrees. ASSUMPTION.
+MAX_GLIDE_DIVE_DEG = 20.0
 #: Below this height the predicted path counts as flown in the air, m.
 AIR_PATH_ALT_M = 80_000.0
 
@@ -90,9 +92,16 @@ def impact_ellipse(
         if max(alt0, alt1) < AIR_PATH_ALT_M:
             air += step
     speed = math.sqrt(sum(v * v for v in velocity_m_s))
-    if ground and max(p[2] for p in ground) < AIR_PATH_ALT_M and launch_point is not None and not boosting:
-        # a flight that never leaves the air (depressed): a lifting body may pull up and fly on
-        # by a third of its ballistic range, until it has slowed to the end of its pull-up
+    up_lat, up_lon, _ = from_model(position_m)
+    climb = sum(v * u for v, u in zip(velocity_m_s, enu_basis(up_lat, up_lon).up, strict=True))
+    shallow = (
+        speed > 0.0 and math.degrees(math.asin(max(-1.0, min(1.0, climb / speed)))) > -MAX_GLIDE_DIVE_DEG
+    )
+    in_air = bool(ground) and max(p[2] for p in ground) < AIR_PATH_ALT_M
+    if in_air and shallow and launch_point is not None and not boosting:
+        # a flight that stays in the air at a shallow angle (depressed): a lifting body may pull up
+        # and fly on by a third of its ballistic range, until it has slowed to the end of its
+        # pull-up (a steep re-entry from space is no glide)
         lift = min(1.0, max(0.0, (speed - PULL_UP_END_SPEED_M_S) / PULL_UP_END_SPEED_M_S))
         extension = LIFT_RANGE_FRACTION * great_circle_m(launch_point[0], launch_point[1], lat, lon) * lift
         along = math.hypot(along, extension)
