@@ -44,6 +44,8 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from schemas import models
+from schemas._guard import read_long
+from schemas.errors import MalformedBodyError, TruncatedError
 from schemas.models import (
     MAX_AREAS,
     MAX_ID_CHARS,
@@ -277,30 +279,8 @@ class _DeferError(Exception):
     """The fast decoder does not accept this message; the reference path decides."""
 
 
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    # Same limits as the guard: at most 10 bytes, below 2**64 before zig-zag.
-    byte = data[pos]
-    if byte < 0x80:
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    result = byte & 0x7F
-    shift = 7
-    pos += 1
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-        if shift >= 70:
-            raise _DeferError
-    if result >> 64:
-        raise _DeferError
-    return (result >> 1) ^ -(result & 1), pos
-
-
 def _read_text(data: bytes, pos: int, end: int) -> tuple[str, int]:
-    size, pos = _read_long(data, pos)
+    size, pos = read_long(data, pos)
     stop = pos + size
     if size < 0 or stop > end:
         raise _DeferError
@@ -309,7 +289,7 @@ def _read_text(data: bytes, pos: int, end: int) -> tuple[str, int]:
 
 def _read_count(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """Item count of the next array block: positive and payable with the bytes left."""
-    count, pos = _read_long(data, pos)
+    count, pos = read_long(data, pos)
     if count < 0 or count > end - pos:  # every item below takes at least one byte
         raise _DeferError
     return count, pos
@@ -327,7 +307,7 @@ def _read_texts(data: bytes, pos: int, end: int) -> tuple[list[str], int]:
 
 
 def _read_time(data: bytes, pos: int) -> tuple[datetime, int]:
-    micros, pos = _read_long(data, pos)
+    micros, pos = read_long(data, pos)
     return _EPOCH + timedelta(0, 0, micros), pos  # fastavro: epoch + timedelta(microseconds=n)
 
 
@@ -618,7 +598,7 @@ def _decode_header(data: bytes, end: int) -> tuple[EventHeader, int]:
                 member, pos = _symbol(_NATIONS, data, pos)
                 releasable.append(member)
             count, pos = _read_count(data, pos, end)
-    sequence, pos = _read_long(data, pos)
+    sequence, pos = read_long(data, pos)
     measured, pos = _read_time(data, pos)
     emitted, pos = _read_time(data, pos)
     simulated, exercise = data[pos], data[pos + 1]
@@ -829,9 +809,18 @@ def decode(data: bytes) -> WarningEvent | None:
         if branch & 1 or branch >= 2 * len(_DECODERS):
             return None
         payload, pos = _DECODERS[branch >> 1](data, pos + 1, end, header)
-    except (_DeferError, IndexError, ValueError, OverflowError, struct.error):
-        # IndexError/struct.error: the body ends early; ValueError: bad UTF-8 or UUID text;
-        # OverflowError: a timestamp outside datetime's range.
+    except (
+        _DeferError,
+        TruncatedError,
+        MalformedBodyError,
+        IndexError,
+        ValueError,
+        OverflowError,
+        struct.error,
+    ):
+        # IndexError/struct.error/TruncatedError: the body ends early; MalformedBodyError: a varint
+        # over 10 bytes or 64 bits; ValueError: bad UTF-8 or UUID text; OverflowError: a
+        # timestamp outside datetime's range.
         return None
     if pos != end:
         return None

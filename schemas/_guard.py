@@ -26,23 +26,33 @@ Compiled = int | Step
 _FIXED_WIDTH = {"null": 0, "float": 4, "double": 8}
 
 
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """Decode one zig-zag varint; at most 10 bytes, as the Avro spec allows for a long."""
-    result = 0
-    shift = 0
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise TruncatedError(f"varint runs past the end at byte {pos}")
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode one Avro ``long`` (zig-zag varint) at ``pos``; returns (value, next position).
+
+    The project's one varint reader (the guard, the fast codec and the recording format use it):
+    at most 10 bytes and below 2**64 before zig-zag, as the Avro spec allows for a long, else
+    :class:`MalformedBodyError`; :class:`TruncatedError` when the data ends inside it. A
+    one-byte value (most of them) costs one index and one comparison.
+    """
+    try:
         byte = data[pos]
+        if byte < 0x80:
+            return (byte >> 1) ^ -(byte & 1), pos + 1
+        result = byte & 0x7F
+        shift = 7
         pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift >= 70:
-            raise MalformedBodyError(f"varint longer than 10 bytes ending at byte {pos}")
-    if result >= 1 << 64:
+        while True:
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift >= 70:
+                raise MalformedBodyError(f"varint longer than 10 bytes ending at byte {pos}")
+    except IndexError:
+        raise TruncatedError(f"varint runs past the end at byte {len(data)}") from None
+    if result >> 64:
         raise MalformedBodyError(f"varint out of 64-bit range ending at byte {pos}")
     return (result >> 1) ^ -(result & 1), pos
 
@@ -62,7 +72,7 @@ def _as_step(compiled: Compiled) -> Step:
 
 
 def _long(data: bytes, pos: int) -> int:
-    return _read_long(data, pos)[1]
+    return read_long(data, pos)[1]
 
 
 def _boolean(data: bytes, pos: int) -> int:
@@ -74,7 +84,7 @@ def _boolean(data: bytes, pos: int) -> int:
 
 
 def _length(data: bytes, pos: int) -> int:
-    size, pos = _read_long(data, pos)
+    size, pos = read_long(data, pos)
     if size < 0:
         raise MalformedBodyError(f"negative length {size} at byte {pos}")
     pos += size
@@ -85,7 +95,7 @@ def _length(data: bytes, pos: int) -> int:
 
 def _enum(count: int) -> Step:
     def step(data: bytes, pos: int) -> int:
-        index, pos = _read_long(data, pos)
+        index, pos = read_long(data, pos)
         if not 0 <= index < count:
             raise MalformedBodyError(f"enum index {index} outside 0..{count - 1}")
         return pos
@@ -97,7 +107,7 @@ def _union(branches: list[Step]) -> Step:
     count = len(branches)
 
     def step(data: bytes, pos: int) -> int:
-        index, pos = _read_long(data, pos)
+        index, pos = read_long(data, pos)
         if not 0 <= index < count:
             raise MalformedBodyError(f"union index {index} outside 0..{count - 1}")
         return branches[index](data, pos)
@@ -108,12 +118,12 @@ def _union(branches: list[Step]) -> Step:
 def _blocks(item: Step, min_item_bytes: int) -> Step:
     def step(data: bytes, pos: int) -> int:
         while True:
-            count, pos = _read_long(data, pos)
+            count, pos = read_long(data, pos)
             if count == 0:
                 return pos
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
-                size, pos = _read_long(data, pos)
+                size, pos = read_long(data, pos)
                 if size < 0 or pos + size > len(data):
                     raise TruncatedError(f"block size {size} runs past the end of the body")
             if count > MAX_BLOCK_ITEMS:

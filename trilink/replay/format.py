@@ -30,6 +30,8 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.write import Writer
 
 from schemas import decode_event, parse_headers
+from schemas._guard import read_long
+from schemas.errors import MalformedBodyError, TruncatedError
 from schemas.headers import SENT_NS_HEADER
 from trilink.errors import DeserializationError
 from trilink.latency import CREATE_TIME, LOG_APPEND_TIME, decode_sent_ns, epoch_us
@@ -457,20 +459,13 @@ class _CorruptError(Exception):
 
 
 def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """Decode one Avro zig-zag varint ``long`` at ``pos``; returns (value, next position)."""
-    shift = 0
-    result = 0
-    while True:
-        if pos >= len(data):
-            raise _TruncatedError
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            raise _CorruptError("a varint longer than 10 bytes")
+    """One Avro ``long`` at ``pos`` (the contract's reader), in this module's own error terms."""
+    try:
+        return read_long(data, pos)
+    except TruncatedError:
+        raise _TruncatedError from None
+    except MalformedBodyError as exc:
+        raise _CorruptError(str(exc)) from None
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
