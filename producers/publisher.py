@@ -41,6 +41,7 @@ from schemas.models import Alert, EventKind, Nation, TrackEnd
 from trilink.errors import TrilinkError
 from trilink.latency import encode_sent_ns
 from trilink.monitoring import names
+from trilink.pacing import pace_until
 from trilink.platform.clients import producer_config
 from trilink.platform.topics import sensor_topic_role, topic_name
 from trilink.settings import get_settings
@@ -332,19 +333,18 @@ class SensorPublisher:
         realtime = speed == 1.0
         sends = {topic: producer.send for topic, producer in self._by_topic.items()}
         by_kind = report.by_kind
-        start = time.monotonic()
+        start_ns = time.monotonic_ns()
         for item in events:
             if self._stop.is_set():
                 report.interrupted = True
                 break
             out = item if isinstance(item, OutboundEvent) else self.outbound(item)
             if speed is not None:
-                due = start + out.emit_offset_s / speed
-                wait_s = due - time.monotonic()
-                if wait_s > 0 and self._stop.wait(wait_s):
+                due_ns = start_ns + round(out.emit_offset_s / speed * 1e9)
+                if not pace_until(due_ns, self._stop):
                     report.interrupted = True
                     break
-                report.late_s_max = max(report.late_s_max, time.monotonic() - due)
+                report.late_s_max = max(report.late_s_max, (time.monotonic_ns() - due_ns) / 1e9)
             sent_ns = time.time_ns()
             if realtime:
                 headers = [
@@ -369,7 +369,7 @@ class SensorPublisher:
             raise PublishError(
                 "flush_timeout", f"events still unacknowledged after {flush_timeout_s:.0f} s: {exc!r}"
             ) from exc
-        report.wall_s = time.monotonic() - start
+        report.wall_s = (time.monotonic_ns() - start_ns) / 1e9
         return report
 
     def close(self, timeout_s: float = 10.0) -> None:

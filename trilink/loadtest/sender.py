@@ -44,6 +44,7 @@ from schemas.models import EventKind, Nation
 from trilink.latency import encode_sent_ns
 from trilink.loadtest.accounting import CurveRecorder
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload, worker_partition
+from trilink.pacing import pace_until
 from trilink.platform.clients import producer_config
 from trilink.platform.topics import sensor_topic_role, topic_name
 from trilink.runtime import tune_gc
@@ -320,8 +321,7 @@ def _send_all(
             planned = ready.planned
             result.planned += 1
             due_ns = start_ns + planned.offset_ns
-            wait_ns = due_ns - time.time_ns()
-            if wait_ns > 0 and stop.wait(wait_ns / NS_PER_S):
+            if not pace_until(due_ns, stop, time.time_ns):
                 result.interrupted = True
                 break
             if stop.is_set():

@@ -32,6 +32,7 @@ from schemas.headers import PACING_HEADER, SENT_NS_HEADER
 from schemas.models import WarningEvent
 from trilink.errors import DeserializationError
 from trilink.latency import LatencyRecorder, LatencySummary, encode_sent_ns
+from trilink.pacing import SPIN_NS, pace_until
 from trilink.platform.clients import producer_config
 from trilink.replay.errors import RecordingError, ReplayError
 from trilink.replay.format import RecordedMessage, Recording
@@ -52,8 +53,6 @@ Timeline = Literal["send", "broker", "event"]
 #: Headers a replay drops: the old send time (a fresh one is stamped) and the real-time pacing
 #: marker (a replay's send time says nothing about when the sensor measured).
 _DROPPED_HEADERS = frozenset({SENT_NS_HEADER, PACING_HEADER})
-#: Below this much time to wait the pacing loop spins instead of sleeping (sleep overshoots).
-_SPIN_NS = 1_500_000
 #: GIL switch interval while pacing, seconds (CPython's default is 5 ms).
 _PACED_SWITCH_INTERVAL_S = 0.0002
 
@@ -362,7 +361,7 @@ class Replayer:
             due_ns = 0
             if speed is not None:
                 due_ns = start_ns + int(item.intended_offset_ns / speed)
-                if not self._wait_until(due_ns, clock):
+                if not pace_until(due_ns, self._stop, clock, spin_ns=SPIN_NS):
                     report.interrupted = True
                     break
             headers = [*item.headers, (SENT_NS_HEADER, encode_sent_ns(time.time_ns()))]
@@ -378,14 +377,6 @@ class Replayer:
         for topic in sorted(topics):
             if not self._producer.partitions_for(topic):
                 raise ReplayError("bad_option", f"topic {topic!r} does not exist on the target cluster")
-
-    def _wait_until(self, due_ns: int, clock: Any) -> bool:
-        remaining_ns = due_ns - clock()
-        if remaining_ns > _SPIN_NS and self._stop.wait((remaining_ns - _SPIN_NS) / 1e9):
-            return False
-        while clock() < due_ns:  # the last stretch: spin, a timed sleep overshoots by ~0.1-1 ms
-            pass
-        return True
 
     def _count(self, item: PreparedSend, future: Any, report: ReplayReport) -> None:
         report.sent += 1

@@ -1,0 +1,41 @@
+"""Pacing: waiting until an event's due time, interruptible by a stop flag. One helper for the
+sensor publisher, the replayer and the load-test senders.
+
+A timed sleep overshoots by ~0.1-1 ms, so the last ``spin_ns`` before the due time are spun
+on the clock instead. Spinning holds a core (and the GIL: a process pacing this way should
+shorten its switch interval, as the replayer does), so each caller chooses: the replayer,
+whose point is the recording's exact timing, spins its last 1.5 ms; the publisher and the
+load-test senders, which share the machine with the services they measure, sleep only
+(``spin_ns=0``) and report how late each send was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["SPIN_NS", "Stop", "pace_until"]
+
+#: How long before the due time the replayer stops sleeping and spins.
+SPIN_NS = 1_500_000
+
+
+class Stop(Protocol):
+    """A stop flag (``threading.Event`` or ``multiprocessing.Event``)."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def pace_until(
+    due_ns: int, stop: Stop, clock_ns: Callable[[], int] = time.monotonic_ns, spin_ns: int = 0
+) -> bool:
+    """Block until ``clock_ns()`` reaches ``due_ns``: True when due, False as soon as ``stop``
+    is set while waiting. Sleeps on ``stop`` until ``spin_ns`` before the due time, then spins."""
+    remaining_ns = due_ns - clock_ns()
+    if remaining_ns > spin_ns and stop.wait((remaining_ns - spin_ns) / 1e9):
+        return False
+    if spin_ns:
+        while clock_ns() < due_ns:
+            pass
+    return True
