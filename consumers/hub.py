@@ -77,6 +77,7 @@ from schemas.models import EventKind, Nation
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram, encode_sent_ns
 from trilink.monitoring import names
+from trilink.monitoring.discovery import HUB_JOB, announce, withdraw
 from trilink.platform.topics import feed_role, ingest_role, topic_name
 from trilink.policy import SharingPolicy, default_policy
 from trilink.settings import Settings, get_settings
@@ -89,7 +90,7 @@ __all__ = ["HUB_DLQ_ALLY", "HubReport", "HubService", "default_hub_group_id"]
 HUB_DLQ_ALLY = "HUB"
 #: The hub's hops, before fan-out (feed ``none``) and per feed.
 SEND_TO_APPEND, APPEND_TO_HUB, HUB_TO_ACK = names.HUB_HOPS
-NO_FEED = "none"
+NO_FEED = names.NO_CHANNEL
 
 _instance_counter = itertools.count(1)
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
@@ -98,7 +99,7 @@ _NS_MASK = (1 << _NS_BITS) - 1
 _BOUNDS_NS = np.array([round(b * 1e9) for b in LATENCY_BUCKETS_S], dtype=np.int64)
 _BUCKET_LABELS = [*(repr(float(b)) for b in LATENCY_BUCKETS_S), "+Inf"]
 _KINDS = tuple(k.value for k in EventKind)
-_ALLIES = tuple(n.value for n in Nation)
+_ALLIES = names.ALLIES
 
 ConsumerFactory = Callable[..., ConsumerPort]
 ProducerFactory = Callable[[str, str], ProducerPort]
@@ -366,6 +367,9 @@ class HubService:
         self._settings = settings if settings is not None else get_settings()
         self._http_host = http_host or self._settings.host
         self._http_port = http_port
+        #: Instance label of the announced Prometheus target.
+        self.target_instance = f"hub-{_SAFE_ID.sub('_', self.instance_id)}"[:100]
+        self._announced = False
 
         self.nation_of_topic = {topic_name(ingest_role(n.value)): n for n in Nation}
         self.input_topics = tuple(self.nation_of_topic)
@@ -421,6 +425,11 @@ class HubService:
         return None if self._http is None else int(self._http.server_address[1])
 
     @property
+    def settings(self) -> Settings:
+        """Where the hub announces its target (the state dir) and its default HTTP host."""
+        return self._settings
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -446,7 +455,14 @@ class HubService:
             self._dead = DeadLetters(self._producer, self.dead_letter_topic, HUB_DLQ_ALLY, self.ledger)
             if self._http_port is not None:
                 self._http = _serve_http(self._http_host, self._http_port, self)
+                # The local Prometheus scrapes it (job trilink-hub), as it does the allies.
+                announce(HUB_JOB, self.target_instance, self.http_port or 0, settings=self._settings)
+                self._announced = True
         except BaseException:
+            self._withdraw()
+            if self._http is not None:
+                self._http.shutdown()
+                self._http.server_close()
             self._close_clients()
             raise
         self._thread = threading.Thread(target=self._run, name=f"{self.client_id}-loop", daemon=True)
@@ -466,11 +482,24 @@ class HubService:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout_s)
+            if self._http is not None:
+                self._http.shutdown()
+                self._http.server_close()
+        finally:
+            self._withdraw()
+
+    def _withdraw(self) -> None:
+        """Remove the Prometheus target file, if announced (never raises: a shutdown path)."""
+        if not self._announced:
+            return
+        self._announced = False
+        try:
+            withdraw(HUB_JOB, self.target_instance, settings=self._settings)
+        except Exception:
+            log.exception("hub: withdrawing the Prometheus target failed")
 
     # ---------------------------------------------------------------- the loop
 

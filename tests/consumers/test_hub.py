@@ -33,6 +33,7 @@ from tests.consumers.support import (
 )
 from trilink.latency import decode_sent_ns
 from trilink.monitoring.contract import exposition_problems
+from trilink.monitoring.discovery import HUB_JOB, target_file
 from trilink.monitoring.names import HUB_FAMILIES
 from trilink.platform.topics import feed_role, ingest_role
 from trilink.settings import Settings
@@ -113,6 +114,10 @@ def test_korean_only_data_never_reaches_japans_feed(
     assert exposition_problems(body.decode(), HUB_FAMILIES) == []
     status_code, _ = http_get(hub.http_port or 0, "/healthz")
     assert status_code == 200
+    announced = target_file(HUB_JOB, hub.target_instance, hub.settings)
+    assert announced.exists() and f":{hub.http_port}" in announced.read_text()
+    hub.stop()
+    assert not announced.exists()
 
 
 def test_hostile_records_are_dead_lettered_and_the_hub_goes_on(

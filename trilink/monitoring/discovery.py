@@ -28,6 +28,8 @@ from trilink.settings import Settings, get_settings
 ALLY_JOB = "trilink-ally"
 #: Job of the simulated sensor producers.
 SENSORS_JOB = "trilink-sensors"
+#: Job of the US hub (hub topology; no ``ally`` label).
+HUB_JOB = "trilink-hub"
 #: Every job the project's rules and dashboards know about.
 KNOWN_JOBS: tuple[str, ...] = (ALLY_JOB, SENSORS_JOB)
 
