@@ -42,7 +42,7 @@ from producers.geometry import (
     norm,
     to_model,
 )
-from producers.sensors import TERMINAL_ALT_M, estimate_class, event_uuid
+from producers.sensors import estimate_class, event_uuid
 from producers.trajectory import OMEGA_EARTH_RAD_S, air_density_kg_m3, predict_ballistic
 from producers.uncertainty import impact_ellipse
 from schemas.models import (
@@ -375,8 +375,8 @@ class FusionCell:
             track.missile_class = ld.missile_class
 
     def _classify(self, track: FusedTrack) -> None:
-        """Class from the post-burnout energy, while coasting above the air (drag lowers it)."""
-        if track.phase is not FlightPhase.MIDCOURSE or from_model(track.position_m)[2] < TERMINAL_ALT_M:
+        """Class from the post-burnout energy in midcourse (on the way down drag lowers it)."""
+        if track.phase is not FlightPhase.MIDCOURSE:
             return
         track.missile_class = estimate_class(norm(track.velocity_m_s), norm(track.position_m))
 

@@ -257,6 +257,7 @@ class SensorModel:
         n_updates = 0
         last_prediction = -math.inf
         launch: LaunchDetection | None = None  # this sensor's own launch estimate
+        known = MissileClass.UNKNOWN  # the class this sensor has estimated (kept once known)
         k = k0
         while True:
             t = scan_phase_s + k * interval - launch_offset_s  # flight time of this scan
@@ -290,8 +291,11 @@ class SensorModel:
                     and t - last_prediction >= ctx.prediction_interval_s
                 ):
                     last_prediction = t
-                    prediction = self._impact_prediction(flight, launch_offset_s, m, ctx, launch)
+                    prediction = self._impact_prediction(
+                        flight, launch_offset_s, m, ctx, launch=launch, known=known
+                    )
                     if prediction is not None:
+                        known = prediction.missile_class
                         yield emitter.draft(t, prediction, ctx)
                 continue
             assert last_seen is not None
@@ -448,11 +452,23 @@ class SensorModel:
         launch_offset_s: float,
         m: Measurement,
         ctx: SimContext,
+        *,
         launch: LaunchDetection | None,
+        known: MissileClass = MissileClass.UNKNOWN,
     ) -> ImpactPrediction | None:
         """An impact predicted from this sensor's own track, with its launch estimate (not the
-        true launch time) and the ellipse of :func:`producers.uncertainty.impact_ellipse`."""
+        true launch time), the ellipse of :func:`producers.uncertainty.impact_ellipse` and the
+        missile class: estimated from the energy in midcourse (after burnout; climbing, or above
+        the terminal altitude: drag lowers it on the way down), else the one already ``known``
+        (or the launch detection's)."""
         t, pos, vel = m.t_s, m.position_m, m.velocity_m_s
+        boosting = t < flight.burnout_time_s
+        here_lat, here_lon, here_alt = from_model(pos)
+        climbing = _dot(vel, enu_basis(here_lat, here_lon).up) > 0.0
+        if not boosting and (climbing or here_alt >= TERMINAL_ALT_M):  # the midcourse phase
+            known = estimate_class(_norm(vel), _norm(pos))
+        elif known is MissileClass.UNKNOWN and launch is not None:
+            known = launch.missile_class
         result = predict_ballistic(pos, vel)
         if result is None:
             return None
@@ -468,7 +484,7 @@ class SensorModel:
             m.position_sigma_m,
             m.velocity_sigma_m_s,
             result,
-            boosting=t < flight.burnout_time_s,
+            boosting=boosting,
             launch_point=None
             if launch is None
             else (launch.launch_point.lat_deg, launch.launch_point.lon_deg),
@@ -487,6 +503,7 @@ class SensorModel:
             ),
             impact_areas=at_impact,
             overflown_areas=overflown,
+            missile_class=known,
         )
 
 

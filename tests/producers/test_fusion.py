@@ -206,6 +206,14 @@ def test_fused_events_carry_the_estimated_class_and_sensors_alert_no_more() -> N
     assert {e.header.sensor_nation for e in fused} == set(Nation)
     classes = {e.payload.missile_class for e in fused if isinstance(e.payload, ImpactPrediction)}
     assert MissileClass.IRBM in classes
+    # the sensors' own predictions carry their estimate too, once past burnout
+    own = [
+        e.event.payload
+        for e in events
+        if isinstance(e.event.payload, ImpactPrediction) and not is_national_product(e.event.header.sensor_id)
+    ]
+    assert {p.missile_class for p in own} <= {MissileClass.IRBM, MissileClass.UNKNOWN}
+    assert sum(p.missile_class is MissileClass.IRBM for p in own) > len(own) // 2
     for e in events:
         if e.event.kind.value == "alert":
             assert is_national_product(e.event.header.sensor_id)
