@@ -18,14 +18,25 @@ from typing import Any
 
 from schemas.models import EventKind, Nation
 from trilink.platform.clients import consumer_config
-from trilink.platform.topics import topic_name
+from trilink.platform.topics import ingest_role, topic_name
 from trilink.replay.errors import ReplayError
 from trilink.replay.format import RecordedMessage, RecordingWriter, capture, original_send_ns
+from trilink.settings import get_settings
 
 __all__ = ["DEFAULT_ROLES", "MessageFilter", "RecordReport", "Recorder"]
 
 #: Topic roles recorded by default: every missile event and every sensor heartbeat.
 DEFAULT_ROLES: tuple[str, ...] = ("warnings", "sensor_status")
+
+
+def default_roles(topology: str | None = None) -> tuple[str, ...]:
+    """What ``trilink record`` records by default: the shared warning topics (``direct``) or the
+    nations' ingest topics (``hub``; the setting unless given): every sensor's records either way."""
+    if (topology or get_settings().topology) == "hub":
+        return tuple(ingest_role(n) for n in ("US", "JP", "KR"))
+    return DEFAULT_ROLES
+
+
 _POLL_TIMEOUT_MS = 100
 _METADATA_TIMEOUT_S = 30.0
 
@@ -121,7 +132,7 @@ class Recorder:
 
         self.writer = writer
         self.filter = message_filter or MessageFilter()
-        self.topics = list(topics) if topics is not None else [topic_name(r) for r in DEFAULT_ROLES]
+        self.topics = list(topics) if topics is not None else [topic_name(r) for r in default_roles()]
         self.session_id = uuid.uuid4().hex[:12]
         self._stop = threading.Event()
         self._consumer: Any = KafkaConsumer(

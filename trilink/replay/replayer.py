@@ -34,9 +34,11 @@ from trilink.errors import DeserializationError
 from trilink.latency import LatencyRecorder, LatencySummary, encode_sent_ns
 from trilink.pacing import SPIN_NS, pace_until
 from trilink.platform.clients import producer_config
+from trilink.platform.topics import ingest_role, sensor_topic_role, topic_name
 from trilink.replay.errors import RecordingError, ReplayError
 from trilink.replay.format import RecordedMessage, Recording
 from trilink.replay.recorder import MessageFilter
+from trilink.settings import get_settings
 
 __all__ = [
     "PlannedSend",
@@ -94,10 +96,16 @@ def plan_replay(
     message_filter: MessageFilter | None = None,
     topic_map: dict[str, str] | None = None,
     timeline: Timeline = "send",
+    topology: str | None = None,
 ) -> ReplayPlan:
-    """Merge recordings into one schedule (per-partition order kept, interleaved by time)."""
+    """Merge recordings into one schedule (per-partition order kept, interleaved by time).
+
+    A record goes to ``topic_map``'s topic for its recorded topic when given; otherwise to where a
+    sensor of its nation writes in ``topology`` (default: the setting): a recording of the shared
+    warning topics replays into the nations' ingest topics in the hub topology, and back."""
     message_filter = message_filter or MessageFilter()
     topic_map = topic_map or {}
+    target = _topic_router(topology or get_settings().topology)
     plan = ReplayPlan([])
     partitions: dict[tuple[str, int], list[RecordedMessage]] = {}
     seen: set[tuple[str, int, int]] = set()
@@ -130,9 +138,37 @@ def plan_replay(
     if merged:
         origin_ns = merged[0][0]
         plan.sends = [
-            PlannedSend(at_ns - origin_ns, topic_map.get(m.topic, m.topic), m) for at_ns, m in merged
+            PlannedSend(at_ns - origin_ns, topic_map.get(m.topic) or target(m), m) for at_ns, m in merged
         ]
     return plan
+
+
+def _topic_router(topology: str) -> Any:
+    """``message -> topic``: a record of a sensor topic of either topology goes to the topic its
+    sensor nation writes in ``topology``; any other topic is kept. A record whose nation is
+    unknown (it did not decode) goes to the US hub's own ingest topic in the hub topology,
+    where the hub judges it, as the allies judge it on the shared topic."""
+    nations = ("US", "JP", "KR")
+    shared = {topic_name("warnings"): False, topic_name("sensor_status"): True}
+    ingest = {topic_name(ingest_role(n)) for n in nations}
+    where = {
+        (n, status): topic_name(sensor_topic_role(n, status, topology))
+        for n in nations
+        for status in (False, True)
+    }
+
+    def route(m: RecordedMessage) -> str:
+        if m.topic in shared:
+            status = shared[m.topic]
+        elif m.topic in ingest:
+            status = m.kind == "sensor_status"
+        else:
+            return m.topic
+        if m.sensor_nation in nations:
+            return where[(str(m.sensor_nation), status)]
+        return where[("US", status)] if topology == "hub" else m.topic
+
+    return route
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
