@@ -36,6 +36,7 @@ from trilink.platform.cluster import is_port_free, log_tail
 from trilink.processes import pid_runs, terminate
 from trilink.resources import package_path
 from trilink.settings import Settings, get_settings
+from trilink.waiting import wait_until
 
 #: The shipped configuration: ``prometheus.yml``, ``rules/``, ``consoles/``, ``console_libraries/``
 #: (and, in the repository, the rule tests in ``tests/``).
@@ -284,10 +285,10 @@ def start_prometheus(
 
 def _wait_ready(state: PrometheusState, timeout_s: float, proc: subprocess.Popen[bytes] | None) -> None:
     api = PrometheusAPI(state.url, timeout_s=1.0)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if api.ready():
-            return
+            return True
         exited = proc.poll() is not None if proc is not None else not _runs_prometheus(state)
         if exited:
             raise PrometheusError(
@@ -295,7 +296,10 @@ def _wait_ready(state: PrometheusState, timeout_s: float, proc: subprocess.Popen
                 f"Prometheus (pid {state.pid}) exited while starting; last lines of "
                 f"{state.log_file}:\n{log_tail(Path(state.log_file))}",
             )
-        time.sleep(0.1)
+        return False
+
+    if wait_until(ready, timeout_s, interval_s=0.1):
+        return
     raise PrometheusError(
         "prometheus_not_ready",
         f"Prometheus at {state.url} not ready after {timeout_s:.0f} s; last lines of "

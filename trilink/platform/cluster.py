@@ -13,7 +13,6 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from trilink.platform.state import STATE_FILE, ClusterState, NodeState, load_clu
 from trilink.platform.topics import load_topic_file
 from trilink.processes import terminate
 from trilink.settings import Settings
+from trilink.waiting import wait_until
 
 #: Handles of brokers this process started. They outlive any one LocalCluster object on
 #: purpose (the brokers are detached); keeping the handles stops Python from warning that a
@@ -297,9 +297,10 @@ class LocalCluster:
         """Block until every node is registered and answers metadata requests, or fail with its log tail."""
         from kafka.errors import KafkaError
 
-        deadline = time.monotonic() + self.settings.broker_ready_timeout_s
         last_error = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
+            nonlocal last_error
             for node in state.nodes:
                 if not self._alive(node):
                     raise BrokerNotReadyError(
@@ -309,17 +310,19 @@ class LocalCluster:
                     )
             if not all(_accepts(state.host, n.client_port) for n in state.nodes):
                 last_error = "client ports not listening yet"
-                time.sleep(0.25)
-                continue
+                return False
             try:
                 brokers = describe_brokers(state.bootstrap, security=self.admin_security(state))
             except (KafkaError, OSError) as exc:
                 last_error = repr(exc)
-            else:
-                if len(brokers) == len(state.nodes):
-                    return
-                last_error = f"{len(brokers)} of {len(state.nodes)} brokers registered"
-            time.sleep(0.25)
+                return False
+            if len(brokers) == len(state.nodes):
+                return True
+            last_error = f"{len(brokers)} of {len(state.nodes)} brokers registered"
+            return False
+
+        if wait_until(ready, self.settings.broker_ready_timeout_s, interval_s=0.25):
+            return
         worst = state.nodes[0]
         raise BrokerNotReadyError(
             "broker_not_ready",
