@@ -278,7 +278,7 @@ class FusionCell:
             track.ended = True
             seen_down = track.phase is FlightPhase.TERMINAL
             reason = TrackEndReason.IMPACTED if seen_down else TrackEndReason.LOST
-            out.append(self._draft(track, now_s, track.last_report_s, TrackEnd(reason=reason)))
+            out.append(self._draft(track, now_s, track.t_s, TrackEnd(reason=reason)))  # as of its last state
         return out
 
     def _track_report(self, report: Report, update: TrackUpdate) -> list[FusedDraft]:
