@@ -17,6 +17,7 @@ from schemas.headers import CE_ID_HEADER
 from trilink.errors import PlatformError
 from trilink.latency import LOG_APPEND_TIME as LOG_APPEND_TIME  # noqa: PLC0414  # re-exported: kafka_io.LOG_APPEND_TIME
 from trilink.platform.clients import consumer_config, producer_config
+from trilink.waiting import wait_until
 
 Offsets = dict[tuple[str, int], int]
 _A = TypeVar("_A")
@@ -62,17 +63,17 @@ def new_producer(bootstrap: str, client_id: str) -> Any:
 def ensure_metadata(consumer: Any, topics: Iterable[str], timeout_s: float = 30.0) -> None:
     """Wait until the client knows the partitions of ``topics``: a group joined before that gets
     an empty assignment, and with ``latest`` it would skip what is produced meanwhile."""
-    deadline = time.monotonic() + timeout_s
     missing = list(topics)
-    while missing:
+
+    def known() -> bool:
+        nonlocal missing
         missing = [t for t in missing if not consumer.partitions_for_topic(t)]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise PlatformError(
-                "no_topic_metadata", f"no partitions known for {missing}; are the topics applied?"
-            )
-        time.sleep(0.1)
+        return not missing
+
+    if not wait_until(known, timeout_s, interval_s=0.1):
+        raise PlatformError(
+            "no_topic_metadata", f"no partitions known for {missing}; are the topics applied?"
+        )
 
 
 def pause(consumer: Any, partitions: list[tuple[str, int]]) -> None:

@@ -22,6 +22,7 @@ from trilink.platform.topics import ingest_role, topic_name
 from trilink.replay.errors import ReplayError
 from trilink.replay.format import RecordedMessage, RecordingWriter, capture, original_send_ns
 from trilink.settings import get_settings
+from trilink.waiting import wait_until
 
 __all__ = ["DEFAULT_ROLES", "MessageFilter", "RecordReport", "Recorder"]
 
@@ -166,14 +167,10 @@ class Recorder:
         self.live_report: RecordReport | None = None
 
     def _partitions(self, topic: str) -> list[int]:
-        deadline = time.monotonic() + _METADATA_TIMEOUT_S
-        while True:
-            found = self._consumer.partitions_for_topic(topic)
-            if found:
-                return sorted(found)
-            if time.monotonic() > deadline:
-                raise ReplayError("bad_option", f"topic {topic!r} does not exist on the cluster")
-            time.sleep(0.2)
+        found = wait_until(lambda: self._consumer.partitions_for_topic(topic), _METADATA_TIMEOUT_S, 0.2)
+        if not found:
+            raise ReplayError("bad_option", f"topic {topic!r} does not exist on the cluster")
+        return sorted(found)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the batch in hand (safe from a signal handler)."""
