@@ -3,8 +3,6 @@ ally services (one process each, as ``trilink run`` starts them)."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +11,8 @@ import pytest
 
 from producers.scenario import load_scenario, simulate
 from schemas.models import Nation
-from trilink.pipeline import pin_groups_to_end, run_pipeline
-from trilink.platform.topics import topic_name
+from tests.kafka_support import wait_for_group_coordinator
+from trilink.pipeline import run_pipeline
 from trilink.policy import default_policy
 from trilink.settings import get_settings
 
@@ -29,26 +27,9 @@ def on_test_broker(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TRILINK_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
     get_settings.cache_clear()
-    _wait_for_group_coordinator(kafka_bootstrap)
+    wait_for_group_coordinator(kafka_bootstrap)
     yield kafka_bootstrap
     get_settings.cache_clear()
-
-
-def _wait_for_group_coordinator(bootstrap: str, timeout_s: float = 60.0) -> None:
-    """On a fresh broker the offsets topic is created on first use; ``run_pipeline`` pins its
-    groups at once and does not retry, so let a throwaway group go first."""
-    from kafka.errors import CoordinatorNotAvailableError
-
-    topics = (topic_name("warnings"), topic_name("sensor_status"))
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            pin_groups_to_end(bootstrap, [f"trilink-test-warmup-{uuid.uuid4().hex[:8]}"], topics)
-            return
-        except CoordinatorNotAvailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_national_products_are_withheld_by_the_third_nation_and_the_rest_is_delivered(

@@ -3,38 +3,18 @@ page URLs, the closing summary, and the HTML report built from that run's own re
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.kafka_support import wait_for_group_coordinator
 from tests.pipeline.test_report_html import check_page
 from trilink.cli import main
-from trilink.pipeline import RunError, RunReport, pin_groups_to_end
-from trilink.platform.topics import topic_name
+from trilink.pipeline import RunReport
 from trilink.settings import get_settings
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_for_group_coordinator(bootstrap: str, timeout_s: float = 60.0) -> None:
-    """A fresh broker creates its offsets topic on first use and answers "not available" or
-    "load in progress" until it is loaded; ``trilink run`` pins its groups at once, so let a
-    throwaway group go first."""
-    from kafka.errors import KafkaError
-
-    topics = (topic_name("warnings"), topic_name("sensor_status"))
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            pin_groups_to_end(bootstrap, [f"trilink-test-warmup-{uuid.uuid4().hex[:8]}"], topics)
-            return
-        except (KafkaError, RunError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture
@@ -42,7 +22,7 @@ def on_test_broker(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TRILINK_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
     get_settings.cache_clear()
-    _wait_for_group_coordinator(kafka_bootstrap)
+    wait_for_group_coordinator(kafka_bootstrap)
     yield kafka_bootstrap
     get_settings.cache_clear()
 
