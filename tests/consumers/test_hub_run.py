@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.test_run_end import _wait_for_group_coordinator
+from tests.kafka_support import wait_for_group_coordinator
 from trilink.cli import main
 from trilink.pipeline import RunReport
 from trilink.settings import get_settings
@@ -23,7 +23,7 @@ def hub_topology(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("TRILINK_TOPOLOGY", "hub")
     get_settings.cache_clear()
-    _wait_for_group_coordinator(kafka_bootstrap)
+    wait_for_group_coordinator(kafka_bootstrap)
     yield kafka_bootstrap
     get_settings.cache_clear()
 
