@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.consumers.support import http_get
+from trilink.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,14 @@ def test_ally_command_serves_health_and_stops_cleanly_on_sigterm(
                 port = int(line.strip().split("=", 1)[1])
                 break
         assert port, process.stderr.read() if process.poll() is not None else "no http_port line"
-        deadline = time.monotonic() + 30
-        status, body = http_get(port, "/healthz")
-        while status != 200 and time.monotonic() < deadline:
-            time.sleep(0.1)
-            status, body = http_get(port, "/healthz")
+        answers: list[tuple[int, bytes]] = []
+
+        def healthy() -> bool:
+            answers.append(http_get(port, "/healthz"))
+            return answers[-1][0] == 200
+
+        wait_until(healthy, timeout_s=30, interval_s=0.1)
+        status, body = answers[-1]
         assert status == 200, body
         assert json.loads(body)["ally"] == "JP"
         process.send_signal(signal.SIGTERM)

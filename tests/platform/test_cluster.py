@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from trilink.platform.cluster import LocalCluster, describe_brokers
 from trilink.platform.connection import apply_declared_topics
 from trilink.platform.smoke import round_trip
 from trilink.platform.topics import apply_topics, load_topic_file, topic_name
+from trilink.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +78,11 @@ def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
                 # machine showed an empty answer right after creation): ask until it has.
                 return admin.describe_configs(resource, config_filter="all")["topic"].get(warnings, {})
 
-            deadline = time.monotonic() + 15
-            while "min.insync.replicas" not in (configs := min_isr()) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            def isr_known() -> Any:
+                configs = min_isr()
+                return configs if "min.insync.replicas" in configs else None
+
+            configs = wait_until(isr_known, timeout_s=15, interval_s=0.2) or min_isr()
             assert configs["min.insync.replicas"]["value"] == "2"
         finally:
             admin.close()
