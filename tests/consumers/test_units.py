@@ -294,9 +294,10 @@ def test_metric_names_units_and_bounded_labels() -> None:
             channel = CHANNELS[0] if hop in ("receive_to_deliver", "end_to_end") else NO_CHANNEL
             book.record_ns(hop, kind.value, channel, 1_000_000)
     book.dead_letter("bad_magic")
-    allowed_labels = {"ally", "hop", "kind", "channel", "reason", "topic", "event", "sensor", "le"}
+    allowed_labels = {"ally", "hop", "kind", "channel", "reason", "topic", "event", "sensor", "missing", "le"}
     bounded_values = {
         "ally": {n.value for n in Nation},
+        "missing": {n.value for n in Nation},
         "hop": set(HOPS),
         "kind": {k.value for k in EventKind},
         "channel": {*CHANNELS, NO_CHANNEL},

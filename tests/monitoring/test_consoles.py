@@ -138,8 +138,13 @@ def test_ally_console_in_chromium(recorded: RealRun, browser: Browser) -> None:
     browser.wait_for_js("document.querySelectorAll('.rickshaw_graph svg path').length >= 2")
     assert browser.text("h1") == f"Ally {BROWSED_ALLY}"
     hops = _rows_in_browser(browser, "hops", "hop")
-    assert set(hops) == set(n.ALLY_HOPS), hops
+    # the acknowledgement's hop shows once a launch detection or alert was acknowledged by all
+    assert set(n.ALLY_HOPS) <= set(hops) <= {*n.ALLY_HOPS, *n.ALLY_ACK_HOPS}, hops
     for hop, cells in hops.items():
+        if (
+            hop in n.ALLY_ACK_HOPS
+        ):  # a few samples a little later than the burst: may not be in the 1 m window yet
+            continue
         assert_numbers(f"{BROWSED_ALLY} {hop}", [(c, t) for c, t in cells])
     kinds = _rows_in_browser(browser, "kinds", "kind")
     assert kinds and set(kinds) <= set(n.KINDS), kinds

@@ -153,7 +153,7 @@ def test_scraped_values_are_sane(live: LiveRun) -> None:
         ' / sum by (hop) (rate(trilink_ally_hop_latency_seconds_count{ally="US"}[5s]))'
     )
     by_hop = {dict(k)["hop"]: v for k, v in means.items()}
-    assert set(by_hop) == set(n.ALLY_HOPS)
+    assert set(by_hop) == {*n.ALLY_HOPS, *n.ALLY_ACK_HOPS}
     assert all(by_hop["end_to_end"] > by_hop[h] for h in n.ALLY_HOPS if h != "end_to_end")
     assert all(v >= 0 for v in api.values("trilink_ally_consumer_lag_records").values())
     seen = wait_for(

@@ -152,6 +152,8 @@ def test_scraped_counts_and_latency_match_the_run(real: RealRun) -> None:
         pairs = {}
         for labels, value in counts.items():
             ally, hop = dict(labels)["ally"], dict(labels)["hop"]
+            if hop in n.ALLY_ACK_HOPS:  # one per warning every ally acknowledged: checked below
+                continue
             want = received[ally] if hop in ("send_to_append", "append_to_receive") else delivered[ally]
             pairs[(ally, hop)] = (value, want)
         complete = {hop for _, hop in pairs} == set(n.ALLY_HOPS)
@@ -159,8 +161,20 @@ def test_scraped_counts_and_latency_match_the_run(real: RealRun) -> None:
 
     assert wait_for("one latency sample per receive and per delivery", hop_counts)
 
+    # the three-way acknowledgement: the scenario's launch detections, acknowledged by all
+    def acked() -> set[str] | None:
+        counts = api.values(
+            'sum by (ally) (trilink_ally_hop_latency_seconds_count{hop="acknowledged_by_all"})'
+        )
+        allies = {dict(k)["ally"] for k, v in counts.items() if v > 0}
+        return allies if allies == set(n.ALLIES) else None
+
+    wait_for("warnings acknowledged by all, seen by every ally", acked)
+    assert all(v == 0 for v in api.values("trilink_ally_warnings_unacknowledged_total").values())
+
     p99 = api.values(
-        "histogram_quantile(0.99, sum by (ally, hop, le) (trilink_ally_hop_latency_seconds_bucket))"
+        "histogram_quantile(0.99, sum by (ally, hop, le) "
+        '(trilink_ally_hop_latency_seconds_bucket{hop!~"acknowledged_by_all"}))'
     )
     assert len(p99) == len(n.ALLIES) * len(n.ALLY_HOPS)
     for labels, value in p99.items():
