@@ -1,8 +1,8 @@
 """``trilink run SCENARIO`` and ``trilink demo``: the whole pipeline in one command.
 
-Starts (or reuses) the broker, starts the three ally services (in this process, one thread
-each, each in a consumer group of its own for this run so the report covers exactly this
-run), plays the scenario's sensors onto Kafka, waits until every ally has delivered every
+Starts (or reuses) the broker, starts the three ally services (one process each,
+:class:`consumers.fleet.AllyFleet`, and the US hub's process in the hub topology, each in a
+consumer group of its own for this run so the report covers exactly this run), plays the scenario's sensors onto Kafka, waits until every ally has delivered every
 event it may see, and reports per ally: events received, withheld as not releasable,
 duplicates suppressed, dead-lettered, per-hop latency, and the first-warning times of each
 launch with the sensor's share (simulated clock) and the pipeline's share (wall clock)
