@@ -32,6 +32,7 @@ from schemas.acks import ACKNOWLEDGED_KINDS, Acknowledgement, ack_headers, decod
 from schemas.models import EventKind, Nation, WarningEvent
 from trilink.errors import DeserializationError
 from trilink.policy import SharingPolicy
+from trilink.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -261,11 +262,10 @@ class AckReader:
         """Wait up to ``timeout_s`` for the acknowledgements still missing (the others' are
         on the topic already when they delivered before this service stopped), then count
         what is still missing as unacknowledged."""
-        deadline = time.monotonic() + timeout_s
-        while self.book.pending() and time.monotonic() < deadline and self._thread is not None:
-            if not self._thread.is_alive():
-                break
-            time.sleep(0.05)
+        thread = self._thread
+        wait_until(
+            lambda: not self.book.pending() or thread is None or not thread.is_alive(), timeout_s, 0.05
+        )
         self.book.sweep(everything=True)
 
     def stop(self) -> None:

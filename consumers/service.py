@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import re
 import socket
@@ -114,6 +115,7 @@ from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
 from trilink.platform.topics import ally_input_roles, topic_name
 from trilink.policy import SharingPolicy, default_policy
 from trilink.settings import Settings, get_settings
+from trilink.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -486,15 +488,15 @@ class AllyService:
         self, predicate: Callable[[AllyService], bool] | None = None, timeout_s: float | None = None
     ) -> bool:
         """Block until ``predicate(self)`` holds (True), the loop ends or ``timeout_s`` passes (False)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
+
+        def outcome() -> str | None:
             if predicate is not None and predicate(self):
-                return True
+                return "held"
             if not self.running:
-                return predicate is not None and predicate(self)
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
+                return "held" if predicate is not None and predicate(self) else "ended"
+            return None
+
+        return wait_until(outcome, math.inf if timeout_s is None else timeout_s, interval_s=0.02) == "held"
 
     # ---------------------------------------------------------------- consumer loop
 

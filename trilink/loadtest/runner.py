@@ -27,6 +27,7 @@ from trilink.loadtest.slo import Objective, Verdict, evaluate
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload
 from trilink.monitoring.names import ALLIES
 from trilink.progress import Progress, Status, is_terminal
+from trilink.waiting import wait_until
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -291,13 +292,17 @@ class LoadTest:
         return self._harness_figures(spec, plan, results, aborted=aborted)
 
     def _wait_senders_ready(self, procs: list[Any], progress: list[Any], timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not all(p[2] == 1 for p in progress):
-            if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
-                raise LoadtestError(
-                    "sender_failed", "sender processes did not get ready (see their errors above)"
-                )
-            time.sleep(0.05)
+        failed = LoadtestError("sender_failed", "sender processes did not get ready (see their errors above)")
+
+        def ready() -> bool:
+            if all(p[2] == 1 for p in progress):
+                return True
+            if not all(p.is_alive() for p in procs):
+                raise failed
+            return False
+
+        if not wait_until(ready, timeout_s, interval_s=0.05):
+            raise failed
 
     def _watch_senders(self, procs: list[Any], *, progress: list[Any], stop: Any) -> bool:
         """Wait until the senders finish; True when they were stopped for hopeless lag."""
