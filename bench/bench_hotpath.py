@@ -247,6 +247,7 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
         instance_id=f"bench-hotpath-{os.getpid()}",
         http_port=None,
         verify_body=p["verify_body"],
+        linger_ms=p.get("linger_ms", 0),
     )
 
     def released() -> int:
@@ -480,7 +481,8 @@ def run_hub_phases(
         groups.append(f"trilink-hub-bench-{mode}-{uuid.uuid4().hex[:8]}")
         commit_start(admin, groups[-1], start)
         params = {"group": groups[-1], "events": n, "writes": floor["writes"], "timeout_s": args.timeout}
-        hubs[mode] = run_worker("hub", span | params | {"verify_body": mode == "decoded"})
+        options = {"verify_body": mode == "decoded", "linger_ms": args.hub_linger_ms}
+        hubs[mode] = run_worker("hub", span | params | options)
     return floor, hubs, n
 
 
@@ -501,6 +503,7 @@ def main() -> int:
         "floor (consume once, produce once per feed the policy releases a record to) and the hub "
         "routing on the decoded body and/or on the headers (default both)",
     )
+    parser.add_argument("--hub-linger-ms", type=int, default=0, help="the hub producer's linger (default 0)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()

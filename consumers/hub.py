@@ -78,6 +78,7 @@ from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram, encode_sent_ns
 from trilink.monitoring import names
 from trilink.monitoring.discovery import HUB_JOB, announce, withdraw
+from trilink.platform.clients import producer_config
 from trilink.platform.topics import feed_role, ingest_role, topic_name
 from trilink.policy import SharingPolicy, default_policy
 from trilink.settings import Settings, get_settings
@@ -338,6 +339,7 @@ class HubService:
         poll_timeout_ms: int = 100,
         commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
+        linger_ms: int = 0,
         unhealthy_poll_age_s: float = 15.0,
         consumer_factory: ConsumerFactory | None = None,
         producer_factory: ProducerFactory | None = None,
@@ -362,7 +364,8 @@ class HubService:
         self.flush_timeout_s = flush_timeout_s
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
         self._consumer_factory = consumer_factory or kafka_io.new_consumer
-        self._producer_factory = producer_factory or kafka_io.new_producer
+        self.linger_ms = linger_ms
+        self._producer_factory = producer_factory or self._new_producer
         self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
         self._settings = settings if settings is not None else get_settings()
         self._http_host = http_host or self._settings.host
@@ -417,6 +420,14 @@ class HubService:
         self._poll_failures = 0
         self._hub_raw = b""
         self._hub_raw_ns = -1
+
+    def _new_producer(self, bootstrap: str, client_id: str) -> Any:
+        """An idempotent, acks=all producer with trilink's settings and the hub's linger."""
+        if not self.linger_ms:
+            return kafka_io.new_producer(bootstrap, client_id)
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**producer_config(bootstrap, client_id, linger_ms=self.linger_ms))
 
     # ---------------------------------------------------------------- lifecycle
 
