@@ -31,7 +31,7 @@ from tests.conftest import local_settings
 from trilink.errors import ConfigError
 from trilink.platform import security
 from trilink.platform.clients import admin_config, consumer_config, producer_config
-from trilink.platform.cluster import ClusterState, LocalCluster
+from trilink.platform.cluster import LocalCluster
 from trilink.platform.connection import apply_declared_topics
 from trilink.platform.security import (
     AccessDeniedError,
@@ -41,6 +41,7 @@ from trilink.platform.security import (
     acl_plan,
     principal_for_client,
 )
+from trilink.platform.state import ClusterState
 from trilink.platform.topics import load_topic_file
 from trilink.settings import Settings, get_settings
 
@@ -494,3 +495,45 @@ def test_the_local_state_dir_credentials_apply_only_to_that_cluster(secured: Sec
     assert mine.principal == "ally-kr" and mine.secure
     other = security.client_security("127.0.0.1:1", "trilink-ally-kr-1", settings=secured.settings)
     assert other == security.PLAINTEXT
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_an_existing_three_broker_secured_cluster_via_bootstrap_and_credentials_file(tmp_path: Path) -> None:
+    """TRILINK_BOOTSTRAP + TRILINK_CREDENTIALS_FILE: trilink starts nothing, logs in as admin,
+    applies the topics with replication factor 3 and the ACLs, and an ally writes its topic."""
+    from trilink.platform.connection import ensure_cluster
+
+    owner = local_settings(tmp_path / "their-cluster", brokers=3)
+    cluster = LocalCluster(owner)
+    state, _ = cluster.up(brokers=3, secure=True)
+    try:
+        credentials = owner.state_dir / "security" / "credentials.json"
+        user = Settings(
+            bootstrap=state.bootstrap, credentials_file=credentials, state_dir=tmp_path / "user-state"
+        )
+        bootstrap, report, started = ensure_cluster(user)
+        assert started is None and bootstrap == state.bootstrap
+        assert ROLES["warnings"] in report.created
+        creds = security.load_credentials(credentials)
+        admin: Any = KafkaAdminClient(
+            **admin_config(bootstrap, "test-admin", security=creds.for_principal("admin"))
+        )
+        try:
+            described = admin.describe_topics([ROLES["ally.JP"]])[0]
+            assert {len(p["replica_nodes"]) for p in described["partitions"]} == {3}
+        finally:
+            admin.close()
+        ally = creds.for_principal("ally-jp")
+        producer: Any = KafkaProducer(
+            **producer_config(bootstrap, "test-ally-jp", security=ally, max_block_ms=20_000)
+        )
+        try:
+            # No retry: apply_declared_topics waits until every broker serves the new ACLs.
+            assert producer.send(ROLES["ally.JP"], b"v").get(timeout=30).offset >= 0
+            refused = _refusal(lambda: producer.send(ROLES["ally.KR"], b"v").get(timeout=30), "ally-jp")
+            assert refused.reason == "topic_authorization_failed"
+        finally:
+            producer.close(timeout=5)
+    finally:
+        cluster.down(purge=True)

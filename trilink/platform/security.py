@@ -686,4 +686,42 @@ def apply_acls(admin: Any, plan: list[AclRule]) -> tuple[list[str], list[str]]:
             deleted += [
                 f"{a.principal} {a.operation.name} {a.resource_pattern.resource_name}" for a in matched
             ]
+    if created or deleted:
+        _wait_until_every_broker_serves(admin, everything, set(want), key)
     return created, deleted
+
+
+def _wait_until_every_broker_serves(
+    admin: Any, everything: Any, wanted: set[tuple[Any, ...]], key: Any, timeout_s: float = 30.0
+) -> None:
+    """Each broker applies ACL changes from the metadata log a moment after the controller has
+    committed them; a client starting right after ``trilink up`` could otherwise be refused by a
+    broker that has not caught up. Asks every broker itself (kafka-python's ``describe_acls``
+    asks whichever broker is least loaded, hence its connection manager addressed per node)."""
+    import time
+
+    from kafka.protocol.admin import DescribeAclsRequest
+
+    rp = everything.resource_pattern
+    pending = [b["broker_id"] for b in admin.describe_cluster()["brokers"]]
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        request = DescribeAclsRequest(
+            resource_type_filter=rp.resource_type,
+            resource_name_filter=rp.resource_name,
+            pattern_type_filter=rp.pattern_type,
+            principal_filter=everything.principal,
+            host_filter=everything.host,
+            operation=everything.operation,
+            permission_type=everything.permission_type,
+        )
+        response = admin._manager.run(admin._manager.send, request, pending[0])
+        acls, _ = admin._convert_describe_acls_response_to_acls(response)
+        if {key(a) for a in acls} == wanted:
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise PlatformError(
+                "acl_apply_failed", f"broker {pending[0]} did not serve the new ACLs within {timeout_s:.0f} s"
+            )
+        time.sleep(0.2)
