@@ -37,6 +37,7 @@ received) and ``hub_to_ack`` per feed (hub received -> the feed write acknowledg
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import logging
@@ -72,10 +73,16 @@ from consumers.policy_filter import ReleaseCheck
 from consumers.ports import ConsumerPort, ProducerPort
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
-from schemas.headers import HUB_HEADERS, HUB_NS_HEADER, INGEST_APPEND_NS_HEADER, verify_headers_match
+from schemas.headers import (
+    HUB_HEADERS,
+    HUB_NS_HEADER,
+    INGEST_APPEND_NS_HEADER,
+    SENT_NS_HEADER,
+    verify_headers_match,
+)
 from schemas.models import EventKind, Nation
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
-from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram, encode_sent_ns
+from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram, decode_sent_ns, encode_sent_ns
 from trilink.monitoring import names
 from trilink.monitoring.discovery import HUB_JOB, announce, withdraw
 from trilink.platform.clients import producer_config
@@ -567,13 +574,16 @@ class HubService:
         if received_ns != self._hub_raw_ns:
             self._hub_raw_ns = received_ns
             self._hub_raw = encode_sent_ns(received_ns)
+        by_partition: dict[int, list[list[Any]]] = {}
         for tp, records in batch.items():
             if not records:
                 continue
             key = (tp.topic, tp.partition)
             checkpoint.first.setdefault(key, records[0].offset)
             checkpoint.next[key] = records[-1].offset + 1
-            for record in records:
+            by_partition.setdefault(tp.partition, []).append(records)
+        for lists in by_partition.values():
+            for record in lists[0] if len(lists) == 1 else _merged(lists):
                 try:
                     self._handle(record, received_ns, checkpoint)
                 except Exception as exc:
@@ -904,6 +914,26 @@ class HubService:
         if isinstance(self.error, TrilinkError):
             raise self.error
         raise HubError("hub_loop_failed", f"the hub's loop stopped: {self.error!r}") from self.error
+
+
+def _merged(lists: list[list[Any]]) -> Iterator[Any]:
+    """One poll's records of the same partition number on several nations' ingest topics, in the
+    order their sensors sent them (``trilink_sent_ns``; the append time when a record has none;
+    each topic's own order kept on ties).
+
+    A missile seen by sensors of several nations has its events on the same partition number of
+    several ingest topics. Neither the broker's appends (one produce request's partitions are
+    appended in the request's order, within the same millisecond) nor kafka-python's poll
+    (topic by topic) keep the order in which they were sent, so without this a KR report could
+    pass a US report sent before it. Order across polls is arrival order: the hub waits for no
+    topic."""
+    return heapq.merge(*lists, key=_send_order)
+
+
+def _send_order(record: Any) -> int:
+    raw = kafka_io.header_value(record.headers, SENT_NS_HEADER)
+    sent_ns = None if raw is None else decode_sent_ns(raw)
+    return int(record.timestamp) * 1_000_000 if sent_ns is None else sent_ns
 
 
 def _serve_http(host: str, port: int, hub: HubService) -> ThreadingHTTPServer:

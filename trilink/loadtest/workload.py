@@ -30,6 +30,7 @@ from schemas import samples
 from schemas.models import AlertStatus, EventKind, EventPayload, Nation, WarningEvent
 from trilink.loadtest.errors import LoadtestConfigError
 from trilink.policy import default_policy
+from trilink.settings import get_settings
 
 NS_PER_S = 1_000_000_000
 
@@ -204,6 +205,7 @@ class Workload:
             (i, kind): _receivers(self._template(i, kind)) for i in range(len(self.sensors)) for kind in kinds
         }
         plan = []
+        hub = get_settings().topology == "hub"
         for slot, offset in enumerate(open_loop_offsets_ns(spec.rate_per_s, spec.total_s)):
             kind = rng.choices(kinds, weights)[0]
             sensor_index = slot % len(self.sensors)
@@ -215,6 +217,11 @@ class Workload:
             else:
                 key_index = slot % spec.keys
                 key, worker = self._rate_key(key_index), key_index % spec.producers
+                if hub:
+                    # In the hub topology each nation's sensors write their own ingest topic, so a
+                    # track reported by several nations would span topics, whose order across each
+                    # other is only the hub's arrival order: one key per track and nation instead.
+                    key = f"{key}-{self.sensors[sensor_index].nation.value.lower()}"
             plan.append(
                 PlannedEvent(
                     slot=slot,
