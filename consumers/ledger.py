@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.errors import DLQ_REASONS
+from schemas.acks import ACKNOWLEDGED_KINDS
 from schemas.models import EventKind, Nation
 from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram
 from trilink.monitoring import names
@@ -39,6 +40,7 @@ from trilink.monitoring.names import CHANNELS, NO_CHANNEL
 ALL_KINDS = "*"
 
 _KINDS = tuple(k.value for k in EventKind)
+_ACKNOWLEDGED = frozenset(k.value for k in ACKNOWLEDGED_KINDS)
 _NS_BITS = 48
 _NS_MASK = (1 << _NS_BITS) - 1
 _BOUNDS_NS = np.array([round(b * 1e9) for b in LATENCY_BUCKETS_S], dtype=np.int64)
@@ -82,7 +84,11 @@ class Ledger(Collector):
                 end_to_end={
                     c: self._add(("end_to_end", kind, c), lazy=c not in self.channels) for c in CHANNELS
                 },
-                acknowledged_by_all=self._add(("acknowledged_by_all", kind, NO_CHANNEL), lazy=True),
+                # exposed from the start for the acknowledged kinds: a series that first appears
+                # at its final count (one burst between two scrapes) has no rate() at all
+                acknowledged_by_all=self._add(
+                    ("acknowledged_by_all", kind, NO_CHANNEL), lazy=kind not in _ACKNOWLEDGED
+                ),
             )
         self._index = {key: i for i, key in enumerate(self._keys)}
         n = len(self._keys)

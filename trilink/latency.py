@@ -65,6 +65,7 @@ HOPS = (
     "append_to_receive",
     "receive_to_deliver",
     "end_to_end",
+    "acknowledged_by_all",  # the three-way acknowledgement: send -> the last ally's acknowledgement
 )
 
 #: HdrHistogram range: 1 µs .. 1 h at 3 significant digits.
