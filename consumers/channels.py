@@ -19,15 +19,18 @@ thread fsync-ed past it. Checkpoints are pipelined, so a durable point never sto
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from consumers import kafka_io
 from consumers.acks import AckSender
 from consumers.audit import AuditLog
 from consumers.dlq import dead_letter_headers
-from consumers.errors import ChannelDeliveryError
+from consumers.errors import ChannelDeliveryError, UnparseableRecordError
 from consumers.ledger import KindSeries, Ledger
 from consumers.measure import FirstDelivery, LaunchBook
 from consumers.ports import ProducerPort
@@ -46,6 +49,8 @@ from trilink.latency import encode_sent_ns
 #: pydantic's compiled serializer of the event model (what ``model_dump_json`` calls, minus
 #: the per-call keyword handling).
 _to_json = WarningEvent.__pydantic_serializer__.to_json
+
+log = logging.getLogger(__name__)
 
 #: Largest record the service sends as it is (the broker's default limit is 1 MiB with batch
 #: overhead; kafka-python refuses at ``max_request_size`` = 1 MiB before sending).
@@ -405,3 +410,42 @@ __all__ = [
     "KafkaChannel",
     "SseChannel",
 ]
+
+
+def skip_unparseable(
+    consumer: Any,
+    bootstrap: str,
+    partitions: list[tuple[str, int]],
+    *,
+    locate: Callable[[str, str, int, int], tuple[int, str] | None],
+    dead: DeadLetters,
+    checkpoint: Checkpoint,
+    who: str,
+) -> tuple[tuple[str, int], int] | None:
+    """After ``poll`` raised: probe each partition's next batch (``locate``); the first one the
+    client library cannot parse is dead-lettered by its offsets under ``checkpoint`` and skipped.
+    Returns that partition and its new position, or None (nothing found: back off, poll again).
+    Shared by the ally services and the hub."""
+    for topic, partition in partitions:
+        try:
+            position = kafka_io.position(consumer, topic, partition)
+            found = locate(bootstrap, topic, partition, position)
+        except Exception as probe_exc:
+            log.warning("%s: probing %s/%s failed: %r", who, topic, partition, probe_exc)
+            continue
+        if found is None:
+            continue
+        end, why = found
+        checkpoint.first.setdefault((topic, partition), position)
+        checkpoint.next[(topic, partition)] = end
+        dead.send(
+            checkpoint,
+            reason=UnparseableRecordError.REASON,
+            error=f"offsets {position}..{end - 1} could not be parsed by the client library: {why}",
+            topic=topic,
+            partition=partition,
+            offset=position,
+        )
+        kafka_io.seek(consumer, topic, partition, end)
+        return (topic, partition), end
+    return None

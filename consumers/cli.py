@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -93,7 +94,6 @@ def register(subparsers: Any) -> None:
 def hub_handler(args: argparse.Namespace) -> int:
     from consumers.hub import HubService
     from trilink.platform.state import bootstrap_servers
-    from trilink.runtime import tune_gc
 
     service = HubService(
         bootstrap_servers(),
@@ -103,39 +103,20 @@ def hub_handler(args: argparse.Namespace) -> int:
         verify_body=not args.route_on_headers,
         offset_reset="earliest" if args.from_earliest else "latest",
     )
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-        service.request_stop()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        service.start()
-        tune_gc()
-        mode = "headers" if args.route_on_headers else "decoded body"
-        print(
-            f"trilink hub: group {service.group_id}, instance {service.instance_id}, routing on the {mode}, "
-            f"reading {', '.join(service.input_topics)}",
-            flush=True,
-        )
-        if service.http_port is not None:
-            print(f"http_port={service.http_port}", flush=True)
-        while not stop.wait(0.5) and service.running:
-            pass
-    finally:
-        service.stop()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    service.raise_if_failed()
-    print("trilink hub: stopped cleanly", file=sys.stderr)
-    return 0
+    mode = "headers" if args.route_on_headers else "decoded body"
+    return _serve_until_signalled(
+        service,
+        "trilink hub",
+        lambda: (
+            f"group {service.group_id}, instance {service.instance_id}, routing on the {mode}, "
+            f"reading {', '.join(service.input_topics)}"
+        ),
+    )
 
 
 def handler(args: argparse.Namespace) -> int:
     from consumers.service import AllyService
     from trilink.platform.state import bootstrap_servers
-    from trilink.runtime import tune_gc
 
     service = AllyService(
         args.ally,
@@ -148,6 +129,19 @@ def handler(args: argparse.Namespace) -> int:
         dedup_capacity=args.dedup_window,
         sse_queue_size=args.sse_queue,
     )
+
+    def banner() -> str:
+        where = f"http://{service._http_host}:{service.http_port}" if service.http_port else "no HTTP"
+        return f"group {service.group_id}, instance {service.instance_id}, {where}, audit {service.audit_path or 'off'}"
+
+    return _serve_until_signalled(service, f"trilink ally {service.ally.value}", banner)
+
+
+def _serve_until_signalled(service: Any, name: str, banner: Callable[[], str]) -> int:
+    """Start ``service``, print ``name: banner()`` and its HTTP port, run until SIGTERM/SIGINT or
+    until the service stops, then stop it and restore the signal handlers (ally and hub alike)."""
+    from trilink.runtime import tune_gc
+
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -158,12 +152,7 @@ def handler(args: argparse.Namespace) -> int:
     try:
         service.start()
         tune_gc()
-        where = f"http://{service._http_host}:{service.http_port}" if service.http_port else "no HTTP"
-        print(
-            f"trilink ally {service.ally.value}: group {service.group_id}, instance {service.instance_id}, "
-            f"{where}, audit {service.audit_path or 'off'}",
-            flush=True,
-        )
+        print(f"{name}: {banner()}", flush=True)
         if service.http_port is not None:
             print(f"http_port={service.http_port}", flush=True)
         while not stop.wait(0.5) and service.running:
@@ -173,5 +162,5 @@ def handler(args: argparse.Namespace) -> int:
         for sig, old in previous.items():
             signal.signal(sig, old)
     service.raise_if_failed()
-    print(f"trilink ally {service.ally.value}: stopped cleanly", file=sys.stderr)
+    print(f"{name}: stopped cleanly", file=sys.stderr)
     return 0

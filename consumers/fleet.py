@@ -18,6 +18,7 @@ import contextlib
 import multiprocessing
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,53 +37,39 @@ class FleetError(TrilinkError):
 
 
 def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> None:
-    """Child process: run one service until the parent says ``stop``, then send its report."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us cleanly
-    from trilink.logs import setup_logging
+    """Child process: run one ally service until the parent says ``stop``, then send its report."""
 
-    setup_logging(f"ally-{ally.lower()}")  # the client library's records to a file, not the terminal
-    from consumers.service import AllyService
-    from trilink.runtime import tune_gc
+    def make() -> Any:
+        from consumers.service import AllyService
 
-    try:
-        service = AllyService(ally, bootstrap, **options)
-        service.start()
-        tune_gc()
-    except Exception as exc:
-        conn.send(("ready", False, f"{type(exc).__name__}: {exc}", None))
-        return
-    ready = service.wait_ready(60.0)
-    conn.send(
-        (
-            "ready",
-            ready,
-            None if ready else f"not ready in 60 s (error: {service.error!r})",
-            service.http_port,
-        )
-    )
-    while service.running:
-        if not conn.poll(0.2):
-            continue
-        message = conn.recv()
-        if message == "settled":
-            conn.send(("settled", settled_count(service)))
-        elif message == "stop":
-            break
-    service.stop()
-    conn.send(("report", service.report()))
+        return AllyService(ally, bootstrap, **options)
+
+    _run_child(f"ally-{ally.lower()}", make, settled_count, conn)
 
 
 def _serve_hub(bootstrap: str, options: dict[str, Any], conn: Any) -> None:
     """Child process: run the US hub until the parent says ``stop``, then send its report."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def make() -> Any:
+        from consumers.hub import HubService
+
+        return HubService(bootstrap, **options)
+
+    _run_child("hub", make, lambda service: service.settled_count(), conn)
+
+
+def _run_child(log_name: str, make: Callable[[], Any], settled: Callable[[Any], int], conn: Any) -> None:
+    """The child side of the pipe protocol, for an ally service and the hub alike: start, say
+    ``ready`` (or why not), answer ``settled`` with ``settled(service)``, and on ``stop`` (or
+    when the service ends) stop and send ``report``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us cleanly
     from trilink.logs import setup_logging
 
-    setup_logging("hub")
-    from consumers.hub import HubService
+    setup_logging(log_name)  # the client library's records to a file, not the terminal
     from trilink.runtime import tune_gc
 
     try:
-        service = HubService(bootstrap, **options)
+        service = make()
         service.start()
         tune_gc()
     except Exception as exc:
@@ -102,7 +89,7 @@ def _serve_hub(bootstrap: str, options: dict[str, Any], conn: Any) -> None:
             continue
         message = conn.recv()
         if message == "settled":
-            conn.send(("settled", service.settled_count()))
+            conn.send(("settled", settled(service)))
         elif message == "stop":
             break
     service.stop()

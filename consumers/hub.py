@@ -59,14 +59,13 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import kafka_io
-from consumers.channels import Checkpoint, DeadLetters
+from consumers.channels import Checkpoint, DeadLetters, skip_unparseable
 from consumers.errors import (
     HUB_DLQ_REASONS,
     UNEXPECTED_REASON,
     EmptyRecordError,
     HeaderMismatchError,
     NationMismatchError,
-    UnparseableRecordError,
 )
 from consumers.ledger import LatencyFigures
 from consumers.policy_filter import ReleaseCheck
@@ -821,44 +820,28 @@ class HubService:
         log.warning("hub: poll failed (%d in a row): %r", self._poll_failures, exc)
         with self._lock:
             assigned = sorted(self._assigned)
-        for topic, partition in assigned:
-            try:
-                position = kafka_io.position(self._consumer, topic, partition)
-                found = self._locate_unparseable(self.bootstrap, topic, partition, position)
-            except Exception as probe_exc:
-                log.warning("hub: probing %s/%s failed: %r", topic, partition, probe_exc)
-                continue
-            if found is None:
-                continue
-            end, why = found
-            checkpoint = self._open
-            checkpoint.first.setdefault((topic, partition), position)
-            checkpoint.next[(topic, partition)] = end
-            assert self._dead is not None
-            self._dead.send(
-                checkpoint,
-                reason=UnparseableRecordError.REASON,
-                error=f"offsets {position}..{end - 1} could not be parsed by the client library: {why}",
-                topic=topic,
-                partition=partition,
-                offset=position,
-            )
-            kafka_io.seek(self._consumer, topic, partition, end)
+        assert self._dead is not None
+        skipped = skip_unparseable(
+            self._consumer,
+            self.bootstrap,
+            assigned,
+            locate=self._locate_unparseable,
+            dead=self._dead,
+            checkpoint=self._open,
+            who="hub",
+        )
+        if skipped is not None:
             with self._lock:
-                self._positions[(topic, partition)] = end
+                self._positions[skipped[0]] = skipped[1]
             return
         self._stop.wait(min(0.05 * 2 ** min(self._poll_failures, 6), 2.0))
 
     def _update_lag(self) -> None:
         with self._lock:
             assigned = sorted(self._assigned)
-        per_topic = dict.fromkeys(self.input_topics, 0)
-        for topic, partition in assigned:
-            end = kafka_io.highwater(self._consumer, topic, partition)
-            position = self._positions.get((topic, partition))
-            if end is not None and position is not None:
-                per_topic[topic] += max(end - position, 0)
-        self.ledger.lag_records = per_topic
+        self.ledger.lag_records = kafka_io.lag_by_topic(
+            self._consumer, assigned, self._positions, self.input_topics
+        )
 
     # ---------------------------------------------------------------- health and report
 

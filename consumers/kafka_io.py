@@ -344,3 +344,17 @@ def locate_unparseable(
         return good, why
     finally:
         probe.close()
+
+
+def lag_by_topic(
+    consumer: Any, partitions: Iterable[tuple[str, int]], positions: Offsets, topics: Iterable[str]
+) -> dict[str, int]:
+    """Records between each partition's position and its high watermark, summed per topic
+    (every topic in ``topics`` present, 0 when caught up or unknown)."""
+    per_topic = dict.fromkeys(topics, 0)
+    for topic, partition in partitions:
+        end = highwater(consumer, topic, partition)
+        position = positions.get((topic, partition))
+        if end is not None and position is not None:
+            per_topic[topic] = per_topic.get(topic, 0) + max(end - position, 0)
+    return per_topic

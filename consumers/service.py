@@ -85,6 +85,7 @@ from consumers.channels import (
     Delivery,
     KafkaChannel,
     SseChannel,
+    skip_unparseable,
 )
 from consumers.dedup import DEFAULT_CAPACITY, DedupWindow, rebuild_order
 from consumers.errors import (
@@ -96,7 +97,6 @@ from consumers.errors import (
     HeaderMismatchError,
     ImplausibleEventError,
     UndeliverableError,
-    UnparseableRecordError,
 )
 from consumers.httpd import DEFAULT_WRITE_TIMEOUT_S, AllyHttpServer, HttpContext
 from consumers.ledger import AllyCounts, AllyReport, Ledger
@@ -868,31 +868,19 @@ class AllyService:
         log.warning("ally %s: poll failed (%d in a row): %r", self.ally.value, self._poll_failures, exc)
         with self._lock:
             assigned = sorted(self._assigned - self._held)
-        for topic, partition in assigned:
-            try:
-                position = kafka_io.position(self._consumer, topic, partition)
-                found = self._locate_unparseable(self.bootstrap, topic, partition, position)
-            except Exception as probe_exc:
-                log.warning("ally %s: probing %s/%s failed: %r", self.ally.value, topic, partition, probe_exc)
-                continue
-            if found is None:
-                continue
-            end, why = found
-            checkpoint = self._open
-            checkpoint.first.setdefault((topic, partition), position)
-            checkpoint.next[(topic, partition)] = end
-            assert self._dead is not None
-            self._dead.send(
-                checkpoint,
-                reason=UnparseableRecordError.REASON,
-                error=f"offsets {position}..{end - 1} could not be parsed by the client library: {why}",
-                topic=topic,
-                partition=partition,
-                offset=position,
-            )
-            kafka_io.seek(self._consumer, topic, partition, end)
+        assert self._dead is not None
+        skipped = skip_unparseable(
+            self._consumer,
+            self.bootstrap,
+            assigned,
+            locate=self._locate_unparseable,
+            dead=self._dead,
+            checkpoint=self._open,
+            who=f"ally {self.ally.value}",
+        )
+        if skipped is not None:
             with self._lock:
-                self._positions[(topic, partition)] = end
+                self._positions[skipped[0]] = skipped[1]
             return
         self._stop.wait(min(0.05 * 2 ** min(self._poll_failures, 6), 2.0))
 
@@ -1076,12 +1064,7 @@ class AllyService:
         now_ns = time.time_ns()
         with self._lock:
             assigned = sorted(self._assigned)
-        per_topic: dict[str, int] = dict.fromkeys(self.input_topics, 0)
-        for topic, partition in assigned:
-            end = kafka_io.highwater(self._consumer, topic, partition)
-            position = self._positions.get((topic, partition))
-            if end is not None and position is not None:
-                per_topic[topic] = per_topic.get(topic, 0) + max(end - position, 0)
+        per_topic = kafka_io.lag_by_topic(self._consumer, assigned, self._positions, self.input_topics)
         self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
         for topic, lag in per_topic.items():
             self.metrics.lag_records.labels(self.ally.value, topic).set(lag)
