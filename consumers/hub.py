@@ -25,8 +25,8 @@ Per record (one poll's records in partition order):
 
 Whatever is wrong with one record ends with that record dead-lettered with a reason code and
 the loop going on. Delivery is at-least-once: ingest offsets are committed at durable points
-(:class:`consumers.channels.Checkpoint`, as the ally services do) once every feed write and
-dead letter sent under the checkpoint was acknowledged (acks=all, idempotent producer); a
+(:class:`consumers.loop.ConsumeLoop`, the loop the ally services run too) once every feed write
+and dead letter sent under the checkpoint was acknowledged (acks=all, idempotent producer); a
 failed write re-reads from the failed checkpoint, so a feed may carry a record twice and the
 allies suppress the duplicate by event id.
 
@@ -47,8 +47,7 @@ import socket
 import threading
 import time
 from array import array
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -59,15 +58,15 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import kafka_io
-from consumers.channels import Checkpoint, DeadLetters, skip_unparseable
+from consumers.channels import Checkpoint
 from consumers.errors import (
     HUB_DLQ_REASONS,
-    UNEXPECTED_REASON,
     EmptyRecordError,
     HeaderMismatchError,
     NationMismatchError,
 )
 from consumers.ledger import LatencyFigures
+from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offset_reset
 from consumers.policy_filter import ReleaseCheck
 from consumers.ports import ConsumerPort, ProducerPort
 from schemas import decode_event, parse_headers
@@ -80,10 +79,10 @@ from schemas.headers import (
     verify_headers_match,
 )
 from schemas.models import EventKind, Nation
-from trilink.errors import ConfigError, DeserializationError, TrilinkError
+from trilink.errors import TrilinkError
 from trilink.latency import LATENCY_BUCKETS_S, BatchHistogram, decode_sent_ns, encode_sent_ns
 from trilink.monitoring import names
-from trilink.monitoring.discovery import HUB_JOB, announce, withdraw
+from trilink.monitoring.discovery import HUB_JOB
 from trilink.platform.clients import producer_config
 from trilink.platform.topics import feed_role, ingest_role, topic_name
 from trilink.policy import SharingPolicy, default_policy
@@ -352,10 +351,6 @@ class HubService:
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
         settings: Settings | None = None,
     ) -> None:
-        if offset_reset not in ("latest", "earliest"):
-            raise ConfigError(
-                "invalid_option", f"offset_reset must be latest or earliest, got {offset_reset!r}"
-            )
         self.bootstrap = bootstrap
         self.group_id = group_id or default_hub_group_id()
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{next(_instance_counter)}"
@@ -363,22 +358,18 @@ class HubService:
         self.client_id = f"trilink-hub-{_SAFE_ID.sub('_', self.instance_id)}"
         self.policy = policy or default_policy()
         self.verify_body = verify_body
-        self.offset_reset = offset_reset
+        self.offset_reset = check_offset_reset(offset_reset)
         self.max_poll_records = max_poll_records
         self.poll_timeout_ms = poll_timeout_ms
         self.commit_interval_s = commit_interval_s
         self.flush_timeout_s = flush_timeout_s
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
-        self._consumer_factory = consumer_factory or kafka_io.new_consumer
         self.linger_ms = linger_ms
-        self._producer_factory = producer_factory or self._new_producer
-        self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
         self._settings = settings if settings is not None else get_settings()
         self._http_host = http_host or self._settings.host
         self._http_port = http_port
         #: Instance label of the announced Prometheus target.
         self.target_instance = f"hub-{_SAFE_ID.sub('_', self.instance_id)}"[:100]
-        self._announced = False
 
         self.nation_of_topic = {topic_name(ingest_role(n.value)): n for n in Nation}
         self.input_topics = tuple(self.nation_of_topic)
@@ -403,29 +394,32 @@ class HubService:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.ledger)
 
-        self._consumer: Any = None
         self._producer: Any = None
-        self._dead: DeadLetters | None = None
         self._feed_partitions: dict[str, int] = {}
-        self._thread: threading.Thread | None = None
         self._http: ThreadingHTTPServer | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self.error: BaseException | None = None
-        self._assigned: set[tuple[str, int]] = set()
-        self._assignment_dirty = False
-        self._pending_commit: kafka_io.Offsets = {}
-        self._positions: kafka_io.Offsets = {}
-        self._open = Checkpoint()
-        self._open_since = time.monotonic()
-        self._closed: deque[Checkpoint] = deque()
-        self._last_commit_monotonic = 0.0
-        self._last_lag_monotonic = 0.0
-        self._last_poll_monotonic: float | None = None
-        self._poll_failures = 0
+        self._target = PrometheusTarget(HUB_JOB, self.target_instance, self._settings, "hub")
         self._hub_raw = b""
         self._hub_raw_ns = -1
+        self._loop = ConsumeLoop(
+            LoopHooks(
+                handle=self._relay,
+                count_failure=self._count_failure,
+                retrying=self._count_failed_writes,
+                lag=self._on_lag,
+                fold=self.ledger.fold,
+                order=self._in_send_order,
+            ),
+            self,
+            who="hub",
+            name="hub loop",
+            lag_interval_s=1.0,
+            consumer_factory=consumer_factory,
+            producer_factory=producer_factory or self._new_producer,
+            locate_unparseable=locate_unparseable,
+            dead_letter_ally=HUB_DLQ_ALLY,
+            dead_letter_counter=self.ledger,
+            dead_letter_reasons=HUB_DLQ_REASONS,
+        )
 
     def _new_producer(self, bootstrap: str, client_id: str) -> Any:
         """An idempotent, acks=all producer with trilink's settings and the hub's linger."""
@@ -448,149 +442,66 @@ class HubService:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop.running
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the hub's loop (None while it runs or after a clean stop)."""
+        return self._loop.error
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise ConfigError("already_started", "a HubService can be started once")
-        self._producer = self._producer_factory(self.bootstrap, self.client_id)
+        loop = self._loop
         try:
-            self._consumer = self._consumer_factory(
-                self.bootstrap,
-                self.group_id,
-                self.client_id,
-                offset_reset=self.offset_reset,
-                max_poll_records=self.max_poll_records,
-            )
-            kafka_io.ensure_metadata(self._consumer, self.input_topics)
+            loop.connect()
+            self._producer = loop.producer
             for topic in self.feed_topics.values():
                 self._feed_partitions[topic] = len(self._producer.partitions_for(topic) or ())
-            listener = kafka_io.make_listener(
-                self._on_revoked, self._on_assigned, self._on_lost, lambda: self._consumer
-            )
-            self._consumer.subscribe(list(self.input_topics), listener=listener)
-            self._dead = DeadLetters(self._producer, self.dead_letter_topic, HUB_DLQ_ALLY, self.ledger)
             if self._http_port is not None:
                 self._http = _serve_http(self._http_host, self._http_port, self)
                 # The local Prometheus scrapes it (job trilink-hub), as it does the allies.
-                announce(HUB_JOB, self.target_instance, self.http_port or 0, settings=self._settings)
-                self._announced = True
+                self._target.announce(self.http_port or 0)
         except BaseException:
-            self._withdraw()
+            self._target.withdraw()
             if self._http is not None:
                 self._http.shutdown()
                 self._http.server_close()
-            self._close_clients()
+            loop.close_clients()
             raise
-        self._thread = threading.Thread(target=self._run, name=f"{self.client_id}-loop", daemon=True)
-        self._thread.start()
+        loop.start()
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._ready.wait(0.05):
-                return True
-            if self._thread is not None and not self._thread.is_alive():
-                return False
-        return self._ready.is_set()
+        return self._loop.wait_ready(timeout_s)
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self._loop.request_stop()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
         try:
-            if self._thread is not None:
-                self._thread.join(timeout_s)
+            self._loop.stop(timeout_s)
             if self._http is not None:
                 self._http.shutdown()
                 self._http.server_close()
         finally:
-            self._withdraw()
+            self._target.withdraw()
 
-    def _withdraw(self) -> None:
-        """Remove the Prometheus target file, if announced (never raises: a shutdown path)."""
-        if not self._announced:
-            return
-        self._announced = False
-        try:
-            withdraw(HUB_JOB, self.target_instance, settings=self._settings)
-        except Exception:
-            log.exception("hub: withdrawing the Prometheus target failed")
+    # ---------------------------------------------------------------- the loop's hooks
 
-    # ---------------------------------------------------------------- the loop
-
-    def _run(self) -> None:
-        clean = False
-        try:
-            while not self._stop.is_set():
-                try:
-                    batch = self._consumer.poll(
-                        timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records
-                    )
-                except Exception as exc:  # never a reason to stop: find what cannot be parsed
-                    self._on_poll_error(exc)
-                    continue
-                self._poll_failures = 0
-                received_ns = time.time_ns()
-                now = self._last_poll_monotonic = time.monotonic()
-                if self._assignment_dirty:
-                    self._after_assignment()
-                if batch:
-                    self._process_batch(batch, received_ns)
-                self._advance(now, idle=not batch)
-                if now - self._last_lag_monotonic >= 1.0:
-                    self._last_lag_monotonic = now
-                    self._update_lag()
-            clean = True
-        except BaseException as exc:
-            self.error = exc
-            log.exception("hub: loop failed")
-        finally:
-            try:
-                if clean:
-                    offsets = self._settle_all()
-                    with self._lock:
-                        self._pending_commit.update(offsets)
-                    self._commit_pending(sync=True)
-            except BaseException as exc:
-                self.error = self.error or exc
-                log.exception("hub: final commit failed")
-            finally:
-                self._close_clients()
-
-    def _close_clients(self) -> None:
-        for client, what in ((self._consumer, "consumer"), (self._producer, "producer")):
-            if client is None:
-                continue
-            try:
-                client.close() if what == "consumer" else client.close(timeout=self.flush_timeout_s)
-            except Exception:
-                log.exception("hub: closing the %s failed", what)
-
-    def _process_batch(self, batch: dict[Any, list[Any]], received_ns: int) -> None:
-        checkpoint = self._open
+    def _in_send_order(self, batch: dict[Any, list[Any]], received_ns: int) -> Iterator[Any]:
+        """One poll's records partition number by partition number, those of one number merged
+        across the nations' ingest topics in send order (:func:`_merged`); and the hub's header
+        for this poll's receive time, encoded once."""
         if received_ns != self._hub_raw_ns:
             self._hub_raw_ns = received_ns
             self._hub_raw = encode_sent_ns(received_ns)
         by_partition: dict[int, list[list[Any]]] = {}
         for tp, records in batch.items():
-            if not records:
-                continue
-            key = (tp.topic, tp.partition)
-            checkpoint.first.setdefault(key, records[0].offset)
-            checkpoint.next[key] = records[-1].offset + 1
-            by_partition.setdefault(tp.partition, []).append(records)
-        for lists in by_partition.values():
-            for record in lists[0] if len(lists) == 1 else _merged(lists):
-                try:
-                    self._handle(record, received_ns, checkpoint)
-                except Exception as exc:
-                    self._isolate(record, exc, checkpoint)
-        with self._lock:
-            self._positions.update(checkpoint.next)
+            if records:
+                by_partition.setdefault(tp.partition, []).append(records)
+        return itertools.chain.from_iterable(
+            lists[0] if len(lists) == 1 else _merged(lists) for lists in by_partition.values()
+        )
 
-    def _handle(self, record: Any, received_ns: int, checkpoint: Checkpoint) -> None:
+    def _relay(self, record: Any, received_ns: int, checkpoint: Checkpoint) -> None:
         value = record.value
         if value is None:
             raise EmptyRecordError("the record has no value")
@@ -653,217 +564,31 @@ class HubService:
             future.add_callback(answer)
             future.add_errback(answer)
 
-    def _isolate(self, record: Any, exc: Exception, checkpoint: Checkpoint) -> None:
-        """Dead-letter ``record`` for ``exc``: a typed reason for bad input, ``unexpected`` else."""
-        if isinstance(exc, DeserializationError):
-            reason = exc.reason if exc.reason in HUB_DLQ_REASONS else UNEXPECTED_REASON
-            message = exc.message
-        else:
-            reason = UNEXPECTED_REASON
-            message = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "hub: record %s/%s/%s dead-lettered: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                message,
-            )
-        assert self._dead is not None
-        try:
-            self._dead.send(
-                checkpoint,
-                reason=reason,
-                error=message,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                value=record.value if type(record.value) is bytes else None,
-                key=record.key if type(record.key) is bytes else None,
-                headers=record.headers,
-            )
-        except Exception as dead_exc:  # the client cannot send even the reduced form right now
-            checkpoint.failed.append(("dead_letter", None, f"{type(dead_exc).__name__}: {dead_exc}"))
-
-    # ---------------------------------------------------------------- durable points
-
-    def _advance(self, now: float, *, idle: bool) -> None:
-        if self._open.next and (idle or now - self._open_since >= self.commit_interval_s):
-            self._close_open(now)
-        while self._closed:
-            head = self._closed[0]
-            if not head.settled():
-                if head.closed_monotonic is not None and now - head.closed_monotonic > self.flush_timeout_s:
-                    head.failed.append(("kafka", None, f"acks not received in {self.flush_timeout_s} s"))
-                    self._retry()
-                break
-            if head.failed:
-                self._retry()
-                break
-            self._closed.popleft()
-            with self._lock:
-                self._pending_commit.update((tp, o) for tp, o in head.next.items() if tp in self._assigned)
-        if now - self._last_commit_monotonic >= self.commit_interval_s:
-            self._commit_pending(sync=False)
-            self.ledger.fold()
-
-    def _close_open(self, now: float) -> None:
-        self._open.closed_monotonic = now
-        self._closed.append(self._open)
-        self._open = Checkpoint()
-        self._open_since = now
-
-    def _retry(self) -> None:
-        """A feed or dead-letter write failed: wait for every write in flight, then read again
-        from the first failed checkpoint (the allies suppress what a feed then holds twice)."""
-        if self._open.next:
-            self._close_open(time.monotonic())
-        try:
-            self._producer.flush(timeout=self.flush_timeout_s)
-        except Exception as exc:
-            log.warning("hub: flush before a retry failed: %r", exc)
-        rewind: kafka_io.Offsets = {}
-        for checkpoint in self._closed:
+    def _count_failed_writes(self, closed: Sequence[Checkpoint]) -> None:
+        """A feed or dead-letter write failed: the loop reads ``closed`` again (the allies
+        suppress what a feed then holds twice)."""
+        for checkpoint in closed:
             for channel, _event_id, why in checkpoint.failed[:1]:
                 self.ledger.failure("dead_letter_failed" if channel == "dead_letter" else "feed_write_failed")
                 log.warning("hub: a write failed (%s); reading again", why)
-            for tp, offset in checkpoint.first.items():
-                rewind[tp] = min(offset, rewind.get(tp, offset))
-        for (topic, partition), offset in rewind.items():
-            try:
-                kafka_io.seek(self._consumer, topic, partition, offset)
-            except Exception:
-                log.info("hub: %s/%s moved before its retry", topic, partition)
-        self._closed.clear()
-        self._stop.wait(0.5)
 
-    def _settle_all(self) -> kafka_io.Offsets:
-        """Blocking durable point (revoke, shutdown): the offsets whose writes were all acknowledged."""
-        if self._open.next:
-            self._close_open(time.monotonic())
-        try:
-            self._producer.flush(timeout=self.flush_timeout_s)
-        except Exception as exc:
-            self.ledger.failure("feed_flush_timeout")
-            log.warning("hub: acks missing at a durable point: %r", exc)
-        offsets: kafka_io.Offsets = {}
-        while self._closed:
-            checkpoint = self._closed.popleft()
-            if checkpoint.failed or not checkpoint.settled():
-                self._closed.clear()
-                break
-            offsets.update(checkpoint.next)
-        return offsets
+    def _count_failure(self, channel: str, reason: str) -> None:
+        """A failure the loop met, under the hub's reason name (a flush is the feeds')."""
+        self.ledger.failure("feed_flush_timeout" if reason == "kafka_flush_timeout" else reason)
 
-    def _commit_pending(self, *, sync: bool) -> None:
-        with self._lock:
-            offsets, self._pending_commit = self._pending_commit, {}
-        if offsets:
-            if sync:
-                kafka_io.commit(self._consumer, offsets)
-            else:
-                kafka_io.commit_async(self._consumer, offsets, self._on_commit_failed)
-        self._last_commit_monotonic = time.monotonic()
-
-    def _on_commit_failed(self, offsets: kafka_io.Offsets, exc: BaseException) -> None:
-        log.info("hub: commit failed, the next one covers it: %r", exc)
-        self.ledger.failure("commit_failed")
-        with self._lock:
-            for tp, offset in offsets.items():
-                if tp in self._assigned and self._pending_commit.get(tp, -1) < offset:
-                    self._pending_commit[tp] = offset
-
-    # ---------------------------------------------------------------- rebalancing
-
-    def _on_revoked(self, partitions: list[tuple[str, int]]) -> kafka_io.Offsets:
-        durable = self._settle_all()
-        gone = set(partitions)
-        with self._lock:
-            self._pending_commit.update(durable)
-            offsets = {tp: o for tp, o in self._pending_commit.items() if tp in gone}
-            for tp in offsets:
-                del self._pending_commit[tp]
-            self._assigned -= gone
-        return offsets
-
-    def _on_lost(self, partitions: list[tuple[str, int]]) -> None:
-        gone = set(partitions)
-        with self._lock:
-            for tp in gone:
-                self._pending_commit.pop(tp, None)
-            self._assigned -= gone
-
-    def _on_assigned(self, partitions: list[tuple[str, int]]) -> None:
-        with self._lock:
-            self._assigned |= set(partitions)
-            self._assignment_dirty = True
-
-    def _after_assignment(self) -> None:
-        """Pin where a fresh group starts (as the allies do), then count as ready."""
-        with self._lock:
-            self._assignment_dirty = False
-            assigned = sorted(self._assigned)
-        initial: kafka_io.Offsets = {}
-        for topic, partition in assigned:
-            position = kafka_io.position(self._consumer, topic, partition)
-            self._positions[(topic, partition)] = position
-            if kafka_io.committed(self._consumer, topic, partition) is None:
-                initial[(topic, partition)] = position
-        kafka_io.commit(self._consumer, initial)
-        if assigned:
-            self._ready.set()
-
-    def _on_poll_error(self, exc: Exception) -> None:
-        """``poll`` raised: skip a batch the client library cannot parse (dead-lettered by
-        offsets), else back off and poll again."""
-        self._poll_failures += 1
-        self.ledger.failure("poll_failed")
-        log.warning("hub: poll failed (%d in a row): %r", self._poll_failures, exc)
-        with self._lock:
-            assigned = sorted(self._assigned)
-        assert self._dead is not None
-        skipped = skip_unparseable(
-            self._consumer,
-            self.bootstrap,
-            assigned,
-            locate=self._locate_unparseable,
-            dead=self._dead,
-            checkpoint=self._open,
-            who="hub",
-        )
-        if skipped is not None:
-            with self._lock:
-                self._positions[skipped[0]] = skipped[1]
-            return
-        self._stop.wait(min(0.05 * 2 ** min(self._poll_failures, 6), 2.0))
-
-    def _update_lag(self) -> None:
-        with self._lock:
-            assigned = sorted(self._assigned)
-        self.ledger.lag_records = kafka_io.lag_by_topic(
-            self._consumer, assigned, self._positions, self.input_topics
-        )
+    def _on_lag(self, per_topic: dict[str, int]) -> None:
+        self.ledger.lag_records = per_topic
 
     # ---------------------------------------------------------------- health and report
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        age = None if self._last_poll_monotonic is None else time.monotonic() - self._last_poll_monotonic
-        problems = []
-        if not self.running:
-            problems.append("hub loop not running")
-        if self.error is not None:
-            problems.append(f"error: {self.error}")
-        if not self._ready.is_set():
-            problems.append("partitions not assigned yet")
-        if age is None or age > self.unhealthy_poll_age_s:
-            problems.append(f"no poll for over {self.unhealthy_poll_age_s} s")
-        with self._lock:
-            assigned = len(self._assigned)
+        problems, age = self._loop.health()
         return not problems, {
             "status": "ok" if not problems else "unhealthy",
             "problems": problems,
             "instance_id": self.instance_id,
             "group_id": self.group_id,
-            "assigned_partitions": assigned,
+            "assigned_partitions": len(self._loop.assigned_partitions()),
             "last_poll_age_s": None if age is None else round(age, 3),
             "lag_records": dict(self.ledger.lag_records),
         }

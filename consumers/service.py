@@ -64,8 +64,7 @@ import re
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -81,18 +80,15 @@ from consumers.audit import AuditLog, recover_ids
 from consumers.channels import (
     AuditChannel,
     Checkpoint,
-    DeadLetters,
     Delivery,
     KafkaChannel,
     SseChannel,
-    skip_unparseable,
 )
 from consumers.dedup import DEFAULT_CAPACITY, DedupWindow, rebuild_order
 from consumers.errors import (
     DLQ_REASONS,
     UNEXPECTED_REASON,
     AllyServiceError,
-    ChannelDeliveryError,
     EmptyRecordError,
     HeaderMismatchError,
     ImplausibleEventError,
@@ -100,6 +96,7 @@ from consumers.errors import (
 )
 from consumers.httpd import DEFAULT_WRITE_TIMEOUT_S, AllyHttpServer, HttpContext
 from consumers.ledger import AllyCounts, AllyReport, Ledger
+from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offset_reset
 from consumers.measure import LaunchBook
 from consumers.metrics import AllyMetrics
 from consumers.policy_filter import ReleaseCheck
@@ -111,7 +108,7 @@ from schemas.headers import INSTANCE_HEADER, RECEIVED_NS_HEADER, SENT_NS_HEADER,
 from schemas.models import EventKind, ImpactPrediction, Nation, WarningEvent
 from trilink.errors import ConfigError, DeserializationError, TrilinkError
 from trilink.latency import EPOCH, datetime_from_ns, datetime_ns
-from trilink.monitoring.discovery import ALLY_JOB, announce, withdraw
+from trilink.monitoring.discovery import ALLY_JOB
 from trilink.platform.topics import ally_input_roles, topic_name
 from trilink.policy import SharingPolicy, default_policy
 from trilink.settings import Settings, get_settings
@@ -216,10 +213,6 @@ class AllyService:
         settings: Settings | None = None,
         topology: str | None = None,
     ) -> None:
-        if offset_reset not in ("latest", "earliest"):
-            raise ConfigError(
-                "invalid_option", f"offset_reset must be latest or earliest, got {offset_reset!r}"
-            )
         self.ally = _parse_ally(ally)
         self.bootstrap = bootstrap
         self.group_id = group_id or default_group_id(self.ally)
@@ -234,7 +227,7 @@ class AllyService:
         self.policy = policy or default_policy()
         self._release = ReleaseCheck(self.ally, self.policy)
         self.from_beginning = from_beginning
-        self.offset_reset = offset_reset
+        self.offset_reset = check_offset_reset(offset_reset)
         self.rebuild_dedup = rebuild_dedup
         # None: the window's capacity spread over the output topic's partitions (bounded read).
         self.rebuild_per_partition = rebuild_per_partition
@@ -246,9 +239,6 @@ class AllyService:
         self.rejoin_after_s = rejoin_after_s
         self.plausibility = plausibility or Plausibility()
         self._bounds = _Bounds(-1, 0, 0, EPOCH, EPOCH)
-        self._consumer_factory = consumer_factory or kafka_io.new_consumer
-        self._producer_factory = producer_factory or kafka_io.new_producer
-        self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
         self._read_tail = read_tail or kafka_io.read_tail_event_ids
 
         label = self.ally.value
@@ -278,43 +268,25 @@ class AllyService:
         self._http_host = http_host or self._settings.host
         #: Instance label of the announced target: unique per ally even when the instance id is shared.
         self.target_instance = f"{label}-{_SAFE_ID.sub('_', self.instance_id)}"[:100]
-        self._announced = False
         self._http_port = http_port
         self._sse_send_buffer_bytes = sse_send_buffer_bytes
         self._sse_write_timeout_s = sse_write_timeout_s
 
         self.audit: AuditLog | None = None
         self.http: AllyHttpServer | None = None
-        self._consumer: Any = None
+        self._target = PrometheusTarget(ALLY_JOB, self.target_instance, self._settings, f"ally {label}")
         self._producer: Any = None
         self._kafka: KafkaChannel | None = None
         self._sse = SseChannel(self.hub, self.ledger, self.launches)
         self._audit_channel: AuditChannel | None = None
-        self._dead: DeadLetters | None = None
         self._channels: tuple[Any, ...] = ()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._lock = threading.Lock()  # pending offsets, assignment, rebuild result
-        self.error: BaseException | None = None
+        self._lock = threading.Lock()  # rebuild result, lag figures
 
         self._drops = 0
-        self._pending_commit: kafka_io.Offsets = {}
-        self._positions: kafka_io.Offsets = {}
-        self._assigned: set[tuple[str, int]] = set()
-        self._assignment_dirty = False
-        self._reset_done: set[tuple[str, int]] = set()
-        self._last_poll_monotonic: float | None = None
         self._last_append_ns: int | None = None
         self._lag_records: dict[str, int] = {}
         self._lag_seconds = 0.0
-        self._last_lag_monotonic = 0.0
-        self._last_commit_monotonic = 0.0
-        self._poll_failures = 0
-        self._listener: Any = None
-        self._joined_monotonic = 0.0
-        # De-duplication window rebuild (see _after_assignment): partitions paused meanwhile.
-        self._held: set[tuple[str, int]] = set()
+        # De-duplication window rebuild (see _on_assignment): partitions held meanwhile.
         self._rebuild_generation = 0
         self._rebuild_result: tuple[int, tuple[list[UUID], set[UUID]] | None, BaseException | None] | None = (
             None
@@ -322,10 +294,37 @@ class AllyService:
         # Ids a channel already holds although the event is not fully delivered (recovered from
         # the ally topic's and the audit files' tails, or left by a failed checkpoint).
         self._already: dict[str, set[UUID]] = {}
-        # Checkpoints: the open one collects what is fanned out; closed ones wait to be durable.
-        self._open = Checkpoint()
-        self._open_since = time.monotonic()
-        self._closed: deque[Checkpoint] = deque()
+        self._loop = ConsumeLoop(
+            LoopHooks(
+                handle=self._handle,
+                count_failure=self._count_failure,
+                retrying=self._forget_failed,
+                lag=self._on_lag,
+                fold=self.ledger.fold,
+                end_batch=self._end_batch,
+                abandoned=self._abandoned,
+                assigned=self._on_assignment,
+                holding=self._finish_rebuild,
+                rebalanced=self._count_rebalance,
+            ),
+            self,
+            who=f"ally {label}",
+            name="consumer loop",
+            lag_interval_s=self.commit_interval_s,
+            consumer_factory=consumer_factory,
+            producer_factory=producer_factory,
+            locate_unparseable=locate_unparseable,
+            dead_letter_ally=label,
+            dead_letter_counter=self.ledger,
+            dead_letter_reasons=DLQ_REASONS,
+            rejoin_after_s=self.rejoin_after_s,
+            from_beginning=self.from_beginning,
+        )
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the consumer loop (None while it runs or after a clean stop)."""
+        return self._loop.error
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -336,29 +335,10 @@ class AllyService:
 
     def start(self) -> None:
         """Connect, subscribe, open the audit file, serve HTTP and start the consumer loop."""
-        if self._thread is not None:
-            raise ConfigError("already_started", "an AllyService can be started once")
-        self._producer = self._producer_factory(self.bootstrap, self.client_id)
+        loop = self._loop
         try:
-            self._consumer = self._consumer_factory(
-                self.bootstrap,
-                self.group_id,
-                self.client_id,
-                offset_reset=self.offset_reset,
-                max_poll_records=self.max_poll_records,
-            )
-            listener = kafka_io.make_listener(
-                self._on_revoked, self._on_assigned, self._on_lost, lambda: self._consumer
-            )
-            kafka_io.ensure_metadata(self._consumer, self.input_topics)
-            # Know every input topic's partitions before joining: a join on partial metadata is
-            # followed at once by a second rebalance, which kafka-python 3.0 can leave hanging.
-            for topic in self.input_topics:
-                self._consumer.partitions_for_topic(topic)
-            self._listener = listener
-            self._consumer.subscribe(list(self.input_topics), listener=listener)
-            self._joined_monotonic = time.monotonic()
-            self._dead = DeadLetters(self._producer, self.dead_letter_topic, self.ally.value, self.ledger)
+            loop.connect()
+            self._producer = loop.producer
             sender = None
             if self.acks is not None:
                 # Known before the first acknowledgement: it is sent from the producer's IO thread,
@@ -383,7 +363,7 @@ class AllyService:
             )
             channels: list[Any] = [self._kafka]
             if self.audit_path is not None:
-                self.audit = AuditLog(self.audit_path)
+                self.audit = loop.audit = AuditLog(self.audit_path)
                 self._audit_channel = AuditChannel(
                     self.audit, self.ally.value, self.instance_id, self.ledger, self.launches
                 )
@@ -403,56 +383,36 @@ class AllyService:
                 )
                 self.http = AllyHttpServer(self._http_host, self._http_port, context)
                 self.http.start(f"{self.client_id}-http")
-                announce(
-                    ALLY_JOB,
-                    self.target_instance,
-                    self.http.port,
-                    {"ally": self.ally.value},
-                    settings=self._settings,
-                )
-                self._announced = True
+                self._target.announce(self.http.port, {"ally": self.ally.value})
         except BaseException:
-            self._withdraw()
+            self._target.withdraw()
             if self.http is not None:
                 self.http.stop()
             if self._ack_reader is not None:
                 self._ack_reader.stop()
-            self._close_clients()
+            loop.close_clients()
             raise
-        self._thread = threading.Thread(target=self._run, name=f"{self.client_id}-loop", daemon=True)
-        self._thread.start()
+        loop.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the in-flight batch, flush, fsync, commit, leave the group and close everything."""
-        self._stop.set()
         try:
-            if self._thread is not None:
-                self._thread.join(timeout_s)
+            self._loop.stop(timeout_s)
             if self._ack_reader is not None:
                 self._ack_reader.drain(min(self.acks.timeout_s if self.acks else 0.0, ACK_DRAIN_S))
                 self._ack_reader.stop()
             if self.http is not None:
                 self.http.stop()
         finally:
-            self._withdraw()
+            self._target.withdraw()
         if self.audit is not None:
             self.audit.close()
 
-    def _withdraw(self) -> None:
-        """Remove the Prometheus target file, if announced (never raises: a shutdown path)."""
-        if not self._announced:
-            return
-        self._announced = False
-        try:
-            withdraw(ALLY_JOB, self.target_instance, settings=self._settings)
-        except Exception:
-            log.exception("ally %s: withdrawing the Prometheus target failed", self.ally.value)
-
     def _dead_letter_ack(self, record: Any, exc: DeserializationError) -> None:
         """A record on the acknowledgement topic that is not an acknowledgement (reader thread)."""
-        assert self._dead is not None
+        assert self._loop.dead is not None
         try:
-            self._dead.send(
+            self._loop.dead.send(
                 Checkpoint(),  # the reader commits nothing: this record is evidence only
                 reason=exc.reason if exc.reason in DLQ_REASONS else UNEXPECTED_REASON,
                 error=exc.message,
@@ -468,21 +428,15 @@ class AllyService:
 
     def request_stop(self) -> None:
         """Ask the loop to stop after its current batch (safe from a signal handler)."""
-        self._stop.set()
+        self._loop.request_stop()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop.running
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
         """True once at least one partition is assigned, positions are pinned and the window rebuilt."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._ready.wait(0.05):
-                return True
-            if self._thread is not None and not self._thread.is_alive():
-                return False
-        return self._ready.is_set()
+        return self._loop.wait_ready(timeout_s)
 
     def run_until(
         self, predicate: Callable[[AllyService], bool] | None = None, timeout_s: float | None = None
@@ -498,122 +452,7 @@ class AllyService:
 
         return wait_until(outcome, math.inf if timeout_s is None else timeout_s, interval_s=0.02) == "held"
 
-    # ---------------------------------------------------------------- consumer loop
-
-    def _run(self) -> None:
-        clean = False
-        try:
-            while not self._stop.is_set():
-                try:
-                    batch = self._consumer.poll(
-                        timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records
-                    )
-                except Exception as exc:  # the library could not fetch or parse: never a reason to stop
-                    self._on_poll_error(exc)
-                    continue
-                self._poll_failures = 0
-                received_ns = time.time_ns()
-                now = self._last_poll_monotonic = time.monotonic()
-                if self._assignment_dirty:
-                    self._after_assignment()
-                if self._held:
-                    batch = self._hold_back(batch)
-                    self._finish_rebuild()
-                if batch:
-                    self._process_batch(batch, received_ns)
-                self._advance(now, idle=not batch)
-                if (
-                    not self._assigned
-                    and not self._ready.is_set()
-                    and now - self._joined_monotonic > self.rejoin_after_s
-                ):
-                    self._rejoin()
-                if now - self._last_lag_monotonic >= self.commit_interval_s:
-                    self._last_lag_monotonic = now
-                    self._update_lag()
-            clean = True
-        except BaseException as exc:
-            self.error = exc
-            log.exception("ally %s: consumer loop failed", self.ally.value)
-        finally:
-            self._shutdown(commit=clean)
-
-    def _shutdown(self, commit: bool) -> None:
-        try:
-            if commit:
-                offsets = self._settle_all()
-                with self._lock:
-                    self._pending_commit.update(offsets)
-                self._commit_pending(sync=True)
-        except BaseException as exc:
-            self.error = self.error or exc
-            log.exception("ally %s: final commit failed", self.ally.value)
-        finally:
-            self._close_clients()
-
-    def _close_clients(self) -> None:
-        if self._consumer is not None:
-            try:
-                self._consumer.close()
-            except Exception:
-                log.exception("ally %s: closing the consumer failed", self.ally.value)
-        if self._producer is not None:
-            try:
-                self._producer.close(timeout=self.flush_timeout_s)
-            except Exception:
-                log.exception("ally %s: closing the producer failed", self.ally.value)
-
-    def _process_batch(self, batch: dict[Any, list[Any]], received_ns: int) -> None:
-        """Fan out one poll's records; they become committable once their checkpoint is durable.
-
-        Whatever goes wrong with one record ends with that record dead-lettered (or withheld,
-        or delivered) and the loop going on: no record can stop the service."""
-        checkpoint = self._open
-        for tp, records in batch.items():
-            if not records:
-                continue
-            key = (tp.topic, tp.partition)
-            checkpoint.first.setdefault(key, records[0].offset)
-            checkpoint.next[key] = records[-1].offset + 1
-            for record in records:
-                try:
-                    self._handle(record, received_ns, checkpoint)
-                except Exception as exc:
-                    self._isolate(record, exc, checkpoint)
-        if self._audit_channel is not None:
-            self._audit_channel.end_batch(checkpoint)
-        self._sse.end_batch(checkpoint)
-        with self._lock:
-            self._positions.update(checkpoint.next)
-
-    def _isolate(self, record: Any, exc: Exception, checkpoint: Checkpoint) -> None:
-        """Dead-letter ``record`` for ``exc``: a typed reason for bad input, ``unexpected`` else."""
-        if isinstance(exc, DeserializationError):
-            reason = exc.reason if exc.reason in DLQ_REASONS else UNEXPECTED_REASON
-            message = exc.message
-        else:
-            reason = UNEXPECTED_REASON
-            message = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "ally %s: record %s/%s/%s dead-lettered: %s",
-                self.ally.value,
-                record.topic,
-                record.partition,
-                record.offset,
-                message,
-            )
-        assert self._dead is not None
-        self._dead.send(
-            checkpoint,
-            reason=reason,
-            error=message,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            value=record.value if type(record.value) is bytes else None,
-            key=record.key if type(record.key) is bytes else None,
-            headers=record.headers,
-        )
+    # ---------------------------------------------------------------- one record (the loop thread)
 
     def _handle(self, record: Any, received_ns: int, checkpoint: Checkpoint) -> None:
         value = record.value
@@ -726,62 +565,16 @@ class AllyService:
             f"{'' if bounds.max_age_s is None else f', {bounds.max_age_s:.0f} s behind'})"
         )
 
-    # ---------------------------------------------------------------- durable points
+    # ---------------------------------------------------------------- the loop's hooks
 
-    def _advance(self, now: float, *, idle: bool) -> None:
-        """Close the open checkpoint when due, make closed ones committable in order, commit."""
-        if self._open.next and (idle or now - self._open_since >= self.commit_interval_s):
-            self._close_open(now)
-        while self._closed:
-            head = self._closed[0]
-            if not head.settled():
-                if head.closed_monotonic is not None and now - head.closed_monotonic > self.flush_timeout_s:
-                    head.failed.append(("kafka", None, f"acks not received in {self.flush_timeout_s} s"))
-                    self._count_failure("kafka", "kafka_flush_timeout")
-                    self._retry()
-                break
-            if self.audit is not None:
-                try:
-                    if self.audit.synced() < head.audit_generation:
-                        break
-                except ChannelDeliveryError as exc:
-                    head.failed.extend(("audit", event_id, exc.reason) for event_id in head.ids)
-            if head.failed:
-                self._retry()
-                break
-            self._closed.popleft()
-            with self._lock:  # a partition lost or revoked meanwhile is its next owner's to commit
-                self._pending_commit.update((tp, o) for tp, o in head.next.items() if tp in self._assigned)
-        if now - self._last_commit_monotonic >= self.commit_interval_s:
-            self._commit_pending(sync=False)  # commit and fold at most once a commit interval
-            self.ledger.fold()
-
-    def _close_open(self, now: float) -> None:
-        checkpoint = self._open
-        checkpoint.closed_monotonic = now
-        if self.audit is not None:
-            checkpoint.audit_generation = self.audit.request_sync()
-        self._closed.append(checkpoint)
-        self._open = Checkpoint()
-        self._open_since = now
-
-    def _retry(self) -> None:
-        """A channel did not take some records: wait for every send in flight (so every failure
-        is known), forget the failed ids (each channel that did take one remembers it holds it),
-        and read everything not yet durable again from the failed checkpoint on."""
-        if self._open.next:
-            self._close_open(time.monotonic())
-        try:
-            self._producer.flush(timeout=self.flush_timeout_s)
-        except Exception as exc:
-            log.warning("ally %s: flush before a retry failed: %r", self.ally.value, exc)
+    def _forget_failed(self, closed: Sequence[Checkpoint]) -> None:
+        """The loop reads ``closed`` again: count what failed, forget the failed ids (each channel
+        that did take one remembers it holds it, so it is not delivered there twice)."""
         lost: dict[UUID, set[str]] = {}
-        rewind: kafka_io.Offsets = {}
-        for checkpoint in self._closed:
+        for checkpoint in closed:
             blind = False  # a send failure without an id: the whole checkpoint is re-sent
             for channel, event_id, why in checkpoint.failed:
-                if channel != "kafka" or event_id is not None:
-                    self._count_failure(channel, _failure_reason(channel, why))
+                self._count_failure(channel, _failure_reason(channel, why))
                 if event_id is None:
                     blind = blind or channel == "kafka"
                 else:
@@ -789,13 +582,11 @@ class AllyService:
             if blind:
                 for event_id in checkpoint.ids:
                     lost.setdefault(event_id, set()).add("kafka")
-            for tp, offset in checkpoint.first.items():
-                rewind[tp] = min(offset, rewind.get(tp, offset))
         log.warning(
             "ally %s: %d event(s) not delivered on every channel (%s); reading again",
             self.ally.value,
             len(lost),
-            "; ".join(why for checkpoint in self._closed for _, _, why in checkpoint.failed[:1]),
+            "; ".join(why for checkpoint in closed for _, _, why in checkpoint.failed[:1]),
         )
         names = [channel.name for channel in self._channels if channel.name != "sse"]
         for event_id, channels in lost.items():
@@ -803,86 +594,37 @@ class AllyService:
             for name in names:
                 if name not in channels:
                     self._already.setdefault(name, set()).add(event_id)
-        for (topic, partition), offset in rewind.items():
-            try:
-                kafka_io.seek(self._consumer, topic, partition, offset)
-            except Exception:  # no longer assigned: its next owner reads it again
-                log.info("ally %s: %s/%s moved before its retry", self.ally.value, topic, partition)
-        self._closed.clear()
-        self._stop.wait(0.5)  # back off before re-reading
 
-    def _settle_all(self) -> kafka_io.Offsets:
-        """Blocking durable point (revoke, shutdown): the offsets every channel made durable."""
-        if self._open.next:
-            self._close_open(time.monotonic())
-        try:
-            self._producer.flush(timeout=self.flush_timeout_s)
-        except Exception as exc:
-            self._count_failure("kafka", "kafka_flush_timeout")
-            log.warning("ally %s: acks missing at a durable point: %r", self.ally.value, exc)
-        audit_ok = True
-        if self.audit is not None:
-            try:
-                self.audit.sync()
-            except ChannelDeliveryError:
-                self._count_failure("audit", "audit_write_failed")
-                audit_ok = False
-        offsets: kafka_io.Offsets = {}
-        while self._closed:
-            checkpoint = self._closed.popleft()
-            if checkpoint.failed or not checkpoint.settled() or not audit_ok:
-                for channel, _event_id, why in checkpoint.failed[:1]:
-                    self._count_failure(channel, _failure_reason(channel, why))
-                for event_id in checkpoint.ids:
-                    self.window.discard(event_id)
-                self._closed.clear()
-                break
-            offsets.update(checkpoint.next)
-        return offsets
+    def _abandoned(self, checkpoint: Checkpoint) -> None:
+        """A blocking durable point could not make ``checkpoint`` durable: its events are read
+        again (here or by the partitions' next owner), so the window must not suppress them."""
+        for channel, _event_id, why in checkpoint.failed[:1]:
+            self._count_failure(channel, _failure_reason(channel, why))
+        for event_id in checkpoint.ids:
+            self.window.discard(event_id)
 
-    def _rejoin(self) -> None:
-        """No partitions long after joining: leave the group and join again.
+    def _end_batch(self, checkpoint: Checkpoint) -> None:
+        if self._audit_channel is not None:
+            self._audit_channel.end_batch(checkpoint)
+        self._sse.end_batch(checkpoint)
 
-        kafka-python 3.0 can leave a rebalance unfinished when a second one follows the first
-        at once (the group leader's metadata changed while it assigned): the member never gets
-        an assignment and the service never becomes ready. Seen in about one service start in
-        a hundred here; a fresh join recovers it."""
-        log.warning(
-            "ally %s: no partitions %.0f s after joining; joining the group again",
-            self.ally.value,
-            self.rejoin_after_s,
-        )
-        self._count_failure("consumer", "rejoin")
-        self._joined_monotonic = time.monotonic()
-        try:
-            self._consumer.unsubscribe()
-            self._consumer.subscribe(list(self.input_topics), listener=self._listener)
-        except Exception as exc:
-            log.warning("ally %s: joining again failed: %r", self.ally.value, exc)
+    def _count_rebalance(self, what: str) -> None:
+        self.metrics.rebalances.labels(self.ally.value, what).inc()
 
-    def _on_poll_error(self, exc: Exception) -> None:
-        """``poll`` raised: find a batch the library cannot parse and skip past it (with a
-        dead-letter entry naming it), else back off and poll again."""
-        self._poll_failures += 1
-        self._count_failure("consumer", "poll_failed")
-        log.warning("ally %s: poll failed (%d in a row): %r", self.ally.value, self._poll_failures, exc)
+    def _count_failure(self, channel: str, reason: str) -> None:
+        self.metrics.delivery_failures.labels(self.ally.value, channel, reason).inc()
+
+    def _on_lag(self, per_topic: dict[str, int]) -> None:
+        now_ns = time.time_ns()
+        self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
+        for topic, lag in per_topic.items():
+            self.metrics.lag_records.labels(self.ally.value, topic).set(lag)
+        behind = sum(per_topic.values()) > 0 and self._last_append_ns is not None
+        lag_s = max(now_ns - (self._last_append_ns or now_ns), 0) / 1e9 if behind else 0.0
+        self.metrics.lag_seconds.labels(self.ally.value).set(lag_s)
         with self._lock:
-            assigned = sorted(self._assigned - self._held)
-        assert self._dead is not None
-        skipped = skip_unparseable(
-            self._consumer,
-            self.bootstrap,
-            assigned,
-            locate=self._locate_unparseable,
-            dead=self._dead,
-            checkpoint=self._open,
-            who=f"ally {self.ally.value}",
-        )
-        if skipped is not None:
-            with self._lock:
-                self._positions[skipped[0]] = skipped[1]
-            return
-        self._stop.wait(min(0.05 * 2 ** min(self._poll_failures, 6), 2.0))
+            self._lag_records = per_topic
+            self._lag_seconds = lag_s
 
     # ---------------------------------------------------------------- SSE callbacks (writer threads)
 
@@ -893,78 +635,26 @@ class AllyService:
         self.metrics.sse_drops_child.inc(dropped)
         self._drops += dropped
 
-    def _count_failure(self, channel: str, reason: str) -> None:
-        self.metrics.delivery_failures.labels(self.ally.value, channel, reason).inc()
+    # ---------------------------------------------------------------- de-duplication rebuild
 
-    # ---------------------------------------------------------------- offsets and rebalancing
-
-    def _on_revoked(self, partitions: list[tuple[str, int]]) -> kafka_io.Offsets:
-        """IO thread, before partitions are given up (the loop thread waits in ``poll``): make what
-        was fanned out durable and hand over the delivered, uncommitted offsets to commit."""
-        self.metrics.rebalances.labels(self.ally.value, "revoked").inc()
-        self._joined_monotonic = time.monotonic()
-        durable = self._settle_all()
-        gone = set(partitions)
-        with self._lock:
-            self._pending_commit.update(durable)
-            offsets = {tp: o for tp, o in self._pending_commit.items() if tp in gone}
-            for tp in offsets:
-                del self._pending_commit[tp]
-            self._assigned -= gone
-        return offsets
-
-    def _on_lost(self, partitions: list[tuple[str, int]]) -> None:
-        self.metrics.rebalances.labels(self.ally.value, "lost").inc()
-        self._joined_monotonic = time.monotonic()
-        gone = set(partitions)
-        with self._lock:
-            for tp in gone:
-                self._pending_commit.pop(tp, None)
-            self._assigned -= gone
-
-    def _on_assigned(self, partitions: list[tuple[str, int]]) -> None:
-        """IO thread, after a rebalance: note the new assignment (the loop thread does the work)."""
-        self.metrics.rebalances.labels(self.ally.value, "assigned").inc()
-        with self._lock:
-            self._assigned |= set(partitions)
-            self._assignment_dirty = True
-        if self.from_beginning:
-            fresh = [tp for tp in partitions if tp not in self._reset_done]
-            kafka_io.seek_to_beginning(self._consumer, fresh)
-            self._reset_done.update(fresh)
-
-    def _after_assignment(self) -> None:
-        """Loop thread: resolve and pin starting positions, then rebuild the de-duplication window.
+    def _on_assignment(self, assigned: list[tuple[str, int]]) -> bool:
+        """Loop thread, positions pinned: rebuild the de-duplication window (False: not ready yet).
 
         The rebuild reads the ally topic's tail on a worker thread while the newly assigned
         partitions stay paused: the loop keeps polling (so the group's join and sync complete
         and heartbeats flow) but delivers nothing until the window knows what was delivered.
         """
-        with self._lock:
-            self._assignment_dirty = False
-            assigned = sorted(self._assigned)
-        initial: kafka_io.Offsets = {}
-        for topic, partition in assigned:
-            position = kafka_io.position(self._consumer, topic, partition)
-            self._positions[(topic, partition)] = position
-            if kafka_io.committed(self._consumer, topic, partition) is None:
-                initial[(topic, partition)] = position
-        # Pin where a fresh group starts, so a partition that moves to another instance before
-        # anything is committed does not jump to that instance's "latest".
-        kafka_io.commit(self._consumer, initial)
         if not self.rebuild_dedup:
-            if assigned:
-                self._ready.set()
-            return
+            return True
         self._rebuild_generation += 1
         generation = self._rebuild_generation
-        self._held = set(assigned)
-        kafka_io.pause(self._consumer, assigned)
+        self._loop.hold(assigned)
         self._rebuild_result = None
         worker = threading.Thread(
             target=self._rebuild_worker, args=(generation,), name=f"{self.client_id}-rebuild", daemon=True
         )
         worker.start()
+        return False
 
     def _rebuild_worker(self, generation: int) -> None:
         """Read what the channels already hold: the ally topic's tail and the audit files' tails."""
@@ -987,17 +677,6 @@ class AllyService:
             result = (generation, None, exc)
         with self._lock:
             self._rebuild_result = result
-
-    def _hold_back(self, batch: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
-        """Records a poll returned for partitions still paused for the rebuild are not delivered
-        yet: rewind to the first of them so they are fetched again after the rebuild."""
-        kept: dict[Any, list[Any]] = {}
-        for tp, records in batch.items():
-            if records and (tp.topic, tp.partition) in self._held:
-                kafka_io.seek(self._consumer, tp.topic, tp.partition, records[0].offset)
-            else:
-                kept[tp] = records
-        return kept
 
     def _finish_rebuild(self) -> None:
         """Loop thread: once the worker of the current generation is done, load and resume."""
@@ -1033,64 +712,15 @@ class AllyService:
                 loaded,
                 sum(len(ids) for ids in self._already.values()),
             )
-        with self._lock:
-            still = sorted(self._held & self._assigned)
-        kafka_io.resume(self._consumer, still)
-        self._held = set()
-        if still:
-            self._ready.set()
-
-    def _commit_pending(self, *, sync: bool) -> None:
-        with self._lock:
-            offsets, self._pending_commit = self._pending_commit, {}
-        if offsets:
-            if sync:
-                kafka_io.commit(self._consumer, offsets)
-            else:
-                kafka_io.commit_async(self._consumer, offsets, self._on_commit_failed)
-        self._last_commit_monotonic = time.monotonic()
-
-    def _on_commit_failed(self, offsets: kafka_io.Offsets, exc: BaseException) -> None:
-        """An asynchronous commit failed: the next commit covers the same offsets (or the
-        partitions' next owner reads them again); count it."""
-        log.info("ally %s: commit failed, the next one covers it: %r", self.ally.value, exc)
-        self._count_failure("consumer", "commit_failed")
-        with self._lock:
-            for tp, offset in offsets.items():
-                if tp in self._assigned and self._pending_commit.get(tp, -1) < offset:
-                    self._pending_commit[tp] = offset
-
-    def _update_lag(self) -> None:
-        now_ns = time.time_ns()
-        with self._lock:
-            assigned = sorted(self._assigned)
-        per_topic = kafka_io.lag_by_topic(self._consumer, assigned, self._positions, self.input_topics)
-        self.metrics.dedup_window_ids.labels(self.ally.value).set(len(self.window))
-        for topic, lag in per_topic.items():
-            self.metrics.lag_records.labels(self.ally.value, topic).set(lag)
-        behind = sum(per_topic.values()) > 0 and self._last_append_ns is not None
-        lag_s = max(now_ns - (self._last_append_ns or now_ns), 0) / 1e9 if behind else 0.0
-        self.metrics.lag_seconds.labels(self.ally.value).set(lag_s)
-        with self._lock:
-            self._lag_records = per_topic
-            self._lag_seconds = lag_s
+        self._loop.release()
 
     # ---------------------------------------------------------------- health and report
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, detail): the loop runs, partitions are set up and poll was called recently."""
-        age = None if self._last_poll_monotonic is None else time.monotonic() - self._last_poll_monotonic
-        problems = []
-        if not self.running:
-            problems.append("consumer loop not running")
-        if self.error is not None:
-            problems.append(f"error: {self.error}")
-        if not self._ready.is_set():
-            problems.append("partitions not assigned yet")
-        if age is None or age > self.unhealthy_poll_age_s:
-            problems.append(f"no poll for over {self.unhealthy_poll_age_s} s")
+        problems, age = self._loop.health()
+        assigned = self.assigned_partitions()
         with self._lock:
-            assigned = [f"{t}/{p}" for t, p in sorted(self._assigned)]
             lag_records = dict(self._lag_records)
             lag_s = self._lag_seconds
         detail = {
@@ -1109,8 +739,7 @@ class AllyService:
 
     def assigned_partitions(self) -> list[str]:
         """``topic/partition`` of every partition this instance owns right now."""
-        with self._lock:
-            return [f"{t}/{p}" for t, p in sorted(self._assigned)]
+        return [f"{t}/{p}" for t, p in self._loop.assigned_partitions()]
 
     def delivered_count(self, channel: str = "kafka") -> int:
         """Events delivered on ``channel`` so far (kafka counts acknowledged records)."""
@@ -1154,8 +783,7 @@ class AllyService:
             subscriber_drops={"sse": self._drops},
             delivery_failures=failures,
         )
-        with self._lock:
-            assigned = [f"{t}/{p}" for t, p in sorted(self._assigned)]
+        assigned = self.assigned_partitions()
         return AllyReport.model_validate(
             {
                 "ally": self.ally.value,

@@ -108,7 +108,8 @@ class FakeProducer:
 
 @dataclass
 class FakeConsumer:
-    """One partition of the warnings topic; ``poll`` hands out what is queued from the position."""
+    """One partition of one topic (warnings unless told); ``poll`` hands out what is queued from
+    the position."""
 
     producer: FakeProducer
     records: list[Record] = field(default_factory=list)
@@ -119,6 +120,7 @@ class FakeConsumer:
     assigned: bool = False
     polls: int = 0
     stuck_joins: int = 0  # joins whose assignment never arrives (a rebalance left unfinished)
+    topic: str = WARNINGS  # the one topic it reads (partition 0)
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.listener = listener
@@ -135,7 +137,7 @@ class FakeConsumer:
         self.producer.answer()
         if not self.assigned and not self.stuck_joins:
             self.assigned = True
-            asyncio.run(self.listener.on_partitions_assigned([TopicPartition(WARNINGS, 0)]))
+            asyncio.run(self.listener.on_partitions_assigned([TopicPartition(self.topic, 0)]))
             return {}
         if not self.assigned:
             return {}
@@ -150,11 +152,11 @@ class FakeConsumer:
             time.sleep(timeout_ms / 1000 / 10)
             return {}
         self.position_ = batch[-1].offset + 1
-        return {TopicPartition(WARNINGS, 0): batch}
+        return {TopicPartition(self.topic, 0): batch}
 
     def lose(self) -> None:
         """The group evicted this member: its partition is lost, not revoked."""
-        asyncio.run(self.listener.on_partitions_lost([TopicPartition(WARNINGS, 0)]))
+        asyncio.run(self.listener.on_partitions_lost([TopicPartition(self.topic, 0)]))
 
     def position(self, tp: Any) -> int:
         return self.position_
@@ -176,7 +178,7 @@ class FakeConsumer:
 
     def commit(self, offsets: Any = None, timeout_ms: int | None = None) -> None:
         for tp, meta in (offsets or {}).items():
-            if tp.topic == WARNINGS:
+            if tp.topic == self.topic:
                 self.committed_ = meta.offset
 
     def commit_async(self, offsets: Any = None, callback: Any = None) -> None:
