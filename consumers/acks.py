@@ -31,6 +31,7 @@ from consumers.ports import ProducerPort
 from schemas.acks import ACKNOWLEDGED_KINDS, Acknowledgement, ack_headers, decode_ack, encode_ack
 from schemas.models import EventKind, Nation, WarningEvent
 from trilink.errors import DeserializationError
+from trilink.pacing import pace_until
 from trilink.policy import SharingPolicy
 from trilink.waiting import wait_until
 
@@ -216,13 +217,16 @@ class AckReader:
         topic: str,
         book: AckBook,
         on_bad_record: Callable[[Any, DeserializationError], None],
+        *,
         poll_timeout_ms: int = 100,
+        poll_linger_ms: int = 0,
     ) -> None:
         self._consumer = consumer
         self.topic = topic
         self.book = book
         self._on_bad = on_bad_record
         self._poll_timeout_ms = poll_timeout_ms
+        self._poll_linger_ns = poll_linger_ms * 1_000_000  # as the services' (consumers.loop)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -245,7 +249,9 @@ class AckReader:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                for records in self._consumer.poll(timeout_ms=self._poll_timeout_ms).values():
+                batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
+                polled_ns = time.monotonic_ns()
+                for records in batch.values():
                     for record in records:
                         try:
                             if record.value is None:
@@ -254,6 +260,8 @@ class AckReader:
                         except DeserializationError as exc:
                             self._on_bad(record, exc)
                 self.book.sweep()
+                if batch and self._poll_linger_ns:
+                    pace_until(polled_ns + self._poll_linger_ns, self._stop)
         except BaseException as exc:
             self.error = exc
             log.exception("ally %s: the acknowledgement reader stopped", self.book.ally.value)

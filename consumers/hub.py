@@ -342,6 +342,7 @@ class HubService:
         verify_body: bool = True,
         max_poll_records: int = 500,
         poll_timeout_ms: int = 100,
+        poll_linger_ms: int | None = None,
         commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
         linger_ms: int = 0,
@@ -366,6 +367,8 @@ class HubService:
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
         self.linger_ms = linger_ms
         self._settings = settings if settings is not None else get_settings()
+        #: None: the settings' ``poll_linger_ms`` (see :func:`consumers.loop.linger_until`).
+        self.poll_linger_ms = self._settings.poll_linger_ms if poll_linger_ms is None else poll_linger_ms
         self._http_host = http_host or self._settings.host
         self._http_port = http_port
         #: Instance label of the announced Prometheus target.

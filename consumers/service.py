@@ -199,6 +199,7 @@ class AllyService:
         registry: CollectorRegistry | None = None,
         max_poll_records: int = 500,
         poll_timeout_ms: int = 100,
+        poll_linger_ms: int | None = None,
         commit_interval_s: float = 0.2,
         flush_timeout_s: float = 30.0,
         unhealthy_poll_age_s: float = 15.0,
@@ -218,8 +219,10 @@ class AllyService:
         self.group_id = group_id or default_group_id(self.ally)
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{next(_instance_counter)}"
         self.client_id = f"trilink-ally-{self.ally.value.lower()}-{_SAFE_ID.sub('_', self.instance_id)}"
+        # Where discovery writes the target file (state_dir), the default HTTP host, the topology.
+        self._settings = settings if settings is not None else get_settings()
         #: direct: the shared warning topics; hub: only this ally's feed (written by the US hub).
-        self.topology = topology or (settings if settings is not None else get_settings()).topology
+        self.topology = topology or self._settings.topology
         self.input_topics = tuple(topic_name(r) for r in ally_input_roles(self.ally.value, self.topology))
         self.output_topic = topic_name(f"ally.{self.ally.value}")
         self.dead_letter_topic = topic_name("dead_letter")
@@ -233,6 +236,8 @@ class AllyService:
         self.rebuild_per_partition = rebuild_per_partition
         self.max_poll_records = max_poll_records
         self.poll_timeout_ms = poll_timeout_ms
+        #: None: the settings' ``poll_linger_ms`` (see :func:`consumers.loop.linger_until`).
+        self.poll_linger_ms = self._settings.poll_linger_ms if poll_linger_ms is None else poll_linger_ms
         self.commit_interval_s = commit_interval_s
         self.flush_timeout_s = flush_timeout_s
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
@@ -263,8 +268,6 @@ class AllyService:
             if self.audit_dir is None
             else self.audit_dir / f"ally-{label.lower()}-{_SAFE_ID.sub('_', self.instance_id)}.jsonl"
         )
-        # Where discovery writes the target file (state_dir) and the default HTTP host.
-        self._settings = settings if settings is not None else get_settings()
         self._http_host = http_host or self._settings.host
         #: Instance label of the announced target: unique per ally even when the instance id is shared.
         self.target_instance = f"{label}-{_SAFE_ID.sub('_', self.instance_id)}"[:100]
@@ -356,6 +359,7 @@ class AllyService:
                     self.ack_topic,
                     self.acks,
                     self._dead_letter_ack,
+                    poll_linger_ms=self.poll_linger_ms,
                 )
                 self._ack_reader.start()
             self._kafka = KafkaChannel(

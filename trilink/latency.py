@@ -214,7 +214,13 @@ class BatchHistogram:
         v = np.clip(values_us, _HDR_MIN_US, _HDR_MAX_US).astype(np.int64)
         shift = np.maximum(np.frexp(v.astype(np.float64))[1] - 11, 0)
         index = np.where(shift == 0, v, self._EXACT + (shift - 1) * self._HALF + (v >> shift) - self._HALF)
-        self.counts += np.bincount(index, minlength=self._SIZE)
+        # A fold of a few samples (a quiet commit interval) adds its buckets alone: a full-size
+        # bincount allocates and adds all ~23,500 buckets, ~0.1 ms whatever the batch holds.
+        if len(index) < 4096:
+            buckets, counts = np.unique(index, return_counts=True)
+            self.counts[buckets] += counts
+        else:
+            self.counts += np.bincount(index, minlength=self._SIZE)
         self.count += len(v)
         self.sum_us += int(v.sum())
         self.max_seen_us = max(self.max_seen_us, int(v.max()))

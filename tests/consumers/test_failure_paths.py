@@ -7,6 +7,7 @@ path and every other behaviour are tested against the real broker in test_servic
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -121,6 +122,8 @@ class FakeConsumer:
     polls: int = 0
     stuck_joins: int = 0  # joins whose assignment never arrives (a rebalance left unfinished)
     topic: str = WARNINGS  # the one topic it reads (partition 0)
+    #: (monotonic time the poll began, records it returned), every poll
+    poll_log: list[tuple[float, int]] = field(default_factory=list)
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.listener = listener
@@ -133,6 +136,12 @@ class FakeConsumer:
         return {0}
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        began = time.monotonic()
+        batch = self._poll(timeout_ms, max_records)
+        self.poll_log.append((began, sum(len(r) for r in batch.values())))
+        return batch
+
+    def _poll(self, timeout_ms: int, max_records: int | None) -> dict[Any, list[Any]]:
         self.polls += 1
         self.producer.answer()
         if not self.assigned and not self.stuck_joins:
@@ -459,3 +468,31 @@ def test_a_join_that_never_gets_partitions_is_retried(tmp_path: Path) -> None:
         assert service.report().counts.delivery_failures == {"consumer/rejoin": 1}
     finally:
         service.stop()
+
+
+def test_after_a_poll_with_records_the_next_waits_for_the_poll_linger(tmp_path: Path) -> None:
+    """The poll linger (Settings.poll_linger_ms): a poll that returned records is followed by
+    the next no sooner than the linger, so what arrives meanwhile comes in one fetch; a poll
+    that returned nothing is followed at once."""
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0)])
+    service = start(tmp_path, consumer, producer, poll_linger_ms=150)
+    try:
+        wait_for(lambda: consumer.committed_ == 1)
+        consumer.records.append(event_record(1))
+        wait_for(lambda: consumer.committed_ == 2)
+
+        def polls_since_records() -> int:
+            last = max(i for i, (_, count) in enumerate(consumer.poll_log) if count)
+            return len(consumer.poll_log) - 1 - last
+
+        wait_for(lambda: polls_since_records() >= 2)
+    finally:
+        service.stop()
+    log = consumer.poll_log
+    with_records = [i for i, (_, n) in enumerate(log) if n]
+    assert len(with_records) == 2
+    for i in with_records:
+        assert log[i + 1][0] - log[i][0] >= 0.15
+    empty_gaps = [b[0] - a[0] for a, b in itertools.pairwise(log) if not a[1]]
+    assert empty_gaps and min(empty_gaps) < 0.1
