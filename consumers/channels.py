@@ -31,8 +31,8 @@ from consumers.acks import AckSender
 from consumers.audit import AuditLog
 from consumers.dlq import dead_letter_headers
 from consumers.errors import ChannelDeliveryError, UnparseableRecordError
-from consumers.ledger import KindSeries, Ledger
-from consumers.measure import FirstDelivery, LaunchBook
+from consumers.ledger import FirstDeliveryReport, KindSeries, Ledger
+from consumers.measure import LaunchBook
 from consumers.ports import ProducerPort
 from consumers.sse import SseHub, SseItem, sse_frame
 from schemas.acks import ACKNOWLEDGED_KINDS
@@ -68,7 +68,7 @@ class Delivery:
     series: KindSeries
     received_ns: int
     append_ns: int | None
-    first: FirstDelivery | None
+    first: FirstDeliveryReport | None
     _json: bytes | None = None
 
     @property
@@ -291,7 +291,7 @@ class SseChannel:
         self._ledger = ledger
         self._launches = launches
         self._items: list[SseItem] = []
-        self._firsts: list[FirstDelivery] = []
+        self._firsts: list[FirstDeliveryReport] = []
 
     def deliver(self, d: Delivery, checkpoint: Checkpoint) -> None:
         if not self.hub.subscriber_count:

@@ -287,10 +287,11 @@ class AllyCounts(BaseModel):
 
 
 class FirstDeliveryReport(BaseModel):
-    """The first delivered event of one kind for one launch (:class:`consumers.measure.FirstDelivery`):
+    """The first delivered event of one kind for one launch (kept by
+    :class:`consumers.measure.LaunchBook`, which fills ``delivered_ns`` as channels deliver):
     simulated times (``measured_at``, ``emitted_at``, ``launch_time_ns``) and wall-clock times
     (``sent_ns`` producer, ``append_ns`` broker at ms resolution, ``received_ns``, ``delivered_ns``
-    per channel); ``pipeline_s`` = first delivery - send."""
+    per channel); ``pipeline_s`` = first delivery - send (both set by :meth:`snapshot`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -305,9 +306,20 @@ class FirstDeliveryReport(BaseModel):
     sent_ns: int | None
     append_ns: int | None
     received_ns: int
-    delivered_ns: dict[str, int]
-    first_delivered_ns: int | None
-    pipeline_s: float | None
+    delivered_ns: dict[str, int] = Field(default_factory=dict)
+    first_delivered_ns: int | None = None
+    pipeline_s: float | None = None
+
+    def snapshot(self) -> FirstDeliveryReport:
+        """A copy with the first delivery and the pipeline's share filled in."""
+        first = min(self.delivered_ns.values()) if self.delivered_ns else None
+        return self.model_copy(
+            update={
+                "delivered_ns": dict(self.delivered_ns),
+                "first_delivered_ns": first,
+                "pipeline_s": None if first is None or self.sent_ns is None else (first - self.sent_ns) / 1e9,
+            }
+        )
 
 
 class LaunchFirsts(BaseModel):

@@ -10,51 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
+from consumers.ledger import FirstDeliveryReport
 from schemas.models import EventKind, LaunchDetection, WarningEvent
 from trilink.latency import datetime_ns
 
 #: Most launches remembered (the oldest is forgotten first).
 MAX_LAUNCHES = 10_000
-
-
-@dataclass
-class FirstDelivery:
-    """The first delivered event of one kind for one launch, and when each channel had it."""
-
-    event_id: str
-    sensor_id: str
-    sensor_nation: str
-    measured_at: str
-    emitted_at: str
-    measured_at_ns: int
-    emitted_at_ns: int
-    launch_time_ns: int | None
-    sent_ns: int | None
-    append_ns: int | None
-    received_ns: int
-    delivered_ns: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        first = min(self.delivered_ns.values()) if self.delivered_ns else None
-        return {
-            "event_id": self.event_id,
-            "sensor_id": self.sensor_id,
-            "sensor_nation": self.sensor_nation,
-            "measured_at": self.measured_at,
-            "emitted_at": self.emitted_at,
-            "measured_at_ns": self.measured_at_ns,
-            "emitted_at_ns": self.emitted_at_ns,
-            "launch_time_ns": self.launch_time_ns,
-            "sent_ns": self.sent_ns,
-            "append_ns": self.append_ns,
-            "received_ns": self.received_ns,
-            "delivered_ns": dict(self.delivered_ns),
-            "first_delivered_ns": first,
-            "pipeline_s": None if first is None or self.sent_ns is None else (first - self.sent_ns) / 1e9,
-        }
 
 
 class LaunchBook:
@@ -65,7 +28,7 @@ class LaunchBook:
     def __init__(self, max_launches: int = MAX_LAUNCHES) -> None:
         self._lock = threading.Lock()
         self._max = max_launches
-        self._launches: OrderedDict[str, dict[str, FirstDelivery]] = OrderedDict()
+        self._launches: OrderedDict[str, dict[str, FirstDeliveryReport]] = OrderedDict()
 
     def note(
         self,
@@ -74,7 +37,7 @@ class LaunchBook:
         sent_ns: int | None,
         append_ns: int | None,
         received_ns: int,
-    ) -> FirstDelivery | None:
+    ) -> FirstDeliveryReport | None:
         """Start tracking ``event`` when it is the first of its kind for its launch; returns the
         entry to fill with channel delivery times, or None when the event is not tracked."""
         kind = event.kind
@@ -90,7 +53,7 @@ class LaunchBook:
             if kind.value in entry:
                 return None
             payload = event.payload
-            first = FirstDelivery(
+            first = FirstDeliveryReport(
                 event_id=str(header.event_id),
                 sensor_id=header.sensor_id,
                 sensor_nation=header.sensor_nation.value,
@@ -108,7 +71,7 @@ class LaunchBook:
             entry[kind.value] = first
             return first
 
-    def delivered(self, first: FirstDelivery, channel: str, when_ns: int) -> None:
+    def delivered(self, first: FirstDeliveryReport, channel: str, when_ns: int) -> None:
         with self._lock:
             first.delivered_ns.setdefault(channel, when_ns)
 
@@ -117,9 +80,11 @@ class LaunchBook:
             return {
                 key: {
                     "first_launch_detection": (
-                        entry["launch_detection"].as_dict() if "launch_detection" in entry else None
+                        entry["launch_detection"].snapshot().model_dump()
+                        if "launch_detection" in entry
+                        else None
                     ),
-                    "first_alert": entry["alert"].as_dict() if "alert" in entry else None,
+                    "first_alert": entry["alert"].snapshot().model_dump() if "alert" in entry else None,
                 }
                 for key, entry in self._launches.items()
             }

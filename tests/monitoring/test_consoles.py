@@ -51,6 +51,16 @@ def recorded(real: RealRun) -> RealRun:
         "every ally's sensors heard",
         per_ally(real.api, "ally_sensor:trilink_ally_sensor_last_seen_timestamp_seconds:max"),
     )
+    # The overview's rates too: each is evaluated on its own, so a rate whose counter first
+    # appeared at the last scrape is still absent when the percentiles are already there.
+    for what, expr in (
+        ("received", "sum by (ally) (ally_kind:trilink_ally_events_received:rate1m)"),
+        (
+            "delivered",
+            'sum by (ally) (ally_kind_channel:trilink_ally_events_delivered:rate1m{channel="kafka"})',
+        ),
+    ):
+        wait_for(f"a recorded {what} rate for every ally", per_ally(real.api, expr))
     return real
 
 
