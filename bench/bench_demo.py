@@ -19,7 +19,7 @@ Prints per process: CPU seconds over the run, CPU per published event, and its s
 busiest 5 s of the machine; the run's end-to-end p50/p99 per ally from its report; the JP
 service's CPU per record beside the floor's. Asserts nothing; deletes its scratch topic.
 
-Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_demo.py [--scenario salvo]``
+Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_demo.py [--scenario salvo] [--no-floor]``
 """
 
 from __future__ import annotations
@@ -133,12 +133,11 @@ def _ally_of(pid: int) -> str | None:
 class Sampler:
     """CPU time of the run's process tree, the broker and the floor, every ``SAMPLE_S``."""
 
-    def __init__(self, run_pid: int, floor_pid: int) -> None:
-        self.run_pid, self.floor_pid = run_pid, floor_pid
-        self.roles: dict[int, str] = {
-            run_pid: "run (sensors, orchestration)",
-            floor_pid: "kafka-python floor (JP)",
-        }
+    def __init__(self, run_pid: int, floor_pid: int | None) -> None:
+        self.run_pid = run_pid
+        self.roles: dict[int, str] = {run_pid: "run (sensors, orchestration)"}
+        if floor_pid is not None:
+            self.roles[floor_pid] = "kafka-python floor (JP)"
         self.samples: list[tuple[float, dict[int, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -212,6 +211,9 @@ def main() -> int:
     parser.add_argument(
         "--floor-linger-ms", type=int, help="the floor's poll linger (default: the services')"
     )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="no floor process: the run's figures without its extra load"
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     parser.add_argument("--worker", choices=["floor"], help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
@@ -231,27 +233,24 @@ def main() -> int:
     linger_ms = settings.poll_linger_ms if args.floor_linger_ms is None else args.floor_linger_ms
     scratch = f"bench-demo-floor-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(**admin_config(args.bootstrap, "bench-demo-admin"))
-    admin.create_topics([NewTopic(scratch, 3, 1)])
     work = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     env = {**os.environ, "TRILINK_BOOTSTRAP": args.bootstrap}
-    params = {"bootstrap": args.bootstrap, "topics": floor_topics(settings.topology), "scratch": scratch}
-    floor = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--worker",
-            "floor",
-            "--params",
-            json.dumps(params | {"linger_ms": linger_ms}),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    floor: subprocess.Popen[str] | None = None
+    floor_out = ""
     try:
-        assert floor.stdout is not None
-        if floor.stdout.readline().strip() != "ready":
-            raise SystemExit("the floor process did not start")
+        if not args.no_floor:
+            admin.create_topics([NewTopic(scratch, 3, 1)])
+            params = {
+                "bootstrap": args.bootstrap,
+                "topics": floor_topics(settings.topology),
+                "scratch": scratch,
+            }
+            params |= {"linger_ms": linger_ms}
+            worker = [sys.executable, __file__, "--worker", "floor", "--params", json.dumps(params)]
+            floor = subprocess.Popen(worker, stdout=subprocess.PIPE, text=True, env=env)
+            assert floor.stdout is not None
+            if floor.stdout.readline().strip() != "ready":
+                raise SystemExit("the floor process did not start")
         command = [sys.executable, "-m", "trilink.cli", "run", args.scenario, "--no-progress"]
         command += ["--report", str(work / "report.json"), "--audit-dir", str(work / "audit")]
         if args.speed is not None:
@@ -261,22 +260,24 @@ def main() -> int:
             f"# topology {settings.topology}, poll linger {settings.poll_linger_ms} ms (floor {linger_ms} ms)"
         )
         run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        sampler = Sampler(run.pid, floor.pid)
+        sampler = Sampler(run.pid, None if floor is None else floor.pid)
         sampler.start()
         _, stderr = run.communicate()
         sampler.stop()
-        floor.send_signal(signal.SIGTERM)
-        floor_out, _ = floor.communicate(timeout=60)
+        if floor is not None:
+            floor.send_signal(signal.SIGTERM)
+            floor_out, _ = floor.communicate(timeout=60)
     finally:
-        if floor.poll() is None:
-            floor.kill()
-        admin.delete_topics([scratch])
+        if floor is not None:
+            if floor.poll() is None:
+                floor.kill()
+            admin.delete_topics([scratch])
         admin.close()
     if run.returncode != 0:
         print(stderr[-2000:], file=sys.stderr)
         return run.returncode
     report = RunReport.model_validate_json((work / "report.json").read_text())
-    floor_result = json.loads(floor_out.strip().splitlines()[-1])
+    floor_result = json.loads(floor_out.strip().splitlines()[-1]) if floor_out.strip() else None
     events = report.published.sent
     totals = sampler.totals()
     start_s, busiest = sampler.busiest()
@@ -290,11 +291,13 @@ def main() -> int:
             f"{sampler.role(pid):<32} {seconds:>7.2f} {1e6 * seconds / max(events, 1):>9.0f} {busiest.get(pid, 0.0):>19.2f}"
         )
     print(f"# busiest 5 s window from {start_s:.0f} s: {sum(busiest.values()):.2f} cores in all")
-    floor_us = 1e6 * floor_result["cpu_s"] / max(floor_result["records"], 1)
-    print(
-        f"# floor: {floor_result['records']} records, {floor_result['records'] / max(floor_result['polls'], 1):.1f}"
-        f" per poll, {floor_us:.0f} us CPU per record"
-    )
+    floor_us = None
+    if floor_result is not None:
+        floor_us = 1e6 * floor_result["cpu_s"] / max(floor_result["records"], 1)
+        per_poll = floor_result["records"] / max(floor_result["polls"], 1)
+        print(
+            f"# floor: {floor_result['records']} records, {per_poll:.1f} per poll, {floor_us:.0f} us CPU per record"
+        )
     figures: dict[str, Any] = {"events": events, "floor_us_per_record": floor_us, "allies": {}}
     print(
         f"{'ally':<5} {'delivered':>9} {'e2e p50 ms':>10} {'e2e p99 ms':>10} {'us/record':>10} {'vs floor':>9}"
@@ -306,8 +309,9 @@ def main() -> int:
         us = 1e6 * sum(totals[pid] for pid in pids) / max(received, 1)
         p50 = row.p50_ms if row else float("nan")
         p99 = row.p99_ms if row else float("nan")
+        ratio = "-" if floor_us is None else f"{us / floor_us:.2f}x"
         print(
-            f"{ally:<5} {ally_report.delivered_total():>9} {p50:>10.2f} {p99:>10.2f} {us:>10.0f} {us / floor_us:>8.2f}x"
+            f"{ally:<5} {ally_report.delivered_total():>9} {p50:>10.2f} {p99:>10.2f} {us:>10.0f} {ratio:>9}"
         )
         figures["allies"][ally] = {"p50_ms": p50, "p99_ms": p99, "us_per_record": us}
     print(
