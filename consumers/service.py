@@ -87,7 +87,6 @@ from consumers.channels import (
 from consumers.dedup import DEFAULT_CAPACITY, DedupWindow, rebuild_order
 from consumers.errors import (
     DLQ_REASONS,
-    UNEXPECTED_REASON,
     AllyServiceError,
     EmptyRecordError,
     HeaderMismatchError,
@@ -413,22 +412,13 @@ class AllyService:
             self.audit.close()
 
     def _dead_letter_ack(self, record: Any, exc: DeserializationError) -> None:
-        """A record on the acknowledgement topic that is not an acknowledgement (reader thread)."""
-        assert self._loop.dead is not None
-        try:
-            self._loop.dead.send(
-                Checkpoint(),  # the reader commits nothing: this record is evidence only
-                reason=exc.reason if exc.reason in DLQ_REASONS else UNEXPECTED_REASON,
-                error=exc.message,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                value=record.value,
-                key=record.key,
-                headers=record.headers,
-            )
-        except Exception:
-            log.exception("ally %s: dead-lettering a bad acknowledgement record failed", self.ally.value)
+        """A record on the acknowledgement topic that is not an acknowledgement (reader thread):
+        dead-lettered as the loop isolates any bad record. The reader commits nothing, so its
+        checkpoint is a throwaway and a dead letter that could not be sent is only logged."""
+        evidence = Checkpoint()
+        self._loop.isolate(record, exc, evidence)
+        for _, _, why in evidence.failed:
+            log.error("ally %s: dead-lettering a bad acknowledgement record failed: %s", self.ally.value, why)
 
     def request_stop(self) -> None:
         """Ask the loop to stop after its current batch (safe from a signal handler)."""

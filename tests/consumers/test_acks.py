@@ -252,3 +252,28 @@ def test_an_ally_that_never_acknowledges_is_named(kafka_bootstrap: str, make_ser
             assert summary.unacknowledged_listed[0].event_id == str(warning.header.event_id)
             assert summary.unacknowledged_listed[0].missing == ["KR"]
             assert service.ledger.unacknowledged == {"US": 0, "JP": 0, "KR": 1}
+
+
+@pytest.mark.integration
+def test_a_record_on_the_acknowledgement_topic_that_is_not_one_is_dead_lettered(
+    kafka_bootstrap: str, make_service: Any
+) -> None:
+    from kafka import KafkaProducer
+
+    from trilink.platform.clients import producer_config
+    from trilink.platform.topics import topic_name
+
+    service = make_service("JP")
+    key = unique_key("BADACK")
+    start = end_offsets(kafka_bootstrap, "dead_letter")
+    producer = KafkaProducer(**producer_config(kafka_bootstrap, "trilink-tests-bad-ack"))
+    try:
+        truncated = encode_ack(ack(uuid.uuid4(), Nation.US))[:5]
+        producer.send(topic_name("acks"), truncated, key=key.encode()).get(timeout=30)
+    finally:
+        producer.close()
+    (dead,) = read_from(kafka_bootstrap, "dead_letter", start, lambda rs: len(rs) >= 1, keep=by_key({key}))
+    assert dead.headers["trilink_dlq_reason"] == b"truncated"
+    assert dead.headers["trilink_dlq_ally"] == b"JP"
+    assert dead.value == truncated
+    assert service.running and service.error is None
