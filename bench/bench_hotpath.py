@@ -214,11 +214,22 @@ def work_relay(p: dict[str, Any]) -> dict[str, Any]:
         producer.flush()
         return n
 
+    threads0 = thread_cpu_s()
     n, cpu, wall = timed(relay)
+    threads1 = thread_cpu_s()
+    batching = producer_batching(producer)
     producer.close()
     consumer.close()
     writes = n if fanout is None else sum(fanout.values())
-    return {"events": n, "cpu_s": cpu, "wall_s": wall, "writes": writes}
+    threads_cpu_s = {name: s - threads0.get(name, 0.0) for name, s in threads1.items()}
+    return {
+        "events": n,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "writes": writes,
+        "threads_cpu_s": threads_cpu_s,
+        "producer": batching,
+    }
 
 
 def fanout_of_records(p: dict[str, Any]) -> dict[str, int]:
@@ -289,6 +300,25 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by Python thread name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            name = names.get(int(task.name), f"native-{task.name}")
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def producer_batching(producer: Any) -> dict[str, float]:
+    """kafka-python's own batching figures for ``producer`` (records per request, bytes per batch)."""
+    metrics = producer.metrics().get("producer-metrics", {})
+    return {k: round(float(metrics.get(k) or 0.0), 1) for k in ("records-per-request-avg", "batch-size-avg")}
+
+
 def work_service(p: dict[str, Any]) -> dict[str, Any]:
     """Talks to the driver over stdio: prints PORT, reads GO, prints FRAMES n, reads STOP, returns."""
     import logging
@@ -306,6 +336,7 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
         audit_dir=Path(p["audit_dir"]),
         http_port=0,
         offset_reset="latest",  # not consulted: the driver committed this group's start offsets
+        topology="direct",  # it reads the shared warnings topic phase 1 wrote, whatever TRILINK_TOPOLOGY says
     )
 
     def released() -> int:
@@ -323,6 +354,7 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
         sys.stdin.readline()  # GO: the driver's viewer is subscribed
         if not service.wait_ready(120):
             raise RuntimeError("service not ready within 120 s")
+        threads0 = thread_cpu_s()
         cpu0, t0 = time.process_time(), time.perf_counter()
         out["received_at_ready"] = service.count("received")
         deadline = time.monotonic() + p["timeout_s"]
@@ -333,6 +365,9 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
             "wall_s": time.perf_counter() - t0,
             "cpu_s_settled": time.process_time() - cpu0,
         }
+        threads1 = thread_cpu_s()
+        out["threads_cpu_s"] = {name: threads1[name] - threads0.get(name, 0.0) for name in threads1}
+        out["producer"] = producer_batching(service._producer)
         print(f"FRAMES {service.delivered_count('sse') - service.count('subscriber_drops')}", flush=True)
         sys.stdin.readline()  # STOP: the viewer has every frame (or the driver gave up waiting)
         out["cpu_s"] = time.process_time() - cpu0
@@ -403,11 +438,18 @@ class Viewer(threading.Thread):
 
 def commit_start(admin: Any, group: str, start: Offsets) -> None:
     """Commit a fresh group's start offsets, so its service reads exactly the bench's records."""
+    from kafka.errors import CoordinatorNotAvailableError
     from kafka.structs import OffsetAndMetadata
 
-    errors = admin.alter_group_offsets(
-        group, {_tp(k): OffsetAndMetadata(o, "", -1) for k, o in start.items()}
-    )
+    offsets = {_tp(k): OffsetAndMetadata(o, "", -1) for k, o in start.items()}
+    for attempt in range(10):  # a fresh broker creates __consumer_offsets on the first group lookup
+        try:
+            errors = admin.alter_group_offsets(group, offsets)
+            break
+        except CoordinatorNotAvailableError:
+            if attempt == 9:
+                raise
+            time.sleep(1.0)
     if bad := {str(tp): e.__name__ for tp, e in errors.items() if e.__name__ != "NoError"}:
         raise RuntimeError(f"committing the start offsets failed: {bad}")
 
@@ -455,6 +497,14 @@ def _row(name: str, r: dict[str, Any], floor: dict[str, Any] | None) -> dict[str
     return row | {"events_per_s": r["events"] / r["wall_s"], "cpu_ratio_to_floor": cpu_us / floor_us}
 
 
+def print_threads(r: dict[str, Any], label: str = "") -> None:
+    """CPU per event of each thread (from /proc) and the producer's batching, for one phase."""
+    n = max(r["events"], 1)
+    threads = sorted(r.get("threads_cpu_s", {}).items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{name} {1e6 * s / n:.1f}" for name, s in threads if s > 0)
+    print(f"#   {label}CPU us/event by thread: {text}; producer {r.get('producer')}")
+
+
 def print_service(ally: str, r: dict[str, Any]) -> None:
     c, lat = r["counts"], {(x["hop"], x["channel"]): x for x in r["latency"]}
     delivered = {ch: sum(c["delivered"][ch].values()) for ch in CHANNELS}
@@ -465,6 +515,7 @@ def print_service(ally: str, r: dict[str, Any]) -> None:
         f"before ready {r['received_at_ready']}, group committed = end offsets {r['committed_at_end']}, "
         f"error {r['error']}"
     )
+    print_threads(r)
     for hop in ("receive_to_deliver", "end_to_end"):
         cells = [(ch, lat.get((hop, ch), {})) for ch in CHANNELS]
         text = "  ".join(f"{ch} {x.get('p50_ms', 0):.1f}/{x.get('p99_ms', 0):.1f}" for ch, x in cells)
@@ -604,6 +655,8 @@ def main() -> int:
         "# ratio: publish / produce floor, ally service / consume+produce floor (CPU per event); "
         "'publish prepared' is what `trilink run` spends once its clock runs (it encodes first)"
     )
+    print("# consume+produce floor:")
+    print_threads(relay)
     for ally, r in services.items():
         print_service(ally, r)
     if args.hub != "none":
