@@ -65,6 +65,7 @@ class Delivery:
     record: Any
     parsed: ParsedHeaders
     event: WarningEvent
+    kind: str  # the event kind's value (the ledger's and the lines' label)
     series: KindSeries
     received_ns: int
     append_ns: int | None
@@ -193,7 +194,7 @@ class KafkaChannel:
         ledger.sample(series.receive_to_deliver["kafka"], now_ns - d.received_ns)
         if d.parsed.sent_ns is not None:
             ledger.sample(series.end_to_end["kafka"], now_ns - d.parsed.sent_ns)
-        ledger.delivered[(d.event.kind.value, "kafka")] += 1
+        ledger.delivered[(d.kind, "kafka")] += 1
         if d.first is not None:
             self._launches.delivered(d.first, "kafka", now_ns)
         if self._acks is not None and d.event.kind in ACKNOWLEDGED_KINDS:
@@ -243,8 +244,8 @@ class AuditChannel:
             b"".join(
                 (
                     self._prefix,
-                    str(d.parsed.event_id).encode(),
-                    f'","kind":"{d.event.kind.value}","correlation_key":"{header.correlation_key}",'
+                    d.parsed.event_id_text.encode(),
+                    f'","kind":"{d.kind}","correlation_key":"{header.correlation_key}",'
                     f'"sensor_id":"{header.sensor_id}","sensor_nation":"{header.sensor_nation.value}",'
                     f'"source":"{record.topic}/{record.partition}/{record.offset}",'
                     f'"sent_ns":{_json_int(d.parsed.sent_ns)},"append_ns":{_json_int(d.append_ns)},'
@@ -275,7 +276,7 @@ class AuditChannel:
             ledger.sample(series.receive_to_deliver["audit"], done_ns - d.received_ns)
             if d.parsed.sent_ns is not None:
                 ledger.sample(series.end_to_end["audit"], done_ns - d.parsed.sent_ns)
-            delivered[(d.event.kind.value, "audit")] += 1
+            delivered[(d.kind, "audit")] += 1
             if d.first is not None:
                 self._launches.delivered(d.first, "audit", done_ns)
 
@@ -297,7 +298,7 @@ class SseChannel:
         if not self.hub.subscriber_count:
             return
         kind = d.event.kind
-        frame = sse_frame(str(d.parsed.event_id), kind.value, d.event_json)
+        frame = sse_frame(d.parsed.event_id_text, d.kind, d.event_json)
         self._items.append(SseItem(kind, frame, d.received_ns, d.parsed.sent_ns))
         if d.first is not None:
             self._firsts.append(d.first)

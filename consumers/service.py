@@ -453,7 +453,7 @@ class AllyService:
         if value is None:
             raise EmptyRecordError("the record has no value")
         parsed = parse_headers(record.headers)
-        event = decode_event(value)
+        event = decode_event(value, (parsed.event_id_text, parsed.event_id))
         try:
             verify_headers_match(parsed, event)
         except BadHeaderError as exc:
@@ -497,7 +497,7 @@ class AllyService:
             return
         checkpoint.ids.append(event_id)
         first = self.launches.note(event, sent_ns=sent_ns, append_ns=append_ns, received_ns=received_ns)
-        delivery = Delivery(record, parsed, event, series, received_ns, append_ns, first)
+        delivery = Delivery(record, parsed, event, kind, series, received_ns, append_ns, first)
         already = self._already
         for channel in self._channels:
             if already:

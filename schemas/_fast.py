@@ -563,7 +563,7 @@ def encode_body(event: WarningEvent) -> bytes:
 # --- decode --------------------------------------------------------------------------------
 
 
-def _decode_header(data: bytes, end: int) -> tuple[EventHeader, int]:
+def _decode_header(data: bytes, end: int, known_id: tuple[str, UUID] | None) -> tuple[EventHeader, int]:
     # One-byte varints (lengths < 64, one block of nations) are read inline: it is the usual
     # shape, and function calls dominate at this size. Anything longer takes the helpers.
     pos = _PREFIX_BYTES
@@ -617,7 +617,9 @@ def _decode_header(data: bytes, end: int) -> tuple[EventHeader, int]:
     header = _make(
         EventHeader,
         {
-            "event_id": UUID(event_id),  # fastavro's conversion, same errors and forms accepted
+            # fastavro's conversion, same errors and forms accepted; a text already converted
+            # (the ce_id header's canonical form) gives an equal UUID, so that one is reused
+            "event_id": known_id[1] if known_id is not None and known_id[0] == event_id else UUID(event_id),
             "correlation_key": key,
             "sensor_id": sensor,
             "sensor_nation": nation,
@@ -796,7 +798,7 @@ def _status(data: bytes, pos: int, end: int, header: EventHeader) -> tuple[Any, 
 _DECODERS = (_launch, _track, _impact, _alert, _end, _status)
 
 
-def decode(data: bytes) -> WarningEvent | None:
+def decode(data: bytes, known_id: tuple[str, UUID] | None = None) -> WarningEvent | None:
     """The event in ``data`` (which starts with :data:`PREFIX`), or ``None`` to defer.
 
     Returns an event only if the structure is exactly one v2 body and every model rule holds;
@@ -804,7 +806,7 @@ def decode(data: bytes) -> WarningEvent | None:
     """
     end = len(data)
     try:
-        header, pos = _decode_header(data, end)
+        header, pos = _decode_header(data, end, known_id)
         branch = data[pos]
         if branch & 1 or branch >= 2 * len(_DECODERS):
             return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import cache
 from io import BytesIO
 from typing import Any
+from uuid import UUID
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
@@ -212,14 +213,21 @@ def decode_record(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     return record
 
 
-def decode_event(data: bytes | bytearray | memoryview) -> WarningEvent:
-    """Decode and validate one message; raises only ``DeserializationError`` subclasses."""
+def decode_event(
+    data: bytes | bytearray | memoryview, known_id: tuple[str, UUID] | None = None
+) -> WarningEvent:
+    """Decode and validate one message; raises only ``DeserializationError`` subclasses.
+
+    ``known_id``: an event id already parsed elsewhere (the record's ``ce_id`` header) as its
+    canonical text and UUID; when the body carries that same text, the body's id is that UUID
+    (equal to what parsing the text again would give) instead of a second parse.
+    """
     if not isinstance(data, bytes):
         data = bytes(data)
     prefix = _fast_prefix()
     if prefix is not None and data[:PREFIX_BYTES] == prefix and len(data) <= MAX_MESSAGE_BYTES:
         try:
-            event = _fast.decode(data)
+            event = _fast.decode(data, known_id)
         except Exception:  # a fast-path bug must not escape; the reference decides
             event = None
         if event is not None:

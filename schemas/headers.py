@@ -187,6 +187,9 @@ class ParsedHeaders(NamedTuple):
     #: The hub's :data:`HUB_NS_HEADER` and :data:`INGEST_APPEND_NS_HEADER` (None: not relayed by a hub).
     hub_ns: int | None = None
     ingest_append_ns: int | None = None
+    #: ``event_id`` as its canonical text (what the header carried): channels that print the id
+    #: use it rather than formatting the UUID again.
+    event_id_text: str = ""
 
 
 def _bad(name: str, problem: str) -> BadHeaderError:
@@ -267,7 +270,8 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
     raw_id = found[CE_ID_HEADER]
     if _CANONICAL_UUID(raw_id) is None:
         raise _bad(CE_ID_HEADER, "not a canonical lower-case UUID")
-    event_id = UUID(raw_id.decode("ascii"))
+    event_id_text = raw_id.decode("ascii")
+    event_id = UUID(event_id_text)
     try:
         source = _parse_source(found[CE_SOURCE_HEADER])
     except UnicodeDecodeError:
@@ -291,6 +295,7 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
         forward=forward,  # type: ignore[arg-type]  # every value was checked to be bytes above
         hub_ns=hub_ns,
         ingest_append_ns=ingest_append_ns,
+        event_id_text=event_id_text,
     )
 
 

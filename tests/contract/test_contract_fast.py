@@ -169,6 +169,18 @@ def test_fast_encode_is_fastavro_bytes_and_fast_decode_is_the_reference(
     assert fast == event
 
 
+def test_a_known_id_is_reused_only_for_the_same_text() -> None:
+    for event in sample_events():
+        data = codec.encode_event(event)
+        text = str(event.header.event_id)
+        known = UUID(text)
+        same = codec.decode_event(data, (text, known))
+        assert same == event and same.header.event_id is known
+        other = UUID(int=event.header.event_id.int ^ 1)
+        different = codec.decode_event(data, (str(other), other))
+        assert different == event and different.header.event_id == event.header.event_id != other
+
+
 @pytest.mark.parametrize(
     "when",
     [
