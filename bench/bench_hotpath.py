@@ -196,13 +196,25 @@ def work_relay(p: dict[str, Any]) -> dict[str, Any]:
     fanout: dict[str, int] | None = None
     if p.get("fanout"):
         fanout = fanout_of_records(p)
+    acks = acks_of_records(p) if p.get("ack_scratch") else {}
     consumer, stops = open_range(p, "bench-hotpath-relay")
     producer = KafkaProducer(**producer_config(p["bootstrap"], "bench-hotpath-relay"))
     topic, send = p["scratch"], producer.send
     producer.partitions_for(topic)
+    reader: threading.Thread | None = None
+    if acks:
+        ack_topic = p["ack_scratch"]
+        producer.partitions_for(ack_topic)
+        reader, acks_read = read_back(p["bootstrap"], ack_topic, len(acks))
 
     def once(r: Any) -> None:
         send(topic, key=r.key, value=r.value, headers=r.headers)
+
+    def acknowledged(r: Any) -> None:
+        send(topic, key=r.key, value=r.value, headers=r.headers)
+        ack = acks.get(f"{r.topic}:{r.partition}:{r.offset}")
+        if ack is not None:
+            send(ack_topic, key=ack[0], value=ack[1], headers=ack[2])
 
     def per_feed(r: Any) -> None:
         assert fanout is not None
@@ -210,8 +222,14 @@ def work_relay(p: dict[str, Any]) -> dict[str, Any]:
             send(topic, key=r.key, value=r.value, headers=r.headers)
 
     def relay() -> int:
-        n = drain(consumer, stops, once if fanout is None else per_feed)
+        if reader is not None:
+            reader.start()
+        n = drain(consumer, stops, per_feed if fanout is not None else acknowledged if acks else once)
         producer.flush()
+        if reader is not None:
+            reader.join(300)
+            if acks_read[0] < len(acks):
+                raise RuntimeError(f"read back {acks_read[0]} of {len(acks)} acknowledgements")
         return n
 
     threads0 = thread_cpu_s()
@@ -229,7 +247,66 @@ def work_relay(p: dict[str, Any]) -> dict[str, Any]:
         "writes": writes,
         "threads_cpu_s": threads_cpu_s,
         "producer": batching,
+        "acks": len(acks),
     }
+
+
+def acks_of_records(p: dict[str, Any]) -> dict[str, tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """Per record the ally acknowledges (an alert or launch detection): the acknowledgement record
+    (key, value, headers) its service would send, encoded before the clock starts."""
+    from schemas.acks import ACKNOWLEDGED_KINDS, Acknowledgement, ack_headers, encode_ack
+    from schemas.codec import decode_event
+    from schemas.headers import parse_headers
+
+    consumer, stops = open_range(p, "bench-hotpath-acks")
+    out: dict[str, tuple[bytes, bytes, list[tuple[str, bytes]]]] = {}
+
+    def build(r: Any) -> None:
+        parsed = parse_headers(r.headers)
+        if parsed.kind not in ACKNOWLEDGED_KINDS:
+            return
+        event = decode_event(r.value)
+        ack = Acknowledgement(
+            event_id=parsed.event_id,
+            correlation_key=event.header.correlation_key,
+            kind=event.kind,
+            ally=p["ally"],
+            instance_id="bench-hotpath-floor",
+            sent_ns=parsed.sent_ns,
+            delivered_ns=time.time_ns(),
+        )
+        out[f"{r.topic}:{r.partition}:{r.offset}"] = (
+            ack.correlation_key.encode(),
+            encode_ack(ack),
+            ack_headers(ack),
+        )
+
+    drain(consumer, stops, build)
+    consumer.close()
+    return out
+
+
+def read_back(bootstrap: str, topic: str, expected: int) -> tuple[threading.Thread, list[int]]:
+    """A group-less consumer (a thread) reading ``topic`` from its end until ``expected`` records
+    came: what a service's acknowledgement reader does with the allies' acknowledgements."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**consumer_config(bootstrap, None, "bench-hotpath-ack-reader"))
+    partitions = [TopicPartition(topic, i) for i in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(partitions)
+    consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        consumer.position(tp)  # pinned before anything is sent
+    seen = [0]
+
+    def run() -> None:
+        deadline = time.monotonic() + 300
+        while seen[0] < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=100, max_records=500).values():
+                seen[0] += len(records)
+        consumer.close()
+
+    return threading.Thread(target=run, name="ack-reader-floor", daemon=True), seen
 
 
 def fanout_of_records(p: dict[str, Any]) -> dict[str, int]:
@@ -587,7 +664,8 @@ def main() -> int:
     )
     admin = KafkaAdminClient(**admin_config(bootstrap, "bench-hotpath-admin"))
     tag = uuid.uuid4().hex[:8]
-    scratch = {kind: f"bench-hotpath-{tag}-{kind}" for kind in ("produce", "relay", "hubfloor")}
+    kinds = ("produce", "relay", "relay-acks", "acks", "hubfloor")
+    scratch = {kind: f"bench-hotpath-{tag}-{kind}" for kind in kinds}
     groups: list[str] = []
     services: dict[str, dict[str, Any]] = {}
     try:
@@ -608,6 +686,9 @@ def main() -> int:
         span = {"bootstrap": bootstrap, "start": {k: before.get(k, 0) for k in after}, "end": after}
         produce = run_worker("produce", span | {"scratch": scratch["produce"]})
         relay = run_worker("relay", span | {"scratch": scratch["relay"]})
+        first_ally = next((a.strip().upper() for a in args.allies.split(",") if a.strip()), "US")
+        acks_scratch = {"scratch": scratch["relay-acks"], "ack_scratch": scratch["acks"], "ally": first_ally}
+        relay_acks = run_worker("relay", span | acks_scratch)
         with tempfile.TemporaryDirectory(prefix="trilink-bench-hotpath-") as audit_dir:
             for ally in [a.strip().upper() for a in args.allies.split(",") if a.strip()]:
                 groups.append(f"bench-hotpath-{ally.lower()}-{uuid.uuid4().hex[:8]}")
@@ -634,6 +715,7 @@ def main() -> int:
         _row("encode + publish", encode_and_publish, produce),
         _row("produce floor (KafkaProducer)", produce, None),
         _row("consume+produce floor", relay, None),
+        _row("  + acknowledgements floor", relay_acks, None),
     ] + [_row(f"ally {ally} service (3 channels)", r, relay) for ally, r in services.items()]
     if args.hub != "none":
         rows.append(_row("hub floor (consume, produce per feed)", hub_floor, None))
@@ -655,8 +737,19 @@ def main() -> int:
         "# ratio: publish / produce floor, ally service / consume+produce floor (CPU per event); "
         "'publish prepared' is what `trilink run` spends once its clock runs (it encodes first)"
     )
+    print(
+        f"# '+ acknowledgements floor': the same relay, also sending the {first_ally} service's "
+        f"{relay_acks['acks']} acknowledgements (alerts, launch detections; encoded beforehand) and "
+        "reading them back on a second consumer: the Kafka work a service does. Service ratio to it: "
+        + ", ".join(
+            f"{ally} {1e6 * r['cpu_s'] / max(r['events'], 1) / max(1e6 * relay_acks['cpu_s'] / max(relay_acks['events'], 1), 1e-9):.2f}x"
+            for ally, r in services.items()
+        )
+    )
     print("# consume+produce floor:")
     print_threads(relay)
+    print("# + acknowledgements floor:")
+    print_threads(relay_acks)
     for ally, r in services.items():
         print_service(ally, r)
     if args.hub != "none":
