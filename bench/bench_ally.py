@@ -44,8 +44,8 @@ from schemas.headers import CE_ID_HEADER, SENT_NS_HEADER  # noqa: E402
 from schemas.models import EventKind  # noqa: E402
 from schemas.samples import sample_event  # noqa: E402
 from trilink.latency import PIPELINE_P99_OBJECTIVE_S, encode_sent_ns  # noqa: E402
+from trilink.processes import read_stat  # noqa: E402
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE_KINDS = (EventKind.TRACK_UPDATE,) * 8 + (EventKind.IMPACT_PREDICTION, EventKind.ALERT)
 
 
@@ -109,8 +109,7 @@ class Templates:
 
 
 def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
+    return read_stat(f"/proc/{pid}/stat").cpu_s
 
 
 def proc_rss_mb(pid: int) -> tuple[float, float]:

@@ -44,11 +44,11 @@ if str(REPO) not in sys.path:
 
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
+from trilink.processes import read_stat  # noqa: E402
 from trilink.settings import get_settings  # noqa: E402
 
 SAMPLE_S = 0.5
 WINDOW_S = 5.0
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _AUDIT = re.compile(r"ally-([a-z]{2})-.*\.jsonl$")
 
 
@@ -104,11 +104,10 @@ def work_floor(p: dict[str, Any]) -> None:
 def _stat(pid: int) -> tuple[int, float] | None:
     """(parent pid, CPU seconds of all threads) of ``pid``, None once it is gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        stat = read_stat(f"/proc/{pid}/stat")
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+    return stat.ppid, stat.cpu_s
 
 
 def _cmdline(pid: int) -> str:

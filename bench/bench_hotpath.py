@@ -62,6 +62,7 @@ if str(REPO) not in sys.path:
 
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
+from trilink.processes import read_stat  # noqa: E402
 
 Offsets = dict[str, int]  # "topic:partition" -> offset (JSON-able)
 INPUT_ROLES = ("warnings", "sensor_status")
@@ -379,14 +380,12 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
 
 def thread_cpu_s() -> dict[str, float]:
     """CPU seconds (user + system) of each live thread of this process, by Python thread name."""
-    ticks = os.sysconf("SC_CLK_TCK")
     names = {t.native_id: t.name for t in threading.enumerate()}
     out: dict[str, float] = {}
     for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError):
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
             name = names.get(int(task.name), f"native-{task.name}")
-            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+            out[name] = out.get(name, 0.0) + read_stat(task / "stat").cpu_s
     return out
 
 
@@ -664,6 +663,7 @@ def main() -> int:
     )
     admin = KafkaAdminClient(**admin_config(bootstrap, "bench-hotpath-admin"))
     tag = uuid.uuid4().hex[:8]
+    allies = [a.strip().upper() for a in args.allies.split(",") if a.strip()] or ["US"]
     kinds = ("produce", "relay", "relay-acks", "acks", "hubfloor")
     scratch = {kind: f"bench-hotpath-{tag}-{kind}" for kind in kinds}
     groups: list[str] = []
@@ -686,11 +686,10 @@ def main() -> int:
         span = {"bootstrap": bootstrap, "start": {k: before.get(k, 0) for k in after}, "end": after}
         produce = run_worker("produce", span | {"scratch": scratch["produce"]})
         relay = run_worker("relay", span | {"scratch": scratch["relay"]})
-        first_ally = next((a.strip().upper() for a in args.allies.split(",") if a.strip()), "US")
-        acks_scratch = {"scratch": scratch["relay-acks"], "ack_scratch": scratch["acks"], "ally": first_ally}
+        acks_scratch = {"scratch": scratch["relay-acks"], "ack_scratch": scratch["acks"], "ally": allies[0]}
         relay_acks = run_worker("relay", span | acks_scratch)
         with tempfile.TemporaryDirectory(prefix="trilink-bench-hotpath-") as audit_dir:
-            for ally in [a.strip().upper() for a in args.allies.split(",") if a.strip()]:
+            for ally in allies:
                 groups.append(f"bench-hotpath-{ally.lower()}-{uuid.uuid4().hex[:8]}")
                 params = {"ally": ally, "group": groups[-1], "events": n, "audit_dir": audit_dir}
                 services[ally] = run_service(admin, span | params | {"timeout_s": args.timeout})
@@ -738,12 +737,11 @@ def main() -> int:
         "'publish prepared' is what `trilink run` spends once its clock runs (it encodes first)"
     )
     print(
-        f"# '+ acknowledgements floor': the same relay, also sending the {first_ally} service's "
+        f"# '+ acknowledgements floor': the same relay, also sending the {allies[0]} service's "
         f"{relay_acks['acks']} acknowledgements (alerts, launch detections; encoded beforehand) and "
         "reading them back on a second consumer: the Kafka work a service does. Service ratio to it: "
         + ", ".join(
-            f"{ally} {1e6 * r['cpu_s'] / max(r['events'], 1) / max(1e6 * relay_acks['cpu_s'] / max(relay_acks['events'], 1), 1e-9):.2f}x"
-            for ally, r in services.items()
+            f"{ally} {_row('', r, relay_acks)['cpu_ratio_to_floor']:.2f}x" for ally, r in services.items()
         )
     )
     print("# consume+produce floor:")

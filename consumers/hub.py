@@ -515,7 +515,7 @@ class HubService:
         ledger = self.ledger
         event = None
         if self.verify_body:
-            event = decode_event(value)
+            event = decode_event(value, (parsed.event_id_text, parsed.event_id))
             try:
                 verify_headers_match(parsed, event)
             except BadHeaderError as exc:

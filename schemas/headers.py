@@ -178,6 +178,9 @@ class ParsedHeaders(NamedTuple):
     """
 
     event_id: UUID
+    #: ``event_id`` as the canonical text the header carried: what channels print, and what
+    #: :func:`schemas.codec.decode_event` compares the body's id with before parsing it again.
+    event_id_text: str
     source: str
     kind: EventKind
     schema_version: int
@@ -187,9 +190,6 @@ class ParsedHeaders(NamedTuple):
     #: The hub's :data:`HUB_NS_HEADER` and :data:`INGEST_APPEND_NS_HEADER` (None: not relayed by a hub).
     hub_ns: int | None = None
     ingest_append_ns: int | None = None
-    #: ``event_id`` as its canonical text (what the header carried): channels that print the id
-    #: use it rather than formatting the UUID again.
-    event_id_text: str = ""
 
 
 def _bad(name: str, problem: str) -> BadHeaderError:
@@ -287,6 +287,7 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
     ingest_append_ns = _ns_header(found, INGEST_APPEND_NS_HEADER)
     return ParsedHeaders(
         event_id=event_id,
+        event_id_text=event_id_text,
         source=source,
         kind=kind,
         schema_version=version,
@@ -295,7 +296,6 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ParsedH
         forward=forward,  # type: ignore[arg-type]  # every value was checked to be bytes above
         hub_ns=hub_ns,
         ingest_append_ns=ingest_append_ns,
-        event_id_text=event_id_text,
     )
 
 

@@ -13,10 +13,28 @@ import os
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from trilink.waiting import wait_until
 
-__all__ = ["pid_runs", "terminate"]
+__all__ = ["ProcStat", "pid_runs", "read_stat", "terminate"]
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+class ProcStat(NamedTuple):
+    """What trilink reads from a ``/proc/<pid>/stat`` (or ``/proc/<pid>/task/<tid>/stat``) file."""
+
+    state: str  # "R", "S", ... "Z" for a zombie
+    ppid: int
+    cpu_s: float  # user + system CPU time: all threads of a process, or the one thread of a task
+
+
+def read_stat(path: str | Path) -> ProcStat:
+    """Parse a ``stat`` file of ``/proc``; raises ``OSError`` when it is gone."""
+    text = Path(path).read_text()
+    fields = text[text.rfind(")") + 2 :].split()  # after the command name, which may hold anything
+    return ProcStat(fields[0], int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS_PER_S)
 
 
 def pid_runs(pid: int | None, *argv_items: bytes) -> bool:
@@ -26,10 +44,10 @@ def pid_runs(pid: int | None, *argv_items: bytes) -> bool:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = read_stat(f"/proc/{pid}/stat").state
     except OSError:
         return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited already
+    if state == "Z":  # a zombie has exited already
         return False
     return all(item in cmdline for item in argv_items)
 

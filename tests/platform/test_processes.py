@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from trilink.processes import pid_runs, terminate
+from trilink.processes import pid_runs, read_stat, terminate
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +57,23 @@ def test_terminate_stops_politely_then_kills(spawn: Callable[[str], subprocess.P
     assert killed == [stubborn.pid]
     assert polite.wait(timeout=10) != 0 and stubborn.wait(timeout=10) == -9
     assert not pid_runs(polite.pid, _SLEEPS.encode())
+
+
+_SPINS_THEN_SLEEPS = (
+    "import time; end = time.process_time() + 0.3\n"
+    "while time.process_time() < end: pass\n"
+    "print('ready', flush=True); time.sleep(60)"
+)
+
+
+def test_read_stat_gives_the_parent_and_the_cpu_time(spawn: Callable[[str], subprocess.Popen[str]]) -> None:
+    child = spawn(_SPINS_THEN_SLEEPS)
+    stat = read_stat(f"/proc/{child.pid}/stat")
+    assert stat.ppid == os.getpid()
+    assert 0.25 <= stat.cpu_s < 5.0  # it spun 0.3 s of CPU (clock ticks: 10 ms) and then slept
+    time.sleep(0.05)
+    assert read_stat(f"/proc/{child.pid}/stat").state == "S"
+    child.kill()
+    child.wait(timeout=10)
+    with pytest.raises(FileNotFoundError):  # reaped: its /proc entry is gone
+        read_stat(f"/proc/{child.pid}/stat")
