@@ -31,7 +31,7 @@ from consumers.ports import ProducerPort
 from schemas.acks import ACKNOWLEDGED_KINDS, Acknowledgement, ack_headers, decode_ack, encode_ack
 from schemas.models import EventKind, Nation, WarningEvent
 from trilink.errors import DeserializationError
-from trilink.pacing import pace_until
+from trilink.pacing import linger_after_poll
 from trilink.policy import SharingPolicy
 from trilink.waiting import wait_until
 
@@ -226,7 +226,7 @@ class AckReader:
         self.book = book
         self._on_bad = on_bad_record
         self._poll_timeout_ms = poll_timeout_ms
-        self._poll_linger_ns = poll_linger_ms * 1_000_000  # as the services' (consumers.loop)
+        self._poll_linger_ns = poll_linger_ms * 1_000_000
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -260,8 +260,10 @@ class AckReader:
                         except DeserializationError as exc:
                             self._on_bad(record, exc)
                 self.book.sweep()
-                if batch and self._poll_linger_ns:
-                    pace_until(polled_ns + self._poll_linger_ns, self._stop)
+                if batch:
+                    linger_after_poll(
+                        sum(map(len, batch.values())), polled_ns, self._poll_linger_ns, self._stop
+                    )
         except BaseException as exc:
             self.error = exc
             log.exception("ally %s: the acknowledgement reader stopped", self.book.ally.value)

@@ -367,7 +367,7 @@ class HubService:
         self.unhealthy_poll_age_s = unhealthy_poll_age_s
         self.linger_ms = linger_ms
         self._settings = settings if settings is not None else get_settings()
-        #: None: the settings' ``poll_linger_ms`` (see :func:`consumers.loop.linger_until`).
+        #: None: the settings' ``poll_linger_ms`` (see :func:`trilink.pacing.linger_after_poll`).
         self.poll_linger_ms = self._settings.poll_linger_ms if poll_linger_ms is None else poll_linger_ms
         self._http_host = http_host or self._settings.host
         self._http_port = http_port

@@ -35,7 +35,7 @@ from consumers.errors import UNEXPECTED_REASON, ChannelDeliveryError
 from consumers.ports import ConsumerPort, ProducerPort
 from trilink.errors import ConfigError, DeserializationError
 from trilink.monitoring.discovery import announce, withdraw
-from trilink.pacing import pace_until
+from trilink.pacing import linger_after_poll
 from trilink.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,7 @@ class ConsumeLoop:
         self.offset_reset = options.offset_reset
         self.max_poll_records = options.max_poll_records
         self.poll_timeout_ms = options.poll_timeout_ms
-        #: After a poll that returned records, the next poll waits until this long after it
-        #: (:attr:`trilink.settings.Settings.poll_linger_ms`): a fetch round trip costs
-        #: kafka-python about a millisecond of CPU whatever it carries, so records arriving
-        #: meanwhile wait at the broker and come together in the next fetch.
+        #: :func:`trilink.pacing.linger_after_poll` (``Settings.poll_linger_ms``).
         self.poll_linger_ns = options.poll_linger_ms * 1_000_000
         self.commit_interval_s = options.commit_interval_s
         self.flush_timeout_s = options.flush_timeout_s
@@ -337,8 +334,10 @@ class ConsumeLoop:
                 if now - self._last_lag_monotonic >= self.lag_interval_s:
                     self._last_lag_monotonic = now
                     self._update_lag()
-                if batch and self.poll_linger_ns:
-                    pace_until(int(now * 1e9) + self.poll_linger_ns, self._stop)
+                if batch:
+                    linger_after_poll(
+                        sum(map(len, batch.values())), int(now * 1e9), self.poll_linger_ns, self._stop
+                    )
             clean = True
         except BaseException as exc:
             self.error = exc

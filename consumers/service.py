@@ -235,7 +235,7 @@ class AllyService:
         self.rebuild_per_partition = rebuild_per_partition
         self.max_poll_records = max_poll_records
         self.poll_timeout_ms = poll_timeout_ms
-        #: None: the settings' ``poll_linger_ms`` (see :func:`consumers.loop.linger_until`).
+        #: None: the settings' ``poll_linger_ms`` (see :func:`trilink.pacing.linger_after_poll`).
         self.poll_linger_ms = self._settings.poll_linger_ms if poll_linger_ms is None else poll_linger_ms
         self.commit_interval_s = commit_interval_s
         self.flush_timeout_s = flush_timeout_s

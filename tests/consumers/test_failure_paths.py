@@ -470,17 +470,18 @@ def test_a_join_that_never_gets_partitions_is_retried(tmp_path: Path) -> None:
         service.stop()
 
 
-def test_after_a_poll_with_records_the_next_waits_for_the_poll_linger(tmp_path: Path) -> None:
-    """The poll linger (Settings.poll_linger_ms): a poll that returned records is followed by
-    the next no sooner than the linger, so what arrives meanwhile comes in one fetch; a poll
-    that returned nothing is followed at once."""
+def test_after_a_poll_with_several_records_the_next_waits_for_the_poll_linger(tmp_path: Path) -> None:
+    """The poll linger (Settings.poll_linger_ms): a poll that returned several records is
+    followed by the next no sooner than the linger, so what arrives meanwhile comes in one
+    fetch; a poll that returned one record, or nothing, is followed at once (no record waits
+    for the linger at low load)."""
     producer = FakeProducer()
-    consumer = FakeConsumer(producer, [event_record(0)])
+    consumer = FakeConsumer(producer, [event_record(0), event_record(1)])
     service = start(tmp_path, consumer, producer, poll_linger_ms=150)
     try:
-        wait_for(lambda: consumer.committed_ == 1)
-        consumer.records.append(event_record(1))
         wait_for(lambda: consumer.committed_ == 2)
+        consumer.records.append(event_record(2))
+        wait_for(lambda: consumer.committed_ == 3)
 
         def polls_since_records() -> int:
             last = max(i for i, (_, count) in enumerate(consumer.poll_log) if count)
@@ -490,9 +491,9 @@ def test_after_a_poll_with_records_the_next_waits_for_the_poll_linger(tmp_path: 
     finally:
         service.stop()
     log = consumer.poll_log
-    with_records = [i for i, (_, n) in enumerate(log) if n]
-    assert len(with_records) == 2
-    for i in with_records:
-        assert log[i + 1][0] - log[i][0] >= 0.15
+    gap_after = {n: log[i + 1][0] - log[i][0] for i, (_, n) in enumerate(log[:-1]) if n}
+    assert set(gap_after) == {1, 2}
+    assert gap_after[2] >= 0.15
+    assert gap_after[1] < 0.1
     empty_gaps = [b[0] - a[0] for a, b in itertools.pairwise(log) if not a[1]]
     assert empty_gaps and min(empty_gaps) < 0.1

@@ -1,4 +1,4 @@
-"""trilink.pacing.pace_until: the one pacer (publisher, replayer, load-test senders)."""
+"""trilink.pacing: the one pacer (publisher, replayer, load-test senders) and the poll linger."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from trilink.pacing import SPIN_NS, pace_until
+from trilink.pacing import SPIN_NS, linger_after_poll, pace_until
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +36,20 @@ def test_any_clock() -> None:
     stop = threading.Event()
     ticks = iter(range(0, 100, 10))
     assert pace_until(50, stop, lambda: next(ticks), spin_ns=100)  # spins on the given clock
+
+
+@pytest.mark.parametrize(("records", "lingers"), [(0, False), (1, False), (2, True), (500, True)])
+def test_only_a_poll_with_several_records_lingers(records: int, lingers: bool) -> None:
+    stop = threading.Event()
+    polled_ns = time.monotonic_ns()
+    linger_after_poll(records, polled_ns, 30_000_000, stop)
+    waited_ns = time.monotonic_ns() - polled_ns
+    assert (waited_ns >= 29_000_000) is lingers  # a sleep may wake ~early
+
+
+def test_a_stop_ends_the_linger() -> None:
+    stop = threading.Event()
+    stop.set()
+    began_ns = time.monotonic_ns()
+    linger_after_poll(10, began_ns, 60_000_000_000, stop)
+    assert time.monotonic_ns() - began_ns < 1_000_000_000
