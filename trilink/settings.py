@@ -85,11 +85,12 @@ class Settings(BaseSettings):
         default=5,
         ge=0,
         le=1000,
-        description="After a poll that returned records, a consuming service (ally, hub, acknowledgement "
-        "reader) polls again no sooner than this, so its next fetch carries what arrived meanwhile: "
-        "kafka-python spends about a millisecond of CPU per fetch round trip, so fetching one or two "
-        "records at a time saturated 2 cores at the demo's peak. 0: poll again at once (lowest "
-        "latency at low load, most CPU). Costs at most this much latency per hop, only under load.",
+        description="After a poll that returned several records, a consuming service (ally, hub, "
+        "acknowledgement reader) polls again no sooner than this, so its next fetch carries what arrived "
+        "meanwhile: kafka-python spends about a millisecond of CPU per fetch round trip, so fetching one "
+        "or two records at a time saturated 2 cores at the demo's peak. A poll that returned one record "
+        "is followed at once (the service keeps up; no record waits at low load). 0: never wait (most "
+        "CPU). Costs at most this much latency per hop, only under load.",
     )
 
     @field_validator("bootstrap")
