@@ -65,7 +65,7 @@ from consumers.errors import (
     HeaderMismatchError,
     NationMismatchError,
 )
-from consumers.ledger import LatencyFigures
+from consumers.ledger import HOP_TABLE_HEADER, LatencyFigures, hop_line
 from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offset_reset
 from consumers.policy_filter import ReleaseCheck
 from consumers.ports import ConsumerPort, ProducerPort
@@ -262,11 +262,10 @@ class HubReport(BaseModel):
         out = [
             f"[hub] received {received}  released {released}  dead-lettered "
             f"{sum(self.dead_letters.values())}  (routing on the {mode})",
-            f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}",
+            HOP_TABLE_HEADER,
         ]
         for row in self.latency:
-            label = row.hop if row.feed == NO_FEED else f"{row.hop} [{row.feed}]"
-            out.append(f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}")
+            out.append(hop_line(row.hop if row.feed == NO_FEED else f"{row.hop} [{row.feed}]", row))
         return out
 
     def latency_row(self, hop: str, feed: str = NO_FEED) -> HubLatencyRow | None:

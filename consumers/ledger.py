@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -261,6 +261,41 @@ class LatencyFigures(BaseModel):
     p99_9_ms: float
     max_ms: float
     mean_ms: float
+
+
+#: The hops of an ally's report in the pipeline's order, as (hop, channel): what the run's and the
+#: load test's text reports and the HTML report show.
+HOP_ROWS = (
+    ("send_to_append", NO_CHANNEL),
+    ("append_to_hub", NO_CHANNEL),  # hub topology: ingest append -> hub received
+    ("hub_to_append", NO_CHANNEL),  # hub topology: hub received -> feed append
+    ("append_to_receive", NO_CHANNEL),
+    ("receive_to_deliver", "kafka"),
+    ("receive_to_deliver", "sse"),
+    ("receive_to_deliver", "audit"),
+    ("end_to_end", "kafka"),
+    ("end_to_end", "audit"),
+    ("acknowledged_by_all", NO_CHANNEL),  # sensor send -> the last ally's acknowledgement
+)
+
+#: The header line of a text hop table (:func:`hop_line` rows).
+HOP_TABLE_HEADER = f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}"
+
+
+def hop_line(label: str, row: LatencyFigures) -> str:
+    """One row of a text hop table: p50, p99 and max in ms, then the sample count."""
+    return f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}"
+
+
+def hop_table(row_of: Callable[[str, str], LatencyFigures | None]) -> list[str]:
+    """An ally's text hop table in :data:`HOP_ROWS` order; ``row_of(hop, channel)`` gives the
+    all-kinds row of a series, None when it has no sample (that row is left out)."""
+    out = [HOP_TABLE_HEADER]
+    for hop, channel in HOP_ROWS:
+        row = row_of(hop, channel)
+        if row is not None:
+            out.append(hop_line(hop if channel == NO_CHANNEL else f"{hop} [{channel}]", row))
+    return out
 
 
 class LatencyRow(LatencyFigures):

@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIServer
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.hub import HubReport
-from consumers.ledger import AckSummary, AllyReport, FirstDeliveryReport
+from consumers.ledger import AckSummary, AllyReport, FirstDeliveryReport, hop_table
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
 from producers.scenario import Scenario, correlation_key, load_scenario, simulate
@@ -436,20 +436,6 @@ def _shares(first: FirstDeliveryReport | None, launch_ns: int) -> PipelineShares
 # ---------------------------------------------------------------------------------------- output
 
 
-HOP_ROWS = (
-    ("send_to_append", "none"),
-    ("append_to_hub", "none"),  # hub topology: ingest append -> hub received
-    ("hub_to_append", "none"),  # hub topology: hub received -> feed append
-    ("append_to_receive", "none"),
-    ("receive_to_deliver", "kafka"),
-    ("receive_to_deliver", "sse"),
-    ("receive_to_deliver", "audit"),
-    ("end_to_end", "kafka"),
-    ("end_to_end", "audit"),
-    ("acknowledged_by_all", "none"),  # sensor send -> the last ally's acknowledgement
-)
-
-
 def _shares_text(shares: PipelineShares | None) -> str:
     if shares is None:
         return "-"
@@ -478,16 +464,7 @@ def print_result(result: RunResult, out: Any = sys.stdout) -> None:
             + f"  (expected {result.expected[ally]})",
             file=out,
         )
-        print(f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}", file=out)
-        for hop, channel in HOP_ROWS:
-            row = rep.latency_row(hop, channel)
-            if row is None:
-                continue
-            label = hop if channel == "none" else f"{hop} [{channel}]"
-            print(
-                f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}",
-                file=out,
-            )
+        print(*hop_table(rep.latency_row), sep="\n", file=out)
         acks = rep.acknowledgements
         if acks is not None:
             print(f"  {ack_line(acks)}", file=out)

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trilink.pipeline import HOP_ROWS, AllySummary, RunReport, summarize
+from consumers.ledger import HOP_ROWS
+from trilink.pipeline import AllySummary, RunReport, summarize
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -1,6 +1,7 @@
 """``trilink loadtest`` in the hub topology on the session's real broker: the senders write each
 event to its sensor nation's ingest topic, the hub (its own process) releases it to the feeds,
-every ally gets all it is released to once and in order, and the services' hop rows show the hub."""
+every ally gets all it is released to once and in order, and the report (its JSON and the text
+printed) shows the hub: its own counts and hops, and every ally's hop rows around it."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def hub_topology(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def test_load_through_the_hub_is_delivered_whole_and_shows_the_hub_hop(
-    hub_topology: str, tmp_path: Path
+    hub_topology: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report_path = tmp_path / "lt.json"
     code = main(
@@ -55,3 +56,10 @@ def test_load_through_the_hub_is_delivered_whole_and_shows_the_hub_hop(
         assert {"send_to_append", "append_to_hub", "hub_to_append", "append_to_receive"} <= hops, (ally, hops)
     # the default mix's alerts and heartbeats of JP and KR sensors are bilateral with the US
     assert report["allies"]["JP"]["expected"] < report["allies"]["US"]["expected"] == 800
+    hub = report["hub"]
+    assert sum(n for kinds in hub["received"].values() for n in kinds.values()) == 800
+    assert {r["hop"] for r in hub["latency"]} >= {"append_to_hub", "hub_to_ack"}
+    text = capsys.readouterr().out
+    assert "[hub] received 800  released US 800 " in text
+    for label in ("append_to_hub", "hub_to_ack [JP]", "hub_to_append", "receive_to_deliver [kafka]"):
+        assert f"  {label} " in text, label

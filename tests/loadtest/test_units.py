@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import DefaultPartitioner
 
+from consumers.hub import HubLatencyRow, HubReport
 from consumers.ledger import AllyReport
 from schemas import decode_event
 from schemas.headers import LOADTEST_RUN_HEADER as RUN_HEADER
@@ -504,6 +505,58 @@ def test_report_json_shape() -> None:
     timeline = report["timeline"]
     assert len(timeline["second"]) == len(timeline["sent_per_s"]) == len(timeline["allies"]["JP"]["p99_ms"])
     assert report["curves"]["US"]["intended"][0][0] == 0.0
+
+
+def test_terminal_report_shows_every_hop_with_the_hub_s() -> None:
+    """The services' and the hub's own hops are printed in the pipeline's order, the hub hop
+    between the sensors' append and the feeds'."""
+    figures = {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "p99_9_ms": 4.0, "max_ms": 5.0, "mean_ms": 1.5}
+    hops = ["hub_to_append", "send_to_append", "append_to_receive", "append_to_hub"]  # any order
+    service = AllyReport.model_validate(
+        {
+            "ally": "JP",
+            "instance_id": "i",
+            "group_id": "g",
+            "latency": [{"hop": h, "kind": "*", "channel": "none", "count": 7, **figures} for h in hops]
+            + [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 7, **figures}],
+            "counts": {
+                "received": {},
+                "withheld": {},
+                "withheld_by_reason": {},
+                "delivered": {},
+                "duplicates_suppressed": 0,
+                "dead_letters": {},
+                "subscriber_drops": {},
+                "delivery_failures": {},
+            },
+            "launches": {},
+            "dedup_window_ids": 0,
+            "assigned_partitions": [],
+            "error": None,
+        }
+    )
+    hub = HubReport(
+        instance_id="i",
+        group_id="h",
+        verify_body=True,
+        received={"KR": {"track_update": 7}},
+        released={"JP": {"track_update": 7}},
+        withheld={},
+        dead_letters={},
+        delivery_failures={},
+        latency=[HubLatencyRow(hop="append_to_hub", feed="none", count=7, **figures)],
+        error=None,
+    )
+    text = render_text(build_report(_result(), {"JP": service}, hub=hub))
+    assert "[hub] received 7  released US 0 JP 7 KR 0" in text
+    assert "  append_to_hub                     1.00      3.00      5.00        7" in text
+    jp = text[text.index("[JP]") :]
+    order = [
+        jp.index(f"  {h} ") for h in ("send_to_append", "append_to_hub", "hub_to_append", "append_to_receive")
+    ]
+    assert order == sorted(order)
+    assert "end_to_end [kafka]" in jp
+    assert "[US]" not in text[text.index("every hop") :]  # no service report for US: no table
 
 
 def test_terminal_table_and_plot(tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ def handler(args: argparse.Namespace) -> int:
             )
         except KeyboardInterrupt:
             interrupted = True
-    report = build_report(result, loadtest.service_reports, baseline, capacity)
+    report = build_report(result, loadtest.service_reports, baseline, capacity, loadtest.hub_report)
     report.run.interrupted = interrupted
     print(render_text(report))
     if args.report is not None:

@@ -7,7 +7,8 @@ Its parts: ``run`` (ids, mode, wall time, interrupted, drained) and ``config`` (
 when saturated the latency figures describe the harness); ``allies`` (per ally expected,
 delivered, lost, duplicates, out of order, dead-lettered, withheld, throughput); ``latency`` (rows
 per ally, hop, basis ``intended`` | ``actual`` | ``receive`` and kind, ``*`` = all kinds);
-``service_hops`` (the ally services' own rows, whole run incl. warm-up); ``objectives`` (one
+``service_hops`` (the ally services' own rows, whole run incl. warm-up); ``hub`` (the US hub's
+own report in the hub topology: counts and its hops); ``objectives`` (one
 verdict per ``--slo``); ``timeline`` (per second sent, delivered, p99); ``curves`` (end-to-end
 percentile curves per ally); ``baseline``; ``capacity``.
 """
@@ -19,7 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.ledger import AckSummary, AllyReport, LatencyFigures, LatencyRow
+from consumers.hub import HubReport
+from consumers.ledger import AckSummary, AllyReport, LatencyFigures, LatencyRow, hop_table
 from trilink.latency import percentile_of_sorted
 from trilink.loadtest.accounting import (
     ACTUAL,
@@ -184,6 +186,9 @@ class LoadTestReport(_Strict):
     allies: dict[str, AllyOutcome]
     latency: list[LoadLatencyRow]
     service_hops: list[ServiceHopRow]
+    hub: HubReport | None = Field(
+        default=None, description="the US hub's own report (hub topology; whole run incl. warm-up)"
+    )
     objectives: list[Verdict]
     timeline: Timeline
     curves: dict[str, dict[str, list[tuple[float, float]]]] = Field(
@@ -202,8 +207,10 @@ def build_report(
     service_reports: dict[str, AllyReport] | None = None,
     baseline: BaselineResult | None = None,
     capacity: CapacityResult | None = None,
+    hub: HubReport | None = None,
 ) -> LoadTestReport:
-    """The report of one run (plus the services' reports, baseline and capacity search)."""
+    """The report of one run (plus the services' and the hub's reports, baseline and capacity
+    search)."""
     spec = result.spec
     acc = result.accounting
     services = service_reports or {}
@@ -294,6 +301,7 @@ def build_report(
         allies=allies,
         latency=rows,
         service_hops=service_rows,
+        hub=hub,
         objectives=[Verdict.model_validate(v.as_dict()) for v in result.verdicts],
         timeline=_timeline(result),
         curves={
@@ -433,6 +441,7 @@ def render_text(report: LoadTestReport, kinds: bool = True) -> str:
             f"{_ms(row.p50_ms):>8} {_ms(row.p90_ms):>8} {_ms(row.p99_ms):>8} "
             f"{_ms(row.p99_9_ms):>8} {_ms(row.max_ms):>8}"
         )
+    out.extend(_service_hop_lines(report))
     acked = [(ally, a.acknowledgements) for ally, a in report.allies.items() if a.acknowledgements]
     if acked:
         out.append("")
@@ -494,6 +503,32 @@ def render_text(report: LoadTestReport, kinds: bool = True) -> str:
             mark = "met   " if v.met else "MISSED"
             out.append(f"objective {v.objective:<14} {mark} {_describe_verdict(v)}")
     return "\n".join(out)
+
+
+def _service_hop_lines(report: LoadTestReport) -> list[str]:
+    """Every hop as the hub and the services measured it (whole run, warm-up included), in the
+    pipeline's order: the hub hop appears here, between the sensors' append and the feeds'."""
+    allies = [a for a in report.allies if any(r.ally == a for r in report.service_hops)]
+    if not allies and report.hub is None:
+        return []
+    out = ["", "every hop as the hub and the services measured it (whole run, warm-up included)"]
+    if report.hub is not None:
+        out.extend(report.hub.lines())
+    for ally in allies:
+
+        def row_of(hop: str, channel: str, ally: str = ally) -> ServiceHopRow | None:
+            return next(
+                (
+                    r
+                    for r in report.service_hops
+                    if r.ally == ally and r.hop == hop and r.channel == channel and r.kind == ALL_KINDS
+                ),
+                None,
+            )
+
+        out.append(f"[{ally}]")
+        out.extend(hop_table(row_of))
+    return out
 
 
 def _describe_verdict(v: Verdict) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from consumers.fleet import AllyFleet
+from consumers.hub import HubReport
 from consumers.ledger import AllyReport
 from trilink.loadtest.accounting import Accounting, CurveRecorder
 from trilink.loadtest.errors import LoadtestError
@@ -147,6 +148,8 @@ class LoadTest:
         )
         self.observer: Observer | None = None
         self.service_reports: dict[str, AllyReport] = {}
+        #: The hub's own report once :meth:`close` collected it (hub topology).
+        self.hub_report: HubReport | None = None
         self._display: Progress | None = None
 
     def say(self, text: str) -> None:
@@ -193,7 +196,8 @@ class LoadTest:
             display.stop()
 
     def start(self) -> None:
-        self.say("starting the US, JP and KR ally services (one process each) ...")
+        hub = "the US hub and " if self.fleet.with_hub else ""
+        self.say(f"starting {hub}the US, JP and KR ally services (one process each) ...")
         self.fleet.start()
         self.observer = Observer(self.bootstrap, self.fleet.instance_id)
         self.observer.start()
@@ -204,6 +208,7 @@ class LoadTest:
         if self.observer is not None:
             self.observer.stop()
         self.service_reports = self.fleet.stop()
+        self.hub_report = self.fleet.hub_report
 
     # ------------------------------------------------------------ one run
 
