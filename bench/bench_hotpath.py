@@ -62,7 +62,7 @@ if str(REPO) not in sys.path:
 
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
-from trilink.processes import read_stat  # noqa: E402
+from trilink.processes import thread_cpu_s  # noqa: E402
 
 Offsets = dict[str, int]  # "topic:partition" -> offset (JSON-able)
 INPUT_ROLES = ("warnings", "sensor_status")
@@ -376,17 +376,6 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
         "latency": [r.model_dump() for r in report.latency],
         "error": report.error,
     }
-
-
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds (user + system) of each live thread of this process, by Python thread name."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            name = names.get(int(task.name), f"native-{task.name}")
-            out[name] = out.get(name, 0.0) + read_stat(task / "stat").cpu_s
-    return out
 
 
 def producer_batching(producer: Any) -> dict[str, float]:

@@ -38,19 +38,9 @@ if str(REPO) not in sys.path:
 
 from trilink.pacing import pace_until  # noqa: E402
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
-from trilink.processes import read_stat  # noqa: E402
+from trilink.processes import thread_cpu_s  # noqa: E402
 
 HEADERS = [(f"trilink_h{i}", b"x" * 30) for i in range(5)]
-
-
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds of each live thread of this process, by Python thread name."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
-        name = names.get(int(task.name), f"native-{task.name}")
-        out[name] = out.get(name, 0.0) + read_stat(task / "stat").cpu_s
-    return out
 
 
 def produce_case(p: dict[str, Any]) -> dict[str, Any]:

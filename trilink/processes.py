@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 from trilink.waiting import wait_until
 
-__all__ = ["ProcStat", "pid_runs", "read_stat", "terminate"]
+__all__ = ["ProcStat", "pid_runs", "read_stat", "terminate", "thread_cpu_s"]
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -35,6 +36,18 @@ def read_stat(path: str | Path) -> ProcStat:
     text = Path(path).read_text()
     fields = text[text.rfind(")") + 2 :].split()  # after the command name, which may hold anything
     return ProcStat(fields[0], int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS_PER_S)
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by Python thread name
+    (``native-<tid>`` for a thread Python does not know); threads of one name are summed."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            name = names.get(int(task.name), f"native-{task.name}")
+            out[name] = out.get(name, 0.0) + read_stat(task / "stat").cpu_s
+    return out
 
 
 def pid_runs(pid: int | None, *argv_items: bytes) -> bool:

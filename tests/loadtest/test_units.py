@@ -448,14 +448,14 @@ def _result() -> RunResult:
     return result
 
 
-def test_report_json_shape() -> None:
-    figures = {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "p99_9_ms": 1.0, "max_ms": 1.0, "mean_ms": 1.0}
-    service = AllyReport.model_validate(
+def _service_report(ally: str, latency: list[dict[str, object]]) -> AllyReport:
+    """An ally service's report with these latency rows and nothing counted."""
+    return AllyReport.model_validate(
         {
-            "ally": "US",
+            "ally": ally,
             "instance_id": "i",
             "group_id": "g",
-            "latency": [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 3, **figures}],
+            "latency": latency,
             "counts": {
                 "received": {},
                 "withheld": {},
@@ -471,6 +471,13 @@ def test_report_json_shape() -> None:
             "assigned_partitions": [],
             "error": None,
         }
+    )
+
+
+def test_report_json_shape() -> None:
+    figures = {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "p99_9_ms": 1.0, "max_ms": 1.0, "mean_ms": 1.0}
+    service = _service_report(
+        "US", [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 3, **figures}]
     )
     baseline = BaselineResult(2.0, 1.0, 3.0, 5.0, 300, 180, "all")
     report = json.loads(build_report(_result(), {"US": service}, baseline).model_dump_json())
@@ -512,28 +519,10 @@ def test_terminal_report_shows_every_hop_with_the_hub_s() -> None:
     between the sensors' append and the feeds'."""
     figures = {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "p99_9_ms": 4.0, "max_ms": 5.0, "mean_ms": 1.5}
     hops = ["hub_to_append", "send_to_append", "append_to_receive", "append_to_hub"]  # any order
-    service = AllyReport.model_validate(
-        {
-            "ally": "JP",
-            "instance_id": "i",
-            "group_id": "g",
-            "latency": [{"hop": h, "kind": "*", "channel": "none", "count": 7, **figures} for h in hops]
-            + [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 7, **figures}],
-            "counts": {
-                "received": {},
-                "withheld": {},
-                "withheld_by_reason": {},
-                "delivered": {},
-                "duplicates_suppressed": 0,
-                "dead_letters": {},
-                "subscriber_drops": {},
-                "delivery_failures": {},
-            },
-            "launches": {},
-            "dedup_window_ids": 0,
-            "assigned_partitions": [],
-            "error": None,
-        }
+    service = _service_report(
+        "JP",
+        [{"hop": h, "kind": "*", "channel": "none", "count": 7, **figures} for h in hops]
+        + [{"hop": "end_to_end", "kind": "*", "channel": "kafka", "count": 7, **figures}],
     )
     hub = HubReport(
         instance_id="i",

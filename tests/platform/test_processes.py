@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from trilink.processes import pid_runs, read_stat, terminate
+from trilink.processes import pid_runs, read_stat, terminate, thread_cpu_s
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +78,25 @@ def test_read_stat_gives_the_parent_and_the_cpu_time(spawn: Callable[[str], subp
     child.wait(timeout=10)
     with pytest.raises(FileNotFoundError):  # reaped: its /proc entry is gone
         read_stat(f"/proc/{child.pid}/stat")
+
+
+def test_thread_cpu_s_names_each_thread_and_counts_its_cpu() -> None:
+    spun, release = threading.Event(), threading.Event()
+
+    def spin() -> None:
+        end = time.thread_time() + 0.3  # this thread's own CPU clock
+        while time.thread_time() < end:
+            pass
+        spun.set()
+        release.wait(10)
+
+    spinner = threading.Thread(target=spin, name="bench-spinner")
+    spinner.start()
+    try:
+        assert spun.wait(10)
+        cpu = thread_cpu_s()
+    finally:
+        release.set()
+        spinner.join()
+    assert 0.25 <= cpu["bench-spinner"] < 5  # /proc counts in clock ticks (10 ms)
+    assert "MainThread" in cpu
