@@ -15,6 +15,7 @@ percentile curves per ally); ``baseline``; ``capacity``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from trilink.loadtest.accounting import (
 from trilink.loadtest.baseline import BaselineResult
 from trilink.loadtest.runner import CapacityResult, RunResult
 from trilink.loadtest.workload import NS_PER_S
+from trilink.monitoring.names import NO_CHANNEL
 
 REPORT_FORMAT: Literal["trilink.loadtest/1"] = "trilink.loadtest/1"
 
@@ -449,14 +451,7 @@ def render_text(report: LoadTestReport, kinds: bool = True) -> str:
         out.append("launch detection or alert was released to; each service's own figures, whole run, ms)")
         for ally, acks in acked:
             assert acks is not None
-            hop_row = next(
-                (
-                    r
-                    for r in report.service_hops
-                    if r.ally == ally and r.hop == "acknowledged_by_all" and r.kind == ALL_KINDS
-                ),
-                None,
-            )
+            hop_row = _service_row(report, ally, "acknowledged_by_all", NO_CHANNEL)
             figures = (
                 ""
                 if hop_row is None
@@ -515,20 +510,21 @@ def _service_hop_lines(report: LoadTestReport) -> list[str]:
     if report.hub is not None:
         out.extend(report.hub.lines())
     for ally in allies:
-
-        def row_of(hop: str, channel: str, ally: str = ally) -> ServiceHopRow | None:
-            return next(
-                (
-                    r
-                    for r in report.service_hops
-                    if r.ally == ally and r.hop == hop and r.channel == channel and r.kind == ALL_KINDS
-                ),
-                None,
-            )
-
         out.append(f"[{ally}]")
-        out.extend(hop_table(row_of))
+        out.extend(hop_table(functools.partial(_service_row, report, ally)))
     return out
+
+
+def _service_row(report: LoadTestReport, ally: str, hop: str, channel: str) -> ServiceHopRow | None:
+    """One of ``ally``'s service rows (all kinds), None when that series had no sample."""
+    return next(
+        (
+            r
+            for r in report.service_hops
+            if r.ally == ally and r.hop == hop and r.channel == channel and r.kind == ALL_KINDS
+        ),
+        None,
+    )
 
 
 def _describe_verdict(v: Verdict) -> str:
