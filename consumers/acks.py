@@ -260,10 +260,7 @@ class AckReader:
                         except DeserializationError as exc:
                             self._on_bad(record, exc)
                 self.book.sweep()
-                if batch:
-                    linger_after_poll(
-                        sum(map(len, batch.values())), polled_ns, self._poll_linger_ns, self._stop
-                    )
+                linger_after_poll(batch, polled_ns, self._poll_linger_ns, self._stop)
         except BaseException as exc:
             self.error = exc
             log.exception("ally %s: the acknowledgement reader stopped", self.book.ally.value)

@@ -265,7 +265,7 @@ class HubReport(BaseModel):
             HOP_TABLE_HEADER,
         ]
         for row in self.latency:
-            out.append(hop_line(row.hop if row.feed == NO_FEED else f"{row.hop} [{row.feed}]", row))
+            out.append(hop_line(row.hop, row.feed, row))
         return out
 
     def latency_row(self, hop: str, feed: str = NO_FEED) -> HubLatencyRow | None:

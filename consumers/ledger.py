@@ -282,8 +282,10 @@ HOP_ROWS = (
 HOP_TABLE_HEADER = f"  {'hop':28s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'count':>8s}"
 
 
-def hop_line(label: str, row: LatencyFigures) -> str:
-    """One row of a text hop table: p50, p99 and max in ms, then the sample count."""
+def hop_line(hop: str, qualifier: str, row: LatencyFigures) -> str:
+    """One row of a text hop table: the hop with its channel or feed (``qualifier``; none shown
+    for :data:`NO_CHANNEL`), p50, p99 and max in ms, then the sample count."""
+    label = hop if qualifier == NO_CHANNEL else f"{hop} [{qualifier}]"
     return f"  {label:28s} {row.p50_ms:9.2f} {row.p99_ms:9.2f} {row.max_ms:9.2f} {row.count:8d}"
 
 
@@ -294,7 +296,7 @@ def hop_table(row_of: Callable[[str, str], LatencyFigures | None]) -> list[str]:
     for hop, channel in HOP_ROWS:
         row = row_of(hop, channel)
         if row is not None:
-            out.append(hop_line(hop if channel == NO_CHANNEL else f"{hop} [{channel}]", row))
+            out.append(hop_line(hop, channel, row))
     return out
 
 

@@ -334,10 +334,7 @@ class ConsumeLoop:
                 if now - self._last_lag_monotonic >= self.lag_interval_s:
                     self._last_lag_monotonic = now
                     self._update_lag()
-                if batch:
-                    linger_after_poll(
-                        sum(map(len, batch.values())), int(now * 1e9), self.poll_linger_ns, self._stop
-                    )
+                linger_after_poll(batch, int(now * 1e9), self.poll_linger_ns, self._stop)
             clean = True
         except BaseException as exc:
             self.error = exc

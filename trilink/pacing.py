@@ -12,8 +12,8 @@ load-test senders, which share the machine with the services they measure, sleep
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sized
+from typing import Any, Protocol
 
 __all__ = ["SPIN_NS", "Stop", "linger_after_poll", "pace_until"]
 
@@ -41,14 +41,15 @@ def pace_until(
     return True
 
 
-def linger_after_poll(records: int, polled_ns: int, linger_ns: int, stop: Stop) -> None:
-    """A consuming loop's poll linger (``Settings.poll_linger_ms``): after a poll that returned
-    more than one record, the next poll waits until ``linger_ns`` after this one (``polled_ns``,
-    on ``time.monotonic_ns``), so records arriving meanwhile come together in one fetch.
+def linger_after_poll(batch: Mapping[Any, Sized], polled_ns: int, linger_ns: int, stop: Stop) -> None:
+    """A consuming loop's poll linger (``Settings.poll_linger_ms``): after a poll (``batch``:
+    its records by partition) that returned more than one record, the next poll waits until
+    ``linger_ns`` after this one (``polled_ns``, on ``time.monotonic_ns``), so records arriving
+    meanwhile come together in one fetch.
 
     Several records in one poll mean they arrive faster than the loop polls: a fetch round trip
     costs kafka-python about a millisecond of CPU whatever it carries, so waiting saves CPU when
-    it matters. A poll that returned one record means the loop keeps up record by record: it
-    polls again at once, so at low load no record waits for the linger."""
-    if records > 1 and linger_ns:
+    it matters. A poll that returned one record (or none) means the loop keeps up record by
+    record: it polls again at once, so at low load no record waits for the linger."""
+    if linger_ns and sum(map(len, batch.values())) > 1:
         pace_until(polled_ns + linger_ns, stop)

@@ -42,7 +42,8 @@ def test_any_clock() -> None:
 def test_only_a_poll_with_several_records_lingers(records: int, lingers: bool) -> None:
     stop = threading.Event()
     polled_ns = time.monotonic_ns()
-    linger_after_poll(records, polled_ns, 30_000_000, stop)
+    batch = {"partition": [object()] * records} if records else {}
+    linger_after_poll(batch, polled_ns, 30_000_000, stop)
     waited_ns = time.monotonic_ns() - polled_ns
     assert (waited_ns >= 29_000_000) is lingers  # a sleep may wake ~early
 
@@ -51,5 +52,5 @@ def test_a_stop_ends_the_linger() -> None:
     stop = threading.Event()
     stop.set()
     began_ns = time.monotonic_ns()
-    linger_after_poll(10, began_ns, 60_000_000_000, stop)
+    linger_after_poll({"a": [object()] * 5, "b": [object()] * 5}, began_ns, 60_000_000_000, stop)
     assert time.monotonic_ns() - began_ns < 1_000_000_000
