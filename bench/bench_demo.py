@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _sampling import CpuSampler, Stats, cmdline  # noqa: E402  (bench/, this script's directory)
+
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
-from trilink.processes import read_stat  # noqa: E402
 from trilink.settings import get_settings  # noqa: E402
 
-SAMPLE_S = 0.5
-WINDOW_S = 5.0
 _AUDIT = re.compile(r"ally-([a-z]{2})-.*\.jsonl$")
 
 
@@ -101,22 +101,6 @@ def work_floor(p: dict[str, Any]) -> None:
     print(json.dumps({"records": records, "cpu_s": cpu_s, "polls": polls}), flush=True)
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds of all threads) of ``pid``, None once it is gone."""
-    try:
-        stat = read_stat(f"/proc/{pid}/stat")
-    except OSError:
-        return None
-    return stat.ppid, stat.cpu_s
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _ally_of(pid: int) -> str | None:
     """The ally whose audit file ``pid`` holds open."""
     try:
@@ -129,77 +113,33 @@ def _ally_of(pid: int) -> str | None:
     return None
 
 
-class Sampler:
-    """CPU time of the run's process tree, the broker and the floor, every ``SAMPLE_S``."""
+def run_tree_classifier(run_pid: int) -> Callable[[int, int, Stats], str | None]:
+    """Tells the services ``trilink run`` spawned apart: an ally holds its audit file open, the
+    other spawned service is the hub."""
 
-    def __init__(self, run_pid: int, floor_pid: int | None) -> None:
-        self.run_pid = run_pid
-        self.roles: dict[int, str] = {run_pid: "run (sensors, orchestration)"}
-        if floor_pid is not None:
-            self.roles[floor_pid] = "kafka-python floor (JP)"
-        self.samples: list[tuple[float, dict[int, float]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        t0 = time.monotonic()
-        while not self._stop.wait(SAMPLE_S):
-            stats = {
-                int(d): s for d in os.listdir("/proc") if d.isdigit() and (s := _stat(int(d))) is not None
-            }
-            cpu: dict[int, float] = {}
-            for pid, (ppid, seconds) in stats.items():
-                role = self.roles.get(pid)
-                if role is None and "kafka.Kafka" in _cmdline(pid):
-                    role = self.roles[pid] = f"broker {pid}"
-                if role is None and self._descends(pid, stats):
-                    ally = _ally_of(pid)
-                    if ally is not None:
-                        role = self.roles[pid] = f"ally {ally}"
-                    elif ppid == self.run_pid and "spawn_main" in _cmdline(pid):
-                        role = "hub (or an ally not yet open)"
-                if role is not None:
-                    cpu[pid] = seconds
-            self.samples.append((time.monotonic() - t0, cpu))
-
-    def _descends(self, pid: int, stats: dict[int, tuple[int, float]]) -> bool:
+    def descends(pid: int, stats: Stats) -> bool:
         while pid in stats and pid > 1:
             pid = stats[pid][0]
-            if pid == self.run_pid:
+            if pid == run_pid:
                 return True
         return False
 
-    def role(self, pid: int) -> str:
-        return self.roles.get(pid, "hub")
+    allies: dict[int, str] = {}  # once seen holding its audit file, an ally stays one
 
-    def totals(self) -> dict[int, float]:
-        """CPU seconds each process used while sampled (from 0 for one that started later)."""
-        first: dict[int, float] = {}
-        last: dict[int, float] = {}
-        for i, (_, cpu) in enumerate(self.samples):
-            for pid, seconds in cpu.items():
-                first.setdefault(pid, seconds if i == 0 else 0.0)
-                last[pid] = seconds
-        return {pid: last[pid] - first[pid] for pid in last}
+    def classify(pid: int, ppid: int, stats: Stats) -> str | None:
+        if pid in allies:
+            return allies[pid]
+        if not descends(pid, stats):
+            return None
+        ally = _ally_of(pid)
+        if ally is not None:
+            allies[pid] = f"ally {ally}"
+            return allies[pid]
+        if ppid == run_pid and "spawn_main" in cmdline(pid):
+            return "hub"  # or an ally that has not opened its audit file yet
+        return None
 
-    def busiest(self) -> tuple[float, dict[int, float]]:
-        """The 5 s window with the most CPU over all sampled processes: (start s, cores each)."""
-        steps = max(int(WINDOW_S / SAMPLE_S), 1)
-        best: tuple[float, float, dict[int, float]] = (-1.0, 0.0, {})
-        for i in range(len(self.samples) - steps):
-            (t_a, a), (t_b, b) = self.samples[i], self.samples[i + steps]
-            cores = {pid: (b[pid] - a.get(pid, b[pid])) / (t_b - t_a) for pid in b}
-            total = sum(cores.values())
-            if total > best[0]:
-                best = (total, t_a, cores)
-        return best[1], best[2]
+    return classify
 
 
 def main() -> int:
@@ -259,7 +199,10 @@ def main() -> int:
             f"# topology {settings.topology}, poll linger {settings.poll_linger_ms} ms (floor {linger_ms} ms)"
         )
         run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        sampler = Sampler(run.pid, None if floor is None else floor.pid)
+        roles = {run.pid: "run (sensors, orchestration)"}
+        if floor is not None:
+            roles[floor.pid] = "kafka-python floor (JP)"
+        sampler = CpuSampler(roles, run_tree_classifier(run.pid))
         sampler.start()
         _, stderr = run.communicate()
         sampler.stop()
@@ -279,17 +222,9 @@ def main() -> int:
     floor_result = json.loads(floor_out.strip().splitlines()[-1]) if floor_out.strip() else None
     events = report.published.sent
     totals = sampler.totals()
-    start_s, busiest = sampler.busiest()
 
     print(f"# machine: nproc {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; {events} events published")
-    print(f"{'process':<32} {'CPU s':>7} {'us/event':>9} {'cores, busiest 5 s':>19}")
-    for pid, seconds in sorted(totals.items(), key=lambda item: -item[1]):
-        if seconds < 0.05:
-            continue
-        print(
-            f"{sampler.role(pid):<32} {seconds:>7.2f} {1e6 * seconds / max(events, 1):>9.0f} {busiest.get(pid, 0.0):>19.2f}"
-        )
-    print(f"# busiest 5 s window from {start_s:.0f} s: {sum(busiest.values()):.2f} cores in all")
+    sampler.print_table(events)
     floor_us = None
     if floor_result is not None:
         floor_us = 1e6 * floor_result["cpu_s"] / max(floor_result["records"], 1)
@@ -297,7 +232,12 @@ def main() -> int:
         print(
             f"# floor: {floor_result['records']} records, {per_poll:.1f} per poll, {floor_us:.0f} us CPU per record"
         )
-    figures: dict[str, Any] = {"events": events, "floor_us_per_record": floor_us, "allies": {}}
+    figures: dict[str, Any] = {
+        "events": events,
+        "floor_us_per_record": floor_us,
+        "busiest_5s_cores": sum(sampler.busiest()[1].values()),
+        "allies": {},
+    }
     print(
         f"{'ally':<5} {'delivered':>9} {'e2e p50 ms':>10} {'e2e p99 ms':>10} {'us/record':>10} {'vs floor':>9}"
     )
