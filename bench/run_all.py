@@ -1,9 +1,12 @@
 """``make bench``: the headline benchmarks one after another on one cluster, each printing the
 command it ran and its own floor beside trilink's figure.
 
-The cluster is ``TRILINK_BOOTSTRAP`` when set; otherwise the local one, started as ``make demo``
-starts it (secured when new; the benches' clients then find their credentials in the state dir).
-A freshly started broker is JIT-cold, so the first Kafka bench warms it with a short run first.
+The cluster is ``TRILINK_BOOTSTRAP`` when set; otherwise the local one, started *plaintext*
+(``trilink up --insecure``): the hot-path bench's ally phase reads the shared warnings topics
+(direct topology), which a secured cluster's ACLs leave to the hub. A secured local cluster
+already set up is refused with its reason (``trilink down --purge`` first). TLS cost no CPU per
+event we could measure (README, "What it costs"). A freshly started broker is JIT-cold, so a
+short hot-path run warms it first.
 
 The other scripts in ``bench/`` (platform start-up, replay, the load test's harness, scrape cost)
 take longer or start their own brokers; run them by hand (the README lists them all).
@@ -33,7 +36,7 @@ def benches(quick: bool) -> list[list[str]]:
     """(script, args...) in order: pure CPU first, then the hot path, low load, the demo."""
     events = "5000" if quick else "20000"
     return [
-        ["bench_codec.py"],
+        ["bench_codec.py", *(["--number", "2000", "--repeat", "5"] if quick else [])],
         ["bench_hotpath.py", "--events", "2000", "--allies", "JP"],  # warms a cold broker
         ["bench_hotpath.py", "--events", events, "--allies", "JP"],
         ["bench_latency.py", "--seconds", "10" if quick else "15"],
@@ -45,7 +48,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs and no demo (a few minutes)")
     args = parser.parse_args()
-    bootstrap, _, _ = ensure_cluster()
+    bootstrap, _, _ = ensure_cluster(secure=False)
     env = {**os.environ, "TRILINK_BOOTSTRAP": bootstrap}
     failed: list[str] = []
     for script, *script_args in benches(args.quick):
