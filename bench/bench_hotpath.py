@@ -379,8 +379,11 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def producer_batching(producer: Any) -> dict[str, float]:
-    """kafka-python's own batching figures for ``producer`` (records per request, bytes per batch)."""
-    metrics = producer.metrics().get("producer-metrics", {})
+    """kafka-python's own batching figures for ``producer`` (records per request, bytes per batch);
+    empty, as trilink's clients run with the library's metrics off (``producer_config``)."""
+    metrics = (producer.metrics() or {}).get("producer-metrics", {})
+    if not metrics:
+        return {}
     return {k: round(float(metrics.get(k) or 0.0), 1) for k in ("records-per-request-avg", "batch-size-avg")}
 
 

@@ -37,7 +37,11 @@ def producer_config(
     50 events/s and the demo's end-to-end p99 from 44-47 to 41-43 ms. Batching still happens
     whenever the sender thread is busy (records wait for the request in flight), so under load
     the batches grow by themselves; a linger of 5 ms bought nothing at 3,000/s, where the
-    allies are CPU-bound (``trilink loadtest --rate 3000``, 2026-12-03)."""
+    allies are CPU-bound (``trilink loadtest --rate 3000``, 2026-12-03).
+
+    The library's own client metrics are off (``metrics_enabled``; consumers too): nothing in
+    trilink reads them, and recording them cost 5-7 % of a plain forwarding client's CPU at the
+    demo's pace (``bench/bench_floor_pipeline.py``, alternated A/B, 2026-12-04)."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap.split(","),
         "client_id": client_id,
@@ -48,6 +52,7 @@ def producer_config(
         "max_in_flight_requests_per_connection": 5,
         "request_timeout_ms": 30_000,
         "delivery_timeout_ms": 120_000,
+        "metrics_enabled": False,
     }
     config.update(_security(bootstrap, client_id, security))
     config.update(overrides)
@@ -72,6 +77,7 @@ def consumer_config(
         "max_poll_records": 500,
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 1_000,
+        "metrics_enabled": False,
     }
     config.update(_security(bootstrap, client_id, security))
     config.update(overrides)
