@@ -21,7 +21,9 @@ own code adds. This bench measures the first alone, on the cluster ``TRILINK_BOO
      ``end_to_end [kafka]``).
 
    No decoding, validation, policy, de-duplication, audit file, SSE, acknowledgement record,
-   consumer group, commit or metric: what is left is the Kafka work the topology needs;
+   consumer group, commit or metric: what is left is the Kafka work the topology needs
+   (``--groups``: the hub and allies consume in consumer groups and commit every 0.2 s, the
+   membership and commits at-least-once delivery needs);
 3. every process's CPU (and the broker's) is sampled from ``/proc`` (``bench/_sampling.py``).
 
 With ``--with-demo`` it then runs ``bench/bench_demo.py --no-floor`` on the same cluster and prints
@@ -64,9 +66,22 @@ ALLIES = ("US", "JP", "KR")
 NATIONS = ("US", "JP", "KR")
 
 
-def _consumer_at_end(bootstrap: str, topics: list[str], client_id: str) -> Any:
+COMMIT_INTERVAL_S = 0.2  # the services' commit interval
+
+
+def _consumer_at_end(bootstrap: str, topics: list[str], client_id: str, group: str | None) -> Any:
+    """A consumer positioned at the end of ``topics``: assigned without a group, or (``group``)
+    subscribed in a new group that starts at the end, as the services' groups do."""
     from kafka import KafkaConsumer, TopicPartition
 
+    if group is not None:
+        consumer = KafkaConsumer(**consumer_config(bootstrap, group, client_id, auto_offset_reset="latest"))
+        consumer.subscribe(topics)
+        while not consumer.assignment():
+            consumer.poll(timeout_ms=100)
+        for tp in consumer.assignment():
+            consumer.position(tp)
+        return consumer
     consumer = KafkaConsumer(**consumer_config(bootstrap, None, client_id))
     partitions = [
         TopicPartition(topic, n)
@@ -78,6 +93,20 @@ def _consumer_at_end(bootstrap: str, topics: list[str], client_id: str) -> Any:
     for tp in partitions:
         consumer.position(tp)
     return consumer
+
+
+class _Committer:
+    """With a group: commit the consumed positions once a commit interval, as the services do
+    (they commit after delivery is durable; the floor commits what it has forwarded)."""
+
+    def __init__(self, consumer: Any, group: str | None) -> None:
+        self._consumer = consumer if group is not None else None
+        self._last = time.monotonic()
+
+    def maybe_commit(self) -> None:
+        if self._consumer is not None and time.monotonic() - self._last >= COMMIT_INTERVAL_S:
+            self._last = time.monotonic()
+            self._consumer.commit_async()
 
 
 def work_source(p: dict[str, Any]) -> None:
@@ -112,7 +141,10 @@ def work_hub(p: dict[str, Any]) -> None:
 
     from trilink.pacing import linger_after_poll
 
-    consumer = _consumer_at_end(p["bootstrap"], p["ingest"], "bench-floor-hub")
+    consumer = _consumer_at_end(
+        p["bootstrap"], p["ingest"], "bench-floor-hub", p["group"] and f"{p['group']}-hub"
+    )
+    committer = _Committer(consumer, p["group"])
     producer = KafkaProducer(**producer_config(p["bootstrap"], "bench-floor-hub"))
     send, feeds, linger_ns = producer.send, p["feeds"], p["linger_ms"] * 1_000_000
     stop = threading.Event()
@@ -129,6 +161,7 @@ def work_hub(p: dict[str, Any]) -> None:
                 for feed in feeds:
                     send(feed, r.value, key=r.key, headers=r.headers, partition=r.partition)
                 records += 1
+        committer.maybe_commit()
         linger_after_poll(batch, polled_ns, linger_ns, stop)
     producer.flush()
     print(json.dumps({"records": records}), flush=True)
@@ -142,7 +175,13 @@ def work_ally(p: dict[str, Any]) -> None:
     from trilink.latency import decode_sent_ns, percentile_of_sorted
     from trilink.pacing import linger_after_poll
 
-    consumer = _consumer_at_end(p["bootstrap"], [p["feed"]], f"bench-floor-ally-{p['ally']}")
+    consumer = _consumer_at_end(
+        p["bootstrap"],
+        [p["feed"]],
+        f"bench-floor-ally-{p['ally']}",
+        p["group"] and f"{p['group']}-{p['ally']}",
+    )
+    committer = _Committer(consumer, p["group"])
     producer = KafkaProducer(**producer_config(p["bootstrap"], f"bench-floor-ally-{p['ally']}"))
     send, out, linger_ns, expected = producer.send, p["out"], p["linger_ms"] * 1_000_000, p["expected"]
     latencies_ns: list[int] = []
@@ -167,6 +206,7 @@ def work_ally(p: dict[str, Any]) -> None:
                     lambda _, s=sent_ns: acked(time.time_ns() - s)
                 )
                 records += 1
+        committer.maybe_commit()
         linger_after_poll(batch, polled_ns, linger_ns, stop)
     producer.flush()
     cpu_s = time.process_time() - (cpu_start if cpu_start is not None else time.process_time())
@@ -230,7 +270,7 @@ def _last_json(child: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def run_floor(bootstrap: str, scenario: str, partitions: int | None) -> dict[str, Any]:
+def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: bool) -> dict[str, Any]:
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
 
@@ -260,7 +300,11 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None) -> dict[str
         )
         (work / "records.pickle").write_bytes(pickle.dumps(records))
         env = {**os.environ, "TRILINK_BOOTSTRAP": bootstrap}
-        common = {"bootstrap": bootstrap, "linger_ms": settings.poll_linger_ms}
+        common = {
+            "bootstrap": bootstrap,
+            "linger_ms": settings.poll_linger_ms,
+            "group": f"bench-floor-{tag}" if groups else None,
+        }
         allies = {
             a: _start(
                 "ally",
@@ -334,6 +378,11 @@ def main() -> int:
         "--partitions", type=int, help="partitions of every scratch topic (default: the real topics' counts)"
     )
     parser.add_argument(
+        "--groups",
+        action="store_true",
+        help="the floor's hub and allies consume in consumer groups and commit every 0.2 s, as the services do",
+    )
+    parser.add_argument(
         "--with-demo", action="store_true", help="then run bench_demo.py --no-floor and compare"
     )
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
@@ -348,7 +397,9 @@ def main() -> int:
     print(
         "## the floor: the demo's records through plain kafka-python clients in the hub topology", flush=True
     )
-    figures: dict[str, Any] = {"floor": run_floor(args.bootstrap, args.scenario, args.partitions)}
+    figures: dict[str, Any] = {
+        "floor": run_floor(args.bootstrap, args.scenario, args.partitions, args.groups)
+    }
     if args.with_demo:
         print(f"\n## trilink run {args.scenario} (bench/bench_demo.py --no-floor)", flush=True)
         demo_json = Path(tempfile.mkdtemp(prefix="bench-floor-demo-")) / "demo.json"
