@@ -3,12 +3,13 @@ the CPU of every process sampled, beside kafka-python's floor for the same recor
 
 In one run, on the cluster ``TRILINK_BOOTSTRAP`` names (``trilink up --insecure`` or secured):
 
-1. a floor process starts first: a group-less ``KafkaConsumer`` (``consumer_config``) positioned
-   at the end of the JP service's input (its feed in the hub topology, the shared warning topics
-   in the direct one) forwards every record as it arrives (same key, value and headers) to a
-   scratch topic with ``producer_config``, waiting ``poll_linger_ms`` after a poll that returned
-   records as the services do (``--floor-linger-ms`` to change). Its CPU per record is what
-   kafka-python itself needs to receive and re-send the JP service's records at the run's pace;
+1. a floor process starts first: ``bench_floor_pipeline.py``'s ally, a group-less
+   ``KafkaConsumer`` (``consumer_config``) positioned at the end of the JP service's input (its
+   feed in the hub topology, the shared warning topics in the direct one), forwards every record
+   as it arrives (same key, value, headers and partition) to a scratch topic with
+   ``producer_config``, lingering after a poll as the services do (``poll_linger_ms``,
+   ``--floor-linger-ms`` to change). Its CPU per record is what kafka-python itself needs to
+   receive and re-send the JP service's records at the run's pace;
 2. ``python -m trilink.cli run SCENARIO --no-progress --report ... --audit-dir ...`` runs as a
    child. Its descendants are told apart by the audit file each ally service holds open (the
    other spawned service is the hub); a broker it starts, or the one already running, is found
@@ -32,8 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -44,8 +43,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from _sampling import CpuSampler, Stats, cmdline  # noqa: E402  (bench/, this script's directory)
+from bench_floor_pipeline import work_ally  # noqa: E402
 
-from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
+from trilink.platform.clients import admin_config, consumer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
 from trilink.settings import get_settings  # noqa: E402
 
@@ -56,49 +56,6 @@ def floor_topics(topology: str) -> list[str]:
     if topology == "hub":
         return [topic_name("feed.JP")]
     return [topic_name("warnings"), topic_name("sensor_status")]
-
-
-def work_floor(p: dict[str, Any]) -> None:
-    """The floor process: forward each record of ``topics`` as it arrives; on SIGTERM print
-    ``{"records", "cpu_s", "polls"}`` as one JSON line (CPU from the first record on)."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-    from trilink.pacing import pace_until
-
-    consumer = KafkaConsumer(**consumer_config(p["bootstrap"], None, "bench-demo-floor"))
-    partitions = [
-        TopicPartition(topic, n)
-        for topic in p["topics"]
-        for n in sorted(consumer.partitions_for_topic(topic) or ())
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_end(*partitions)
-    for tp in partitions:
-        consumer.position(tp)
-    producer = KafkaProducer(**producer_config(p["bootstrap"], "bench-demo-floor"))
-    send, scratch, linger_ns = producer.send, p["scratch"], p["linger_ms"] * 1_000_000
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("ready", flush=True)
-    records = polls = 0
-    cpu_start: float | None = None
-    while not stop.is_set():
-        batch = consumer.poll(timeout_ms=100, max_records=500)
-        if not batch:
-            continue
-        polled_ns = time.monotonic_ns()
-        if cpu_start is None:
-            cpu_start = time.process_time()
-        polls += 1
-        for tp_records in batch.values():
-            for r in tp_records:
-                send(scratch, r.value, key=r.key, headers=r.headers)
-                records += 1
-        if linger_ns:
-            pace_until(polled_ns + linger_ns, stop)
-    producer.flush()
-    cpu_s = time.process_time() - (cpu_start if cpu_start is not None else time.process_time())
-    print(json.dumps({"records": records, "cpu_s": cpu_s, "polls": polls}), flush=True)
 
 
 def _ally_of(pid: int) -> str | None:
@@ -158,12 +115,12 @@ def main() -> int:
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        work_floor(json.loads(args.params))
+        work_ally(json.loads(args.params))
         return 0
     if not args.bootstrap:
         parser.error("set TRILINK_BOOTSTRAP (or --bootstrap): start a cluster with `trilink up` first")
 
-    from kafka import KafkaAdminClient
+    from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
 
     from trilink.pipeline import RunReport
@@ -178,13 +135,20 @@ def main() -> int:
     floor_out = ""
     try:
         if not args.no_floor:
-            admin.create_topics([NewTopic(scratch, 3, 1)])
+            topics = floor_topics(settings.topology)
+            probe = KafkaConsumer(**consumer_config(args.bootstrap, None, "bench-demo-probe"))
+            partitions = max(len(probe.partitions_for_topic(t) or ()) for t in topics)
+            probe.close()
+            admin.create_topics([NewTopic(scratch, partitions, 1)])  # the floor keeps each record's partition
             params = {
                 "bootstrap": args.bootstrap,
-                "topics": floor_topics(settings.topology),
-                "scratch": scratch,
+                "ally": "JP",
+                "feeds": topics,
+                "out": scratch,
+                "linger_ms": linger_ms,
+                "expected": None,
+                "group": None,
             }
-            params |= {"linger_ms": linger_ms}
             worker = [sys.executable, __file__, "--worker", "floor", "--params", json.dumps(params)]
             floor = subprocess.Popen(worker, stdout=subprocess.PIPE, text=True, env=env)
             assert floor.stdout is not None

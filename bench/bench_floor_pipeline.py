@@ -168,7 +168,9 @@ def work_hub(p: dict[str, Any]) -> None:
 
 
 def work_ally(p: dict[str, Any]) -> None:
-    """Forward the feed to the downstream topic; send -> acknowledged is the end-to-end latency."""
+    """Forward ``feeds`` to the ``out`` topic; send -> acknowledged is the end-to-end latency.
+    Ends after ``expected`` acknowledgements, or (``expected`` None) on SIGTERM; prints one JSON
+    line (CPU from the first record on). ``bench_demo.py``'s floor is this too."""
     from kafka import KafkaProducer
 
     from schemas.headers import SENT_NS_HEADER
@@ -177,7 +179,7 @@ def work_ally(p: dict[str, Any]) -> None:
 
     consumer = _consumer_at_end(
         p["bootstrap"],
-        [p["feed"]],
+        p["feeds"],
         f"bench-floor-ally-{p['ally']}",
         p["group"] and f"{p['group']}-{p['ally']}",
     )
@@ -191,7 +193,7 @@ def work_ally(p: dict[str, Any]) -> None:
     print("ready", flush=True)
     records = polls = 0
     cpu_start: float | None = None
-    while not stop.is_set() and len(latencies_ns) < expected:
+    while not stop.is_set() and (expected is None or len(latencies_ns) < expected):
         batch = consumer.poll(timeout_ms=100, max_records=500)
         if not batch:
             continue
@@ -311,7 +313,7 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
                 common
                 | {
                     "ally": a,
-                    "feed": scratch[f"feed.{a}"],
+                    "feeds": [scratch[f"feed.{a}"]],
                     "out": scratch[f"ally.{a}"],
                     "expected": len(records),
                 },
