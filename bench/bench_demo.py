@@ -196,6 +196,11 @@ def main() -> int:
         print(
             f"# floor: {floor_result['records']} records, {per_poll:.1f} per poll, {floor_us:.0f} us CPU per record"
         )
+        if floor_result.get("p99_ms") is not None:  # its input came through trilink's own hub (hub topology)
+            print(
+                f"# floor: send -> its forward acknowledged p50 {floor_result['p50_ms']:.2f} ms, "
+                f"p99 {floor_result['p99_ms']:.2f} ms: the JP service's path with a bare forwarder in its place"
+            )
     figures: dict[str, Any] = {
         "events": events,
         "floor_us_per_record": floor_us,
