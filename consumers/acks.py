@@ -44,6 +44,14 @@ EARLY_LIMIT = 20_000
 LISTED_LIMIT = 100
 #: Warnings listed with their time to the last acknowledgement (all are in the histogram).
 TIMES_LIMIT = 10_000
+#: The reader's poll timeout and its consumer's ``fetch_max_wait_ms``. Neither delays an
+#: acknowledgement (the broker answers a fetch, and ``poll`` returns, as soon as a record is
+#: there); they set how often an idle reader wakes up. At 100/100, as the consume loops run,
+#: an idle reader cost 16-17 ms of CPU per second, at 500/500 3.4-3.8
+#: (``bench/bench_request_cost.py``, plaintext, 2026-12-04), and acknowledgements are rare
+#: (launch detections and alerts only). Unacknowledged warnings are swept after each poll,
+#: so they are counted at most this much later than their timeout.
+IDLE_WAIT_MS = 500
 
 
 @dataclass(slots=True)
@@ -218,7 +226,7 @@ class AckReader:
         book: AckBook,
         on_bad_record: Callable[[Any, DeserializationError], None],
         *,
-        poll_timeout_ms: int = 100,
+        poll_timeout_ms: int = IDLE_WAIT_MS,
         poll_linger_ms: int = 0,
     ) -> None:
         self._consumer = consumer

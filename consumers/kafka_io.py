@@ -25,12 +25,20 @@ _R = TypeVar("_R")
 
 
 def new_consumer(
-    bootstrap: str, group_id: str | None, client_id: str, *, offset_reset: str, max_poll_records: int
+    bootstrap: str,
+    group_id: str | None,
+    client_id: str,
+    *,
+    offset_reset: str,
+    max_poll_records: int,
+    fetch_max_wait_ms: int | None = None,
 ) -> Any:
-    """A consumer with trilink's settings (auto-commit off); ``group_id`` None: group-less."""
+    """A consumer with trilink's settings (auto-commit off); ``group_id`` None: group-less.
+    ``fetch_max_wait_ms``: instead of the shared setting (``consumer_config``)."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    overrides: dict[str, Any] = {} if fetch_max_wait_ms is None else {"fetch_max_wait_ms": fetch_max_wait_ms}
     try:
         return KafkaConsumer(
             **consumer_config(
@@ -39,6 +47,7 @@ def new_consumer(
                 client_id,
                 auto_offset_reset=offset_reset,
                 max_poll_records=max_poll_records,
+                **overrides,
             )
         )
     except KafkaError as exc:

@@ -75,7 +75,7 @@ from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from consumers import kafka_io
-from consumers.acks import AckBook, AckReader, AckSender
+from consumers.acks import IDLE_WAIT_MS, AckBook, AckReader, AckSender
 from consumers.audit import AuditLog, recover_ids
 from consumers.channels import (
     AuditChannel,
@@ -354,6 +354,7 @@ class AllyService:
                         f"{self.client_id}-acks",
                         offset_reset="latest",
                         max_poll_records=self.max_poll_records,
+                        fetch_max_wait_ms=IDLE_WAIT_MS,
                     ),
                     self.ack_topic,
                     self.acks,
