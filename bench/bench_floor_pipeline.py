@@ -25,6 +25,8 @@ own code adds. This bench measures the first alone, on the cluster ``TRILINK_BOO
    (``--groups``: the hub and allies consume in consumer groups and commit every 0.2 s, the
    membership and commits at-least-once delivery needs);
 3. every process's CPU (and the broker's) is sampled from ``/proc`` (``bench/_sampling.py``).
+   Each process is pinned to the CPU trilink pins the service it stands for
+   (``TRILINK_CPU_PINNING``, :func:`trilink.runtime.cpu_for`), so the two compare alike.
 
 With ``--with-demo`` it then runs ``bench/bench_demo.py --no-floor`` on the same cluster and prints
 both side by side: the demo's p50/p99 and CPU against the floor's, as ratios in one run.
@@ -60,6 +62,7 @@ from _sampling import CpuSampler  # noqa: E402  (bench/, this script's directory
 
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
+from trilink.runtime import cpu_for, pin_process  # noqa: E402
 from trilink.settings import get_settings  # noqa: E402
 
 ALLIES = ("US", "JP", "KR")
@@ -258,8 +261,9 @@ def prepare_records(
     return records, speed
 
 
-def _start(role: str, params: dict[str, Any], env: dict[str, str]) -> subprocess.Popen[str]:
-    command = [sys.executable, __file__, "--worker", role, "--params", json.dumps(params)]
+def _start(role: str, params: dict[str, Any], env: dict[str, str], cpu: int | None) -> subprocess.Popen[str]:
+    """One worker process; ``cpu``: pinned there as trilink pins the service it stands for."""
+    command = [sys.executable, __file__, "--worker", role, "--params", json.dumps(params | {"cpu": cpu})]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert child.stdout is not None
     if child.stdout.readline().strip() != "ready":
@@ -318,6 +322,7 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
                     "expected": len(records),
                 },
                 env,
+                cpu_for(f"ally-{a}", settings.cpu_pinning),
             )
             for a in ALLIES
         }
@@ -329,10 +334,14 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
                 "feeds": [scratch[f"feed.{a}"] for a in ALLIES],
             },
             env,
+            cpu_for("hub", settings.cpu_pinning),
         )
         children = [*allies.values(), hub]
         source = _start(
-            "source", {"bootstrap": bootstrap, "records": str(work / "records.pickle"), "speed": speed}, env
+            "source",
+            {"bootstrap": bootstrap, "records": str(work / "records.pickle"), "speed": speed},
+            env,
+            cpu_for("run", settings.cpu_pinning),
         )
         children.append(source)
         roles = {source.pid: "source (the sensors' sends)", hub.pid: "hub floor"}
@@ -392,7 +401,9 @@ def main() -> int:
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        WORKERS[args.worker](json.loads(args.params))
+        params = json.loads(args.params)
+        pin_process(os.getpid(), params["cpu"])  # before the clients start their threads
+        WORKERS[args.worker](params)
         return 0
     if not args.bootstrap:
         parser.error("set TRILINK_BOOTSTRAP (or --bootstrap): start a cluster with `trilink up` first")

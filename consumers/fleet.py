@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 from consumers.hub import HubReport
 from consumers.ledger import AllyReport
 from trilink.errors import TrilinkError
+from trilink.runtime import cpu_for, pin_process
 from trilink.settings import get_settings
 from trilink.waiting import wait_until
 
@@ -36,7 +38,7 @@ class FleetError(TrilinkError):
     """An ally service process did not start or become ready (reason ``allies_not_ready``)."""
 
 
-def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> None:
+def _serve(ally: str, bootstrap: str, options: dict[str, Any], cpu: int | None, conn: Any) -> None:
     """Child process: run one ally service until the parent says ``stop``, then send its report."""
 
     def make() -> Any:
@@ -44,10 +46,10 @@ def _serve(ally: str, bootstrap: str, options: dict[str, Any], conn: Any) -> Non
 
         return AllyService(ally, bootstrap, **options)
 
-    _run_child(f"ally-{ally.lower()}", make, settled_count, conn)
+    _run_child(f"ally-{ally.lower()}", make, settled_count, cpu, conn)
 
 
-def _serve_hub(bootstrap: str, options: dict[str, Any], conn: Any) -> None:
+def _serve_hub(bootstrap: str, options: dict[str, Any], cpu: int | None, conn: Any) -> None:
     """Child process: run the US hub until the parent says ``stop``, then send its report."""
 
     def make() -> Any:
@@ -55,13 +57,17 @@ def _serve_hub(bootstrap: str, options: dict[str, Any], conn: Any) -> None:
 
         return HubService(bootstrap, **options)
 
-    _run_child("hub", make, lambda service: service.settled_count(), conn)
+    _run_child("hub", make, lambda service: service.settled_count(), cpu, conn)
 
 
-def _run_child(log_name: str, make: Callable[[], Any], settled: Callable[[Any], int], conn: Any) -> None:
-    """The child side of the pipe protocol, for an ally service and the hub alike: start, say
-    ``ready`` (or why not), answer ``settled`` with ``settled(service)``, and on ``stop`` (or
-    when the service ends) stop and send ``report``."""
+def _run_child(
+    log_name: str, make: Callable[[], Any], settled: Callable[[Any], int], cpu: int | None, conn: Any
+) -> None:
+    """The child side of the pipe protocol, for an ally service and the hub alike: pin itself to
+    ``cpu`` (None: as it is) before any of its threads start, start, say ``ready`` (or why
+    not), answer ``settled`` with ``settled(service)``, and on ``stop`` (or when the service
+    ends) stop and send ``report``."""
+    pin_process(os.getpid(), cpu)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us cleanly
     from trilink.logs import setup_logging
 
@@ -157,6 +163,11 @@ class AllyFleet:
             **(hub_options or {}),
         }
         self._children: list[_Child] = []
+        # Placed now, while this process may still use every CPU (``trilink run`` pins itself
+        # once the fleet is up, and a restarted hub is placed as the first one was).
+        mode = get_settings().cpu_pinning
+        self._cpus = {ally: cpu_for(f"ally-{ally}", mode) for ally in self.allies}
+        self._cpus[HUB] = cpu_for("hub", mode)
         #: The hub's report once :meth:`stop` collected it (hub topology).
         self.hub_report: HubReport | None = None
 
@@ -172,7 +183,7 @@ class AllyFleet:
             options = {**self.options, "group_id": self.group_ids[ally]}
             proc = _CONTEXT.Process(
                 target=_serve,
-                args=(ally, self.bootstrap, options, child),
+                args=(ally, self.bootstrap, options, self._cpus[ally], child),
                 name=f"trilink-ally-{ally}",
                 daemon=True,
             )
@@ -198,7 +209,10 @@ class AllyFleet:
         self._children = [c for c in self._children if c.ally != HUB]
         parent, child = _CONTEXT.Pipe()
         proc = _CONTEXT.Process(
-            target=_serve_hub, args=(self.bootstrap, self.hub_options, child), name="trilink-hub", daemon=True
+            target=_serve_hub,
+            args=(self.bootstrap, self.hub_options, self._cpus[HUB], child),
+            name="trilink-hub",
+            daemon=True,
         )
         proc.start()
         hub = _Child(HUB, proc, parent)
@@ -228,6 +242,15 @@ class AllyFleet:
             if c.ally == ally and c.process.is_alive():
                 c.process.kill()
                 c.process.join(5.0)
+
+    def pids(self) -> dict[str, int | None]:
+        """Per ally (and ``HUB`` in the hub topology): its process id."""
+        return {c.ally: c.process.pid for c in self._children}
+
+    @property
+    def placement(self) -> dict[str, int | None]:
+        """Per ally (and ``HUB``): the CPU its process is pinned to (None: not pinned)."""
+        return dict(self._cpus)
 
     def alive(self) -> dict[str, bool]:
         """Per ally (and ``HUB`` in the hub topology): whether its process runs."""

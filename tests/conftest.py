@@ -13,7 +13,19 @@ from trilink.platform.connection import apply_declared_topics
 from trilink.platform.scratch import scratch_cluster
 from trilink.platform.scratch import scratch_settings as local_settings
 
-__all__ = ["local_settings"]
+__all__ = ["local_settings", "thread_cpus"]
+
+
+def thread_cpus(pid: int) -> dict[int, set[int]]:
+    """The CPUs each live thread of ``pid`` may run on (a thread that ends meanwhile is left out)."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found[int(tid)] = os.sched_getaffinity(int(tid))
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+    return found
+
 
 KIND_MARKERS = ("unit", "integration")
 

@@ -41,7 +41,7 @@ from trilink.platform.connection import ensure_cluster
 from trilink.platform.topics import input_roles_of_both_topologies, topic_name
 from trilink.policy import default_policy
 from trilink.progress import AllyMetricsProbe, NullProgress, Progress, Status
-from trilink.runtime import gc_tuned
+from trilink.runtime import cpu_for, gc_tuned, pinned
 from trilink.settings import Settings, get_settings
 
 #: Wall-clock seconds a scenario is squeezed into when no speed is given.
@@ -246,7 +246,9 @@ def run_pipeline(
             # objects the collector tracks). A full collection walked them all holding the GIL,
             # up to half a second, stalling the sensors' Kafka IO thread mid-salvo; frozen (before
             # that thread starts), they are not walked.
-            with gc_tuned():
+            # The sensors' process on its own CPU while it publishes (the fleet was placed
+            # already; trilink.runtime.cpu_for says why).
+            with gc_tuned(), pinned(cpu_for("run", settings.cpu_pinning)):
                 publisher = SensorPublisher(bootstrap, client_id=f"trilink-sensors-{run.run_id}")
                 # The run's producer /metrics, announced to the local Prometheus like `trilink
                 # sensors`; kept up until the allies drained so the last counts are scraped too.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+
+from trilink.errors import ConfigError
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -38,3 +41,66 @@ def gc_tuned() -> Iterator[None]:
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+#: The pipeline's processes in the order :func:`cpu_for` deals them out over the CPUs: on 2
+#: CPUs the broker, the run's sensors and the JP service share one, the hub, US and KR the
+#: other (about 1 core each at the demo's peak).
+PINNED_ROLES = ("broker", "hub", "run", "ally-US", "ally-JP", "ally-KR")
+#: ``cpu_pinning=auto`` pins on machines with at most this many CPUs.
+AUTO_PIN_MAX_CPUS = 4
+
+
+def cpu_for(role: str, mode: str, *, index: int = 0, cpus: Iterable[int] | None = None) -> int | None:
+    """The CPU a process of ``role`` (one of :data:`PINNED_ROLES`; ``index``: the n-th broker
+    node) is pinned to, or None (``mode`` off, one CPU, or auto on a larger machine).
+
+    Why: on 2 cores the demo runs seven busy processes (broker, sensors, hub, three allies),
+    and the scheduler moves their threads between the cores thousands of times a second, each
+    move with cold caches. Pinned, the demo's broker spent 480-576 instead of 626-656 µs of CPU
+    per event and end-to-end p99 was 67-81 ms in three runs of four (the first 120-147) against
+    99-159 ms unpinned (``bench/bench_demo.py --no-floor``, plaintext, alternated, 2026-12-04).
+    """
+    allowed = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    if mode == "off" or len(allowed) < 2 or (mode == "auto" and len(allowed) > AUTO_PIN_MAX_CPUS):
+        return None
+    if role not in PINNED_ROLES:
+        raise ConfigError(
+            "invalid_option", f"no CPU placement for {role!r}; one of {', '.join(PINNED_ROLES)}"
+        )
+    return allowed[(PINNED_ROLES.index(role) + index) % len(allowed)]
+
+
+def pin_process(pid: int, cpu: int | None) -> None:
+    """Pin every thread ``pid`` has to ``cpu`` (threads it starts later inherit the mask of
+    the thread that starts them); None leaves it as it is."""
+    if cpu is not None:
+        _set_mask(pid, {cpu})
+
+
+@contextmanager
+def pinned(cpu: int | None) -> Iterator[None]:
+    """This process on ``cpu`` (every thread, those started inside included) for a stretch,
+    then every thread back on the CPUs it had (a ``trilink run`` called inside a longer-lived
+    process, a test's, leaves it as it was)."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    pin_process(os.getpid(), cpu)
+    try:
+        yield
+    finally:
+        _set_mask(os.getpid(), before)
+
+
+def _set_mask(pid: int, cpus: set[int]) -> None:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = [str(pid)]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
+            continue

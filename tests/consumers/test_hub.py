@@ -3,6 +3,7 @@ do not stop it, per-missile order, and at-least-once across a kill -9 of its pro
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from consumers.hub import HUB_DLQ_ALLY, HubService
 from schemas import decode_event, encode_event, message_key
 from schemas.headers import HUB_NS_HEADER, INGEST_APPEND_NS_HEADER
 from schemas.models import EventKind, Nation
+from tests.conftest import thread_cpus
 from tests.consumers.support import (
     ALL,
     Producer,
@@ -36,7 +38,8 @@ from trilink.monitoring.contract import exposition_problems
 from trilink.monitoring.discovery import HUB_JOB, target_file
 from trilink.monitoring.names import HUB_FAMILIES
 from trilink.platform.topics import feed_role, ingest_role
-from trilink.settings import Settings
+from trilink.runtime import AUTO_PIN_MAX_CPUS, PINNED_ROLES
+from trilink.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +198,21 @@ def test_order_per_missile_holds_through_the_hub(
             assert len({r.partition for r in mine}) == 1
 
 
+def assert_pinned(fleet: AllyFleet) -> None:
+    """Each service process, every thread of it, on the CPU the fleet placed it on (this
+    machine's CPUs, as ``cpu_pinning=auto`` deals them out), or not pinned at all."""
+    allowed = sorted(os.sched_getaffinity(0))
+    pinning = 2 <= len(allowed) <= AUTO_PIN_MAX_CPUS and get_settings().cpu_pinning != "off"
+    for name, pid in fleet.pids().items():
+        role = "hub" if name == HUB else f"ally-{name}"
+        expected = {allowed[PINNED_ROLES.index(role) % len(allowed)]} if pinning else set(allowed)
+        assert fleet.placement[name] == (min(expected) if pinning else None), name
+        assert pid is not None
+        masks = thread_cpus(pid)
+        assert len(masks) > 3, name  # the clients' IO threads were started after the pinning
+        assert [tid for tid, cpus in masks.items() if cpus != expected] == [], name
+
+
 def test_nothing_lost_across_a_hub_kill_9(kafka_bootstrap: str, tmp_path: Path) -> None:
     """The hub's process is killed mid-stream and started again in the same group: every event
     reaches every ally it is released to; what a feed carries twice the allies suppress."""
@@ -212,6 +230,7 @@ def test_nothing_lost_across_a_hub_kill_9(kafka_bootstrap: str, tmp_path: Path) 
     ally_starts = {n: end_offsets(kafka_bootstrap, f"ally.{n.value}") for n in ALL}
     fleet.start()
     try:
+        assert_pinned(fleet)
         producer = Producer(kafka_bootstrap)
         ids: list[str] = []
         keys = {f"{key_prefix}-{i % 12}" for i in range(total)}
@@ -231,6 +250,7 @@ def test_nothing_lost_across_a_hub_kill_9(kafka_bootstrap: str, tmp_path: Path) 
         assert not fleet.alive()[HUB]
         time.sleep(0.5)
         fleet.start_hub()
+        assert_pinned(fleet)  # the restarted hub is placed as the first one was
         sender.join(60)
         producer.close()
         for nation in ALL:

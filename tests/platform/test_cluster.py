@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import tomllib
 from pathlib import Path
@@ -11,12 +13,13 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from tests.conftest import local_settings
+from tests.conftest import local_settings, thread_cpus
 from trilink.errors import BrokerNotReadyError, PlatformError
 from trilink.platform.cluster import LocalCluster, describe_brokers
 from trilink.platform.connection import apply_declared_topics
 from trilink.platform.smoke import round_trip
 from trilink.platform.topics import apply_topics, load_topic_file, topic_name
+from trilink.runtime import cpu_for
 from trilink.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -65,6 +68,13 @@ def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
     try:
         state, _ = cluster.up(brokers=3)
         assert len(describe_brokers(state.bootstrap)) == 3
+        for index, node in enumerate(state.nodes):  # each node, every JVM thread, on its CPU
+            cpu = cpu_for("broker", settings.cpu_pinning, index=index)
+            expected = os.sched_getaffinity(0) if cpu is None else {cpu}
+            assert node.pid is not None
+            masks = thread_cpus(node.pid)
+            assert len(masks) > 20  # the JVM's threads, started after the spawn too
+            assert [tid for tid, cpus in masks.items() if cpus != expected] == [], index
         apply_declared_topics(state.bootstrap, 3, settings)
         admin: Any = KafkaAdminClient(bootstrap_servers=state.bootstrap)
         try:
@@ -88,8 +98,6 @@ def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
             admin.close()
 
         # Stop one node: with min.insync.replicas=2 of 3, acks=all writes still succeed.
-        import os
-        import signal
 
         victim = state.nodes[2]
         assert victim.pid is not None

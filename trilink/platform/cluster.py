@@ -26,6 +26,7 @@ from trilink.platform.security import ClientSecurity, SecurityMaterial
 from trilink.platform.state import STATE_FILE, ClusterState, NodeState, load_cluster_state, pid_runs_broker
 from trilink.platform.topics import load_topic_file
 from trilink.processes import terminate
+from trilink.runtime import cpu_for, pin_process
 from trilink.settings import Settings
 from trilink.waiting import wait_until
 
@@ -152,11 +153,15 @@ class LocalCluster:
             self._write_properties(state, node, material)
             if fresh:
                 self._format(state, node, dist, material)
-        for node in state.nodes:
+        spawned = []
+        for index, node in enumerate(state.nodes):
             if not pid_runs_broker(node.pid, node.properties_file):
                 node.pid = self._spawn(state, node)
+                spawned.append((index, node.pid))
         self._save_state(state)
         self.wait_ready(state)
+        for index, pid in spawned:  # again: the JVM's threads started since the spawn
+            pin_process(pid, cpu_for("broker", self.settings.cpu_pinning, index=index))
         return state, "started fresh" if fresh else "restarted on existing data"
 
     def _new_state(self, brokers: int, dist: KafkaDistribution) -> ClusterState:
@@ -285,6 +290,7 @@ class LocalCluster:
             )
         self._spawned[node.node_id] = proc
         _DETACHED[proc.pid] = proc
+        pin_process(proc.pid, cpu_for("broker", self.settings.cpu_pinning, index=state.nodes.index(node)))
         return proc.pid
 
     def _alive(self, node: NodeState) -> bool:
