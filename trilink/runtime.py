@@ -55,11 +55,14 @@ def cpu_for(role: str, mode: str, *, index: int = 0, cpus: Iterable[int] | None 
     """The CPU a process of ``role`` (one of :data:`PINNED_ROLES`; ``index``: the n-th broker
     node) is pinned to, or None (``mode`` off, one CPU, or auto on a larger machine).
 
-    Why: on 2 cores the demo runs seven busy processes (broker, sensors, hub, three allies),
-    and the scheduler moves their threads between the cores thousands of times a second, each
-    move with cold caches. Pinned, the demo's broker spent 480-576 instead of 626-656 µs of CPU
-    per event and end-to-end p99 was 67-81 ms in three runs of four (the first 120-147) against
-    99-159 ms unpinned (``bench/bench_demo.py --no-floor``, plaintext, alternated, 2026-12-04).
+    Why: on 2 cores the demo runs seven busy processes (broker, sensors, hub, three allies)
+    whose threads the scheduler moves between the cores; the hypothesis is that each move
+    runs on cold caches. Pinned, the demo's broker spent 498-577 instead of 641-668 µs of CPU
+    per event, and the worst ally's p99 was 120, 76 and 98 ms in three runs against 118, 157
+    and 109 unpinned (``bench/bench_demo.py --no-floor``, plaintext, alternated, 2026-12-04).
+    Why it is off by default: the floor bench's plain-client pipeline, pinned the same way,
+    stalled (p99 0.1-2.3 s in four runs against 35 ms in one unpinned run beside them), and
+    that is not understood; a process that cannot move to the idle core is a stall waiting to happen.
     """
     allowed = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if mode == "off" or len(allowed) < 2 or (mode == "auto" and len(allowed) > AUTO_PIN_MAX_CPUS):

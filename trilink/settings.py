@@ -82,12 +82,12 @@ class Settings(BaseSettings):
     )
 
     cpu_pinning: Literal["auto", "on", "off"] = Field(
-        default="auto",
+        default="off",
         description="Pin each of the pipeline's processes (local broker nodes, the hub, the run's "
-        "sensors, each ally service) with all its threads to one CPU, spread over the CPUs this "
-        "process may use (trilink.runtime.cpu_for). auto: only with 2-4 CPUs, where the processes "
-        "outnumber the cores and every migration between them costs (on 2 cores the demo's broker "
-        "spent a quarter less CPU per event pinned); on: with 2 or more CPUs; off: never.",
+        "sensors, each ally service), every thread, to one CPU, dealt out over the CPUs this process "
+        "may use (trilink.runtime.cpu_for). on: with 2 or more CPUs; auto: only with 2-4 CPUs; off "
+        "(default): never. On 2 cores it cut the demo's broker CPU by a fifth and usually its p99, "
+        "but the floor bench's pipeline, pinned the same way, stalled for 2 s (README, Benchmarks).",
     )
 
     poll_linger_ms: int = Field(

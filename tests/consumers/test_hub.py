@@ -38,7 +38,7 @@ from trilink.monitoring.contract import exposition_problems
 from trilink.monitoring.discovery import HUB_JOB, target_file
 from trilink.monitoring.names import HUB_FAMILIES
 from trilink.platform.topics import feed_role, ingest_role
-from trilink.runtime import AUTO_PIN_MAX_CPUS, PINNED_ROLES
+from trilink.runtime import PINNED_ROLES
 from trilink.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
@@ -200,9 +200,9 @@ def test_order_per_missile_holds_through_the_hub(
 
 def assert_pinned(fleet: AllyFleet) -> None:
     """Each service process, every thread of it, on the CPU the fleet placed it on (this
-    machine's CPUs, as ``cpu_pinning=auto`` deals them out), or not pinned at all."""
+    machine's CPUs, as ``cpu_pinning=on`` deals them out; one CPU: not pinned)."""
     allowed = sorted(os.sched_getaffinity(0))
-    pinning = 2 <= len(allowed) <= AUTO_PIN_MAX_CPUS and get_settings().cpu_pinning != "off"
+    pinning = len(allowed) >= 2
     for name, pid in fleet.pids().items():
         role = "hub" if name == HUB else f"ally-{name}"
         expected = {allowed[PINNED_ROLES.index(role) % len(allowed)]} if pinning else set(allowed)
@@ -213,9 +213,19 @@ def assert_pinned(fleet: AllyFleet) -> None:
         assert [tid for tid, cpus in masks.items() if cpus != expected] == [], name
 
 
-def test_nothing_lost_across_a_hub_kill_9(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.fixture
+def pinning_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``TRILINK_CPU_PINNING=on`` for the fleet this test starts."""
+    monkeypatch.setenv("TRILINK_CPU_PINNING", "on")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_nothing_lost_across_a_hub_kill_9(kafka_bootstrap: str, tmp_path: Path, pinning_on: None) -> None:
     """The hub's process is killed mid-stream and started again in the same group: every event
-    reaches every ally it is released to; what a feed carries twice the allies suppress."""
+    reaches every ally it is released to; what a feed carries twice the allies suppress. The
+    fleet's processes run pinned to CPUs (``TRILINK_CPU_PINNING=on``)."""
     run = uuid.uuid4().hex[:8]
     fleet = AllyFleet(
         kafka_bootstrap,

@@ -63,7 +63,7 @@ def test_single_node_up_is_idempotent_and_restarts_on_its_data(tmp_path: Path) -
 
 
 def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
-    settings = local_settings(tmp_path / "state", brokers=3)
+    settings = local_settings(tmp_path / "state", brokers=3).model_copy(update={"cpu_pinning": "on"})
     cluster = LocalCluster(settings)
     try:
         state, _ = cluster.up(brokers=3)
