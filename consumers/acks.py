@@ -46,12 +46,12 @@ LISTED_LIMIT = 100
 TIMES_LIMIT = 10_000
 #: The reader's poll timeout and its consumer's ``fetch_max_wait_ms``: how often an idle
 #: reader wakes up (the broker answers a fetch, and ``poll`` returns, as soon as a record is
-#: there). In the demo, acknowledged-by-all p50 minus end-to-end p50 was 9-10 ms at 500 and
-#: 4-8 ms at 100 (three and two runs, 2026-12-04): a few ms at most, within the runs' spread. At 100/100, as the consume loops run,
-#: an idle reader cost 16-17 ms of CPU per second, at 500/500 3.4-3.8
-#: (``bench/bench_request_cost.py``, plaintext, 2026-12-04), and acknowledgements are rare
-#: (launch detections and alerts only). Unacknowledged warnings are swept after each poll,
-#: so they are counted at most this much later than their timeout.
+#: there). At 100/100, as the consume loops run, an idle reader cost 16-17 ms of CPU per
+#: second, at 500/500 3.4-3.8 (``bench/bench_request_cost.py``, plaintext, 2026-12-04), and
+#: acknowledgements are rare (launch detections and alerts only). In the demo,
+#: acknowledged-by-all p50 minus end-to-end p50 was 9-10 ms at 500 and 4-8 ms at 100 (three
+#: and two runs): a few ms at most, within the runs' spread. Unacknowledged warnings are
+#: swept after each poll, so they are counted at most this much later than their timeout.
 IDLE_WAIT_MS = 500
 
 

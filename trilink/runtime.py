@@ -62,7 +62,7 @@ def cpu_for(role: str, mode: str, *, index: int = 0, cpus: Iterable[int] | None 
     and 109 unpinned (``bench/bench_demo.py --no-floor``, plaintext, alternated, 2026-12-04).
     Why it is off by default: the floor bench's plain-client pipeline, pinned the same way,
     stalled (p99 0.1-2.3 s in four runs against 35 ms in one unpinned run beside them), and
-    that is not understood; a process that cannot move to the idle core is a stall waiting to happen.
+    that is not understood; a process that cannot move to the idle core can stall.
     """
     allowed = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if mode == "off" or len(allowed) < 2 or (mode == "auto" and len(allowed) > AUTO_PIN_MAX_CPUS):
@@ -84,8 +84,8 @@ def pin_process(pid: int, cpu: int | None) -> None:
 @contextmanager
 def pinned(cpu: int | None) -> Iterator[None]:
     """This process on ``cpu`` (every thread, those started inside included) for a stretch,
-    then every thread back on the CPUs it had (a ``trilink run`` called inside a longer-lived
-    process, a test's, leaves it as it was)."""
+    then every thread on the CPUs the process had before (a ``trilink run`` called inside a
+    longer-lived process, a test's, leaves it free to use them again)."""
     if cpu is None:
         yield
         return

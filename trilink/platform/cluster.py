@@ -157,11 +157,13 @@ class LocalCluster:
         for index, node in enumerate(state.nodes):
             if not pid_runs_broker(node.pid, node.properties_file):
                 node.pid = self._spawn(state, node)
-                spawned.append((index, node.pid))
+                cpu = cpu_for("broker", self.settings.cpu_pinning, index=index)
+                pin_process(node.pid, cpu)  # the JVM's first thread: the threads it starts inherit
+                spawned.append((node.pid, cpu))
         self._save_state(state)
         self.wait_ready(state)
-        for index, pid in spawned:  # again: the JVM's threads started since the spawn
-            pin_process(pid, cpu_for("broker", self.settings.cpu_pinning, index=index))
+        for pid, cpu in spawned:  # and the threads it started before it was pinned
+            pin_process(pid, cpu)
         return state, "started fresh" if fresh else "restarted on existing data"
 
     def _new_state(self, brokers: int, dist: KafkaDistribution) -> ClusterState:
@@ -290,7 +292,6 @@ class LocalCluster:
             )
         self._spawned[node.node_id] = proc
         _DETACHED[proc.pid] = proc
-        pin_process(proc.pid, cpu_for("broker", self.settings.cpu_pinning, index=state.nodes.index(node)))
         return proc.pid
 
     def _alive(self, node: NodeState) -> bool:
