@@ -11,11 +11,15 @@ STAMP := $(VENV)/.installed
 
 all: venv
 
+# The editable install uses setuptools' compat mode (plain path entries). setuptools prints a
+# 12-line deprecation notice for that mode on every install, which a new user's first `make demo`
+# showed before trilink's first line; that one notice is filtered, nothing else.
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev]'
+	PYTHONWARNINGS="ignore:Compat editable installs" \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -180,7 +180,8 @@ def run_pipeline(
     from consumers.fleet import AllyFleet
 
     settings = get_settings()
-    bootstrap, _, _ = ensure_cluster(settings, brokers=brokers)
+    announce = (lambda line: print(line, flush=True)) if progress else None
+    bootstrap, _, _ = ensure_cluster(settings, brokers=brokers, announce=announce)
     run = Run.new()
     policy = default_policy()
     audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))

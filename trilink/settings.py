@@ -90,6 +90,16 @@ class Settings(BaseSettings):
         "but the floor bench's pipeline, pinned the same way, stalled for 2 s (README, Benchmarks).",
     )
 
+    broker_warmup_s: float = Field(
+        default=20.0,
+        ge=0.0,
+        le=600.0,
+        description="When a command starts the local broker (`make demo`, `trilink run`, `trilink up`), "
+        "first send and read back this many seconds of scratch records at about the demo's peak rate, "
+        "so the first run is not measured on a cold JVM (trilink.platform.warmup; the scratch topic "
+        "is deleted). 0: no warm-up. A broker that was already running is not warmed again.",
+    )
+
     poll_linger_ms: int = Field(
         default=5,
         ge=0,

@@ -171,7 +171,7 @@ def handler(args: argparse.Namespace) -> int:
     producer = ProducerSettings(acks=args.acks)
     if args.linger_ms is not None:
         producer = ProducerSettings(acks=args.acks, linger_ms=args.linger_ms)
-    bootstrap, _, _ = ensure_cluster()
+    bootstrap, _, _ = ensure_cluster(announce=lambda line: print(line, flush=True))
     loadtest = LoadTest(
         bootstrap,
         producer,

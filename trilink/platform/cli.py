@@ -72,8 +72,10 @@ def _up(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.bootstrap:
         print(f"TRILINK_BOOTSTRAP={settings.bootstrap}: using that cluster, starting nothing")
-    with _up_progress(settings, enabled=not settings.bootstrap and not args.no_progress):
-        bootstrap, report, state = ensure_cluster(settings, brokers=args.brokers, secure=args.secure)
+    with _up_progress(settings, enabled=not settings.bootstrap and not args.no_progress) as display:
+        bootstrap, report, state = ensure_cluster(
+            settings, brokers=args.brokers, secure=args.secure, announce=display.say
+        )
     if state is not None:
         print(f"Kafka {state.kafka_version}: {len(state.nodes)} node(s) ready at {bootstrap}")
         print(f"  security: {security_summary(state, settings.state_dir)}")
