@@ -109,7 +109,16 @@ def test_service_serves_its_live_page(make_service: MakeService, kafka_bootstrap
         assert status == 200
         return {(r["hop"], r["channel"]): r for r in json.loads(body)["rows"] if r["kind"] == "*"}
 
-    assert wait_for(lambda: merged_rows().get(("append_to_receive", "none"), {}).get("count", 0) >= 3, 20)
+    def all_three_counted() -> bool:
+        # receive_to_deliver [kafka] is sampled when the broker acknowledges the ally topic's
+        # write, which can come after all three were received: wait for both hops.
+        rows = merged_rows()
+        return all(
+            rows.get(hop, {}).get("count", 0) >= 3
+            for hop in (("append_to_receive", "none"), ("receive_to_deliver", "kafka"))
+        )
+
+    assert wait_for(all_three_counted, 20)
     rows = merged_rows()
     assert rows[("send_to_append", "none")]["count"] >= 3
     assert rows[("receive_to_deliver", "kafka")]["count"] >= 3

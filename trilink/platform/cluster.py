@@ -35,6 +35,8 @@ from trilink.waiting import wait_until
 #: still-running child was garbage-collected.
 _DETACHED: dict[int, subprocess.Popen[bytes]] = {}
 _LOG_TAIL_LINES = 25
+#: What :meth:`LocalCluster.up` says when every node was running already (nothing started).
+ALREADY_RUNNING = "already running"
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class LocalCluster:
             )
         if state is not None and all(pid_runs_broker(n.pid, n.properties_file) for n in state.nodes):
             self.wait_ready(state)
-            return state, "already running"
+            return state, ALREADY_RUNNING
 
         dist = locate(self.settings.kafka_cache_dir, self.settings.kafka_home, refresh=refresh_jars)
         fresh = state is None or not all((n.data_dir / "meta.properties").is_file() for n in state.nodes)

@@ -10,7 +10,7 @@ from typing import Any
 
 from trilink.errors import PlatformError
 from trilink.platform import security
-from trilink.platform.cluster import LocalCluster, describe_brokers
+from trilink.platform.cluster import ALREADY_RUNNING, LocalCluster, describe_brokers
 from trilink.platform.security import ClientSecurity
 from trilink.platform.state import ClusterState
 from trilink.platform.topics import ApplyReport, apply_topics, load_topic_file
@@ -54,7 +54,7 @@ def ensure_cluster(
             existing = cluster.load_state()
             secure = existing is None or existing.secure
         state, what = cluster.up(brokers=brokers, secure=secure)
-        started = what != "already running"
+        started = what != ALREADY_RUNNING
         bootstrap = state.bootstrap
         count = len(state.nodes)
     report = apply_declared_topics(bootstrap, count, settings)
