@@ -2,10 +2,10 @@
 
 A freshly started Kafka broker runs its request handling in the JVM's interpreter until the
 JIT has compiled the hot paths, which takes tens of thousands of requests. The first
-``make demo`` on a new machine therefore measured a cold JVM: on the development machine
-(2 cores, plaintext, alternated on freshly started brokers) its end-to-end p99 was 431-486 ms,
-against 161-210 ms after 20 s of this warm-up and 110-175 ms on a broker that had already
-carried one demo (README, Benchmarks, "fifth session").
+``make demo`` on a new machine therefore measured a cold JVM. On the development machine
+(2 cores, plaintext, each demo on a freshly started broker) the demo's end-to-end p99 was
+256-1225 ms in four cold runs, 108-409 ms in five runs after 20 s of this warm-up, and
+110-182 ms on a broker that had already carried one demo (README, Benchmarks, "fifth session").
 
 :func:`warm_up` sends records shaped like trilink's (a 180-byte value, five headers, a key,
 acks=all and idempotence: :func:`~trilink.platform.clients.producer_config`) at about the
