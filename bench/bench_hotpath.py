@@ -60,6 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from trilink.logs import setup_logging  # noqa: E402
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
 from trilink.processes import thread_cpu_s  # noqa: E402
@@ -334,12 +335,9 @@ def fanout_of_records(p: dict[str, Any]) -> dict[str, int]:
 def work_hub(p: dict[str, Any]) -> dict[str, Any]:
     """The US hub over the ingest records as a backlog (its group committed at their start):
     CPU from ready until every record is routed and every feed write acknowledged."""
-    import logging
-
     from consumers.hub import HubService
     from trilink.runtime import tune_gc
 
-    logging.basicConfig(level=logging.WARNING)
     n, writes = p["events"], p["writes"]
     hub = HubService(
         p["bootstrap"],
@@ -389,12 +387,9 @@ def producer_batching(producer: Any) -> dict[str, float]:
 
 def work_service(p: dict[str, Any]) -> dict[str, Any]:
     """Talks to the driver over stdio: prints PORT, reads GO, prints FRAMES n, reads STOP, returns."""
-    import logging
-
     from consumers.service import AllyService
     from trilink.runtime import tune_gc
 
-    logging.basicConfig(level=logging.WARNING)
     n, out = p["events"], dict[str, Any]()
     service = AllyService(
         p["ally"],
@@ -638,6 +633,10 @@ def main() -> int:
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        # As trilink's own processes do: the client library's records to a file under
+        # .trilink/logs, trilink's warnings to the terminal (its IO loop's "Task ran for" lines
+        # from the floor's relay had reached the terminal).
+        setup_logging(f"bench-hotpath-{args.worker}")
         print("RESULT " + json.dumps(WORKERS[args.worker](json.loads(args.params))), flush=True)
         return 0
 
