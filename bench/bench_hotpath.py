@@ -33,8 +33,11 @@ Ratios within one run are the point: the machine is shared and noisy, absolute n
 between runs, ratios to a floor measured minutes apart much less. Prints numbers, asserts nothing;
 deletes its scratch topics and consumer groups at the end.
 
+``--repeat N`` runs phase 3 and each phase 4 N times, alternated, and prints each pair's ratio
+and their median: one pair's ratio moved between 2.26x and 2.47x in three runs on one afternoon.
+
 Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_hotpath.py [--events 20000]
-[--scenario salvo] [--allies US,JP,KR] [--json FILE]``
+[--scenario salvo] [--allies US,JP,KR] [--repeat N] [--json FILE]``
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import os
 import platform
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -629,6 +633,13 @@ def main() -> int:
         "routing on the decoded body and/or on the headers (default both)",
     )
     parser.add_argument("--hub-linger-ms", type=int, default=0, help="the hub producer's linger (default 0)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the consume+produce floor and each ally service this many times, alternated, and "
+        "print every pair's ratio and their median (default 1: the table's pair only)",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -680,10 +691,19 @@ def main() -> int:
         acks_scratch = {"scratch": scratch["relay-acks"], "ack_scratch": scratch["acks"], "ally": allies[0]}
         relay_acks = run_worker("relay", span | acks_scratch)
         with tempfile.TemporaryDirectory(prefix="trilink-bench-hotpath-") as audit_dir:
-            for ally in allies:
+
+            def service_run(ally: str) -> dict[str, Any]:
                 groups.append(f"bench-hotpath-{ally.lower()}-{uuid.uuid4().hex[:8]}")
                 params = {"ally": ally, "group": groups[-1], "events": n, "audit_dir": audit_dir}
-                services[ally] = run_service(admin, span | params | {"timeout_s": args.timeout})
+                return run_service(admin, span | params | {"timeout_s": args.timeout})
+
+            for ally in allies:
+                services[ally] = service_run(ally)
+            pairs = {ally: [(relay, r)] for ally, r in services.items()}
+            for _ in range(args.repeat - 1):  # alternated: a floor, then each service, again
+                again = run_worker("relay", span | {"scratch": scratch["relay"]})
+                for ally in allies:
+                    pairs[ally].append((again, service_run(ally)))
         if args.hub != "none":
             hub_floor, hubs, n_hub = run_hub_phases(
                 admin, bootstrap, sizing, scratch["hubfloor"], args, groups=groups
@@ -735,6 +755,18 @@ def main() -> int:
             f"{ally} {_row('', r, relay_acks)['cpu_ratio_to_floor']:.2f}x" for ally, r in services.items()
         )
     )
+    if args.repeat > 1:
+        for ally, runs in pairs.items():
+            ratios = [_row("", r, floor)["cpu_ratio_to_floor"] for floor, r in runs]
+            listed = ", ".join(
+                f"{_row('', r, None)['cpu_us_per_event']:.1f}/{_row('', floor, None)['cpu_us_per_event']:.1f}"
+                f" = {ratio:.2f}x"
+                for (floor, r), ratio in zip(runs, ratios, strict=True)
+            )
+            print(
+                f"# {ally} service / consume+produce floor, {len(runs)} alternated pairs (us/event): {listed}; "
+                f"median {statistics.median(ratios):.2f}x"
+            )
     print("# consume+produce floor:")
     print_threads(relay)
     print("# + acknowledgements floor:")
