@@ -33,8 +33,10 @@ Ratios within one run are the point: the machine is shared and noisy, absolute n
 between runs, ratios to a floor measured minutes apart much less. Prints numbers, asserts nothing;
 deletes its scratch topics and consumer groups at the end.
 
-``--repeat N`` runs phase 3 and each phase 4 N times, alternated, and prints each pair's ratio
-and their median: one pair's ratio moved between 2.26x and 2.47x in three runs on one afternoon.
+``--repeat N`` runs phases 1, 3 and 4 N times, alternated (fresh records each time: a service
+delivers an event id once, so the same records again would all be duplicates to it), and prints
+each pair's ratio and their median: one pair's ratio moved between 2.26x and 2.47x in three runs
+on one afternoon.
 
 Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_hotpath.py [--events 20000]
 [--scenario salvo] [--allies US,JP,KR] [--repeat N] [--json FILE]``
@@ -637,8 +639,9 @@ def main() -> int:
         "--repeat",
         type=int,
         default=1,
-        help="run the consume+produce floor and each ally service this many times, alternated, and "
-        "print every pair's ratio and their median (default 1: the table's pair only)",
+        help="publish fresh records and run the consume+produce floor and each ally service over them "
+        "this many times, alternated; print every pair's ratio and their median (default 1: the "
+        "table's pair only)",
     )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
@@ -690,20 +693,27 @@ def main() -> int:
         relay = run_worker("relay", span | {"scratch": scratch["relay"]})
         acks_scratch = {"scratch": scratch["relay-acks"], "ack_scratch": scratch["acks"], "ally": allies[0]}
         relay_acks = run_worker("relay", span | acks_scratch)
-        with tempfile.TemporaryDirectory(prefix="trilink-bench-hotpath-") as audit_dir:
 
-            def service_run(ally: str) -> dict[str, Any]:
-                groups.append(f"bench-hotpath-{ally.lower()}-{uuid.uuid4().hex[:8]}")
-                params = {"ally": ally, "group": groups[-1], "events": n, "audit_dir": audit_dir}
-                return run_service(admin, span | params | {"timeout_s": args.timeout})
+        def service_run(ally: str, over: dict[str, Any], count: int) -> dict[str, Any]:
+            groups.append(f"bench-hotpath-{ally.lower()}-{uuid.uuid4().hex[:8]}")
+            with tempfile.TemporaryDirectory(prefix="trilink-bench-hotpath-") as audit_dir:
+                params = {"ally": ally, "group": groups[-1], "events": count, "audit_dir": audit_dir}
+                return run_service(admin, over | params | {"timeout_s": args.timeout})
 
+        for ally in allies:
+            services[ally] = service_run(ally, span, n)
+        pairs = {ally: [(relay, r)] for ally, r in services.items()}
+        for _ in range(args.repeat - 1):
+            # Alternated: fresh records (a service delivers an event id once: the same records
+            # again would be duplicates to it), their floor, then each service over them.
+            start_again = end_offsets(bootstrap)
+            run_worker("publish", {"bootstrap": bootstrap} | sizing)
+            end_again = end_offsets(bootstrap)
+            again = {"bootstrap": bootstrap, "start": start_again, "end": end_again}
+            count = sum(end - start_again.get(k, 0) for k, end in end_again.items())
+            floor_again = run_worker("relay", again | {"scratch": scratch["relay"]})
             for ally in allies:
-                services[ally] = service_run(ally)
-            pairs = {ally: [(relay, r)] for ally, r in services.items()}
-            for _ in range(args.repeat - 1):  # alternated: a floor, then each service, again
-                again = run_worker("relay", span | {"scratch": scratch["relay"]})
-                for ally in allies:
-                    pairs[ally].append((again, service_run(ally)))
+                pairs[ally].append((floor_again, service_run(ally, again, count)))
         if args.hub != "none":
             hub_floor, hubs, n_hub = run_hub_phases(
                 admin, bootstrap, sizing, scratch["hubfloor"], args, groups=groups
