@@ -12,6 +12,7 @@ import pytest
 from trilink.platform.connection import apply_declared_topics
 from trilink.platform.scratch import scratch_cluster
 from trilink.platform.scratch import scratch_settings as local_settings
+from trilink.processes import thread_ids
 
 __all__ = ["local_settings", "thread_cpus"]
 
@@ -19,9 +20,9 @@ __all__ = ["local_settings", "thread_cpus"]
 def thread_cpus(pid: int) -> dict[int, set[int]]:
     """The CPUs each live thread of ``pid`` may run on (a thread that ends meanwhile is left out)."""
     found = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    for tid in thread_ids(pid):
         try:
-            found[int(tid)] = os.sched_getaffinity(int(tid))
+            found[tid] = os.sched_getaffinity(tid)
         except (ProcessLookupError, FileNotFoundError):
             continue
     return found

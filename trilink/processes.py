@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from trilink.waiting import wait_until
 
-__all__ = ["ProcStat", "pid_runs", "read_stat", "terminate", "thread_cpu_s"]
+__all__ = ["ProcStat", "pid_runs", "read_stat", "terminate", "thread_cpu_s", "thread_ids"]
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -38,15 +38,24 @@ def read_stat(path: str | Path) -> ProcStat:
     return ProcStat(fields[0], int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS_PER_S)
 
 
+def thread_ids(pid: int) -> list[int]:
+    """The thread ids of ``pid`` now (``/proc/<pid>/task``); empty when the process is gone.
+    A thread may end before its caller gets to it."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
 def thread_cpu_s() -> dict[str, float]:
     """CPU seconds (user + system) of each live thread of this process, by Python thread name
     (``native-<tid>`` for a thread Python does not know); threads of one name are summed."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
+    for tid in thread_ids(os.getpid()):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            name = names.get(int(task.name), f"native-{task.name}")
-            out[name] = out.get(name, 0.0) + read_stat(task / "stat").cpu_s
+            name = names.get(tid, f"native-{tid}")
+            out[name] = out.get(name, 0.0) + read_stat(f"/proc/self/task/{tid}/stat").cpu_s
     return out
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from trilink.errors import ConfigError
+from trilink.processes import thread_ids
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -98,12 +99,8 @@ def pinned(cpu: int | None) -> Iterator[None]:
 
 
 def _set_mask(pid: int, cpus: set[int]) -> None:
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        tids = [str(pid)]
-    for tid in tids:
+    for tid in thread_ids(pid) or [pid]:
         try:
-            os.sched_setaffinity(int(tid), cpus)
+            os.sched_setaffinity(tid, cpus)
         except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
             continue
