@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from trilink.pipeline import RunError, pin_groups_to_end
+from trilink.platform.clients import admin_config
 from trilink.platform.topics import topic_name
 from trilink.waiting import wait_until
 
@@ -29,3 +31,12 @@ def wait_for_group_coordinator(bootstrap: str, timeout_s: float = 60.0) -> None:
 
     if not wait_until(pinned, timeout_s, interval_s=0.5):
         raise last[0]
+
+
+def group_ids(bootstrap: str, containing: str) -> set[str]:
+    """The broker's consumer groups whose id contains ``containing``."""
+    admin = KafkaAdminClient(**admin_config(bootstrap, "trilink-test-groups"))
+    try:
+        return {g["group_id"] for g in admin.list_groups() if containing in g["group_id"]}
+    finally:
+        admin.close()

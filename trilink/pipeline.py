@@ -38,6 +38,7 @@ from trilink.errors import ConfigError, TrilinkError
 from trilink.latency import datetime_ns
 from trilink.monitoring import names
 from trilink.platform.connection import ensure_cluster
+from trilink.platform.groups import delete_groups_at
 from trilink.platform.topics import input_roles_of_both_topologies, topic_name
 from trilink.policy import default_policy
 from trilink.progress import AllyMetricsProbe, NullProgress, Progress, Status
@@ -191,11 +192,8 @@ def run_pipeline(
     )
     # A run's groups (the hub's too) start exactly at today's end of the input topics: committed
     # up front, so no event of this run can slip past a consumer whose offset reset happens late.
-    pin_groups_to_end(
-        bootstrap,
-        [*group_ids.values(), fleet.hub_group_id],
-        tuple(topic_name(r) for r in input_roles_of_both_topologies()),
-    )
+    run_groups = [*group_ids.values(), fleet.hub_group_id]
+    pin_groups_to_end(bootstrap, run_groups, tuple(topic_name(r) for r in input_roles_of_both_topologies()))
     expected = {ally.value: 0 for ally in ALLIES}
     complete = False
     # Simulate first, publish after: the paced loop then only encodes and sends, so the
@@ -285,6 +283,8 @@ def run_pipeline(
         finally:
             if metrics_server is not None:
                 stop_producer_metrics(metrics_server, run, settings)
+            # The run's groups served this run only (its report is built from the services' own).
+            delete_groups_at(bootstrap, run_groups, client_id=f"trilink-run-{run.run_id}")
     missing = [a.value for a in ALLIES if a.value not in allies]
     if fleet.with_hub and fleet.hub_report is None:
         missing.append("hub")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_support import wait_for_group_coordinator
+from tests.kafka_support import group_ids, wait_for_group_coordinator
 from trilink.cli import main
 from trilink.pipeline import RunReport
 from trilink.settings import get_settings
@@ -32,6 +32,7 @@ def test_run_through_the_hub_delivers_what_is_released_and_reports_the_hub_hop(
     hub_topology: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     json_path = tmp_path / "run.json"
+    groups_before = group_ids(hub_topology, "-run-")
     status = main(
         ["run", "irbm_over_japan", "--fast", "--report", str(json_path), "--html", str(tmp_path / "r.html")]
     )
@@ -39,6 +40,9 @@ def test_run_through_the_hub_delivers_what_is_released_and_reports_the_hub_hop(
     assert status == 0, (out, err)
     report = RunReport.model_validate_json(json_path.read_text())
     assert report.topology == "hub" and report.complete
+    # The run's own consumer groups (the hub's and each ally's) are deleted when it ends.
+    assert group_ids(hub_topology, report.run_id) == set()
+    assert group_ids(hub_topology, "-run-") <= groups_before
     hub = report.hub
     assert hub is not None and hub.error is None and not hub.dead_letters
     for ally, rep in report.allies.items():

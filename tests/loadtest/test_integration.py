@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kafka_support import group_ids
 from trilink.cli import main
 from trilink.settings import get_settings
 
@@ -39,6 +40,7 @@ def test_short_load_is_delivered_whole_with_sane_percentiles_and_a_baseline(
     on_test_broker: str, tmp_path: Path
 ) -> None:
     report_path, plot_path = tmp_path / "lt.json", tmp_path / "lt.png"
+    groups_before = group_ids(on_test_broker, "-loadtest-")
     code = main(
         [
             "loadtest",
@@ -54,6 +56,8 @@ def test_short_load_is_delivered_whole_with_sane_percentiles_and_a_baseline(
     assert code == 0 or (code == 2 and report["harness"]["saturated"]), report["harness"]
     assert report["harness"]["sent"] == report["harness"]["planned"] == 800
     assert report["harness"]["send_failed"] == 0
+    # The services' consumer groups served this invocation only: deleted when it ended.
+    assert group_ids(on_test_broker, "-loadtest-") <= groups_before
     for ally in ALLIES:
         counts = report["allies"][ally]
         assert counts["expected"] == counts["delivered"]

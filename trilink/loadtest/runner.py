@@ -27,6 +27,7 @@ from trilink.loadtest.sender import ProducerSettings, SenderResult, run_sender
 from trilink.loadtest.slo import Objective, Verdict, evaluate
 from trilink.loadtest.workload import NS_PER_S, LoadSpec, PlannedEvent, Workload
 from trilink.monitoring.names import ALLIES
+from trilink.platform.groups import delete_groups_at
 from trilink.progress import Progress, Status, is_terminal
 from trilink.waiting import wait_until
 
@@ -209,6 +210,9 @@ class LoadTest:
             self.observer.stop()
         self.service_reports = self.fleet.stop()
         self.hub_report = self.fleet.hub_report
+        fleet = self.fleet  # its groups served this invocation only
+        groups = [*fleet.group_ids.values(), *([fleet.hub_group_id] if fleet.with_hub else [])]
+        delete_groups_at(self.bootstrap, groups, client_id=f"trilink-loadtest-{self.invocation_id}")
 
     # ------------------------------------------------------------ one run
 

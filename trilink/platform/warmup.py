@@ -29,6 +29,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from trilink.platform.clients import admin_config, consumer_config, producer_config
+from trilink.platform.groups import delete_groups
 from trilink.platform.security import ClientSecurity
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,4 @@ def _delete(admin: Any, topic: str, group: str) -> None:
         admin.delete_topics([topic])
     except Exception as exc:
         log.warning("warm-up: deleting topic %s failed: %r", topic, exc)
-    try:
-        admin.delete_groups([group])
-    except Exception as exc:
-        log.warning("warm-up: deleting group %s failed: %r", group, exc)
+    delete_groups(admin, [group])
