@@ -44,6 +44,7 @@ from schemas.headers import CE_ID_HEADER, SENT_NS_HEADER  # noqa: E402
 from schemas.models import EventKind  # noqa: E402
 from schemas.samples import sample_event  # noqa: E402
 from trilink.latency import PIPELINE_P99_OBJECTIVE_S, encode_sent_ns  # noqa: E402
+from trilink.platform.groups import delete_groups_at  # noqa: E402
 from trilink.processes import read_stat  # noqa: E402
 
 _PAGE_KINDS = (EventKind.TRACK_UPDATE,) * 8 + (EventKind.IMPACT_PREDICTION, EventKind.ALERT)
@@ -238,6 +239,7 @@ def run_step(
     finally:
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=60)
+        delete_groups_at(bootstrap, [group], client_id="bench-ally-admin")
     report = json.loads(out.strip().splitlines()[-1])
     rows = {(r["hop"], r["channel"]): r for r in report["latency"] if r["kind"] == "*"}
     e2e = {ch: rows.get(("end_to_end", ch), {}) for ch in ("kafka", "audit", "sse")}

@@ -61,6 +61,7 @@ if str(REPO) not in sys.path:
 from _sampling import CpuSampler  # noqa: E402  (bench/, this script's directory)
 
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
+from trilink.platform.groups import delete_groups  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
 from trilink.runtime import cpu_for, pin_process  # noqa: E402
 from trilink.settings import get_settings  # noqa: E402
@@ -362,6 +363,8 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
             if child.poll() is None:
                 child.kill()
         admin.delete_topics(list(scratch.values()))
+        if groups:
+            delete_groups(admin, [f"bench-floor-{tag}-{member}" for member in ("hub", *ALLIES)])
         admin.close()
     events = sent["sent"]
     print(

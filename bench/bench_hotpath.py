@@ -68,6 +68,7 @@ if str(REPO) not in sys.path:
 
 from trilink.logs import setup_logging  # noqa: E402
 from trilink.platform.clients import admin_config, consumer_config, producer_config  # noqa: E402
+from trilink.platform.groups import delete_groups  # noqa: E402
 from trilink.platform.topics import topic_name  # noqa: E402
 from trilink.processes import thread_cpu_s  # noqa: E402
 
@@ -721,9 +722,7 @@ def main() -> int:
     finally:
         with contextlib.suppress(Exception):
             admin.delete_topics(list(scratch.values()), raise_errors=False)
-        with contextlib.suppress(Exception):
-            if groups:
-                admin.delete_groups(groups)
+        delete_groups(admin, groups)
         admin.close()
 
     encode_and_publish = pub | {
