@@ -169,6 +169,7 @@ def work_hub(p: dict[str, Any]) -> None:
         linger_after_poll(batch, polled_ns, linger_ns, stop)
     producer.flush()
     print(json.dumps({"records": records}), flush=True)
+    consumer.close()  # leaves its group, which the driver then deletes
 
 
 def work_ally(p: dict[str, Any]) -> None:
@@ -229,6 +230,7 @@ def work_ally(p: dict[str, Any]) -> None:
         ),
         flush=True,
     )
+    consumer.close()  # leaves its group, which the driver then deletes
 
 
 WORKERS = {"source": work_source, "hub": work_hub, "ally": work_ally}
