@@ -72,12 +72,12 @@ def _run_child(
     from trilink.logs import setup_logging
 
     setup_logging(log_name)  # the client library's records to a file, not the terminal
-    from trilink.runtime import tune_gc
+    from trilink.runtime import tune_service
 
     try:
         service = make()
         service.start()
-        tune_gc()
+        tune_service(get_settings().service_switch_interval_ms)
     except Exception as exc:
         conn.send(("ready", False, f"{type(exc).__name__}: {exc}", None))
         return

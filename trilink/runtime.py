@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -29,6 +30,21 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
+
+
+def tune_service(switch_interval_ms: float) -> None:
+    """A consuming service's process (the hub, an ally): :func:`tune_gc`, and the GIL switch
+    interval set to ``switch_interval_ms`` (``Settings.service_switch_interval_ms``).
+
+    A service's loop thread handles a poll's records holding the GIL, while the Kafka client's
+    IO threads (the producer's sender, the consumer's network loop) want it for a moment after
+    each socket event. At CPython's default of 5 ms the loop is made to hand over in the middle
+    of a batch whenever one of them is waiting, and each hand-over is a futex wake, a context
+    switch and cold caches for both threads. With a longer interval the loop hands over when it
+    blocks (in ``poll``, in the poll linger), which it does after every batch.
+    """
+    tune_gc()
+    sys.setswitchinterval(switch_interval_ms / 1000)
 
 
 @contextmanager

@@ -90,6 +90,16 @@ class Settings(BaseSettings):
         "but the floor bench's pipeline, pinned the same way, stalled for 2 s (README, Benchmarks).",
     )
 
+    service_switch_interval_ms: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=1000.0,
+        description="The GIL switch interval of the hub's and the ally services' processes "
+        "(sys.setswitchinterval; CPython's default is 5 ms): how long their consume loop may run "
+        "before it must hand the interpreter to the Kafka client's IO threads. Longer means fewer "
+        "forced hand-overs in the middle of a poll's records (trilink.runtime.tune_service).",
+    )
+
     broker_warmup_s: float = Field(
         default=20.0,
         ge=0.0,
