@@ -146,6 +146,7 @@ def main() -> int:
                 "feeds": topics,
                 "out": scratch,
                 "linger_ms": linger_ms,
+                "switch_interval_ms": settings.service_switch_interval_ms,
                 "expected": None,
                 "group": None,
             }

@@ -10,7 +10,8 @@ own code adds. This bench measures the first alone, on the cluster ``TRILINK_BOO
 2. five processes then play the pipeline on scratch topics with the real topics' partition
    counts, each a bare ``KafkaConsumer``/``KafkaProducer`` with trilink's client settings
    (``consumer_config``/``producer_config``: acks=all, idempotent, no linger, fetch wait 100 ms)
-   and the services' poll linger:
+   and the services' poll linger (the hub and the allies also with the services' GIL switch
+   interval, ``Settings.service_switch_interval_ms``):
 
    - *source*: sends each record to its nation's ingest topic at its due time, stamping the send
      time in the ``trilink_sent_ns`` header (as the sensors do);
@@ -145,6 +146,7 @@ def work_hub(p: dict[str, Any]) -> None:
 
     from trilink.pacing import linger_after_poll
 
+    sys.setswitchinterval(p["switch_interval_ms"] / 1000)
     consumer = _consumer_at_end(
         p["bootstrap"], p["ingest"], "bench-floor-hub", p["group"] and f"{p['group']}-hub"
     )
@@ -182,6 +184,7 @@ def work_ally(p: dict[str, Any]) -> None:
     from trilink.latency import decode_sent_ns, percentile_of_sorted
     from trilink.pacing import linger_after_poll
 
+    sys.setswitchinterval(p["switch_interval_ms"] / 1000)
     consumer = _consumer_at_end(
         p["bootstrap"],
         p["feeds"],
@@ -312,6 +315,8 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
         common = {
             "bootstrap": bootstrap,
             "linger_ms": settings.poll_linger_ms,
+            # the services' process setting too (trilink.runtime.tune_service), not the sensors'
+            "switch_interval_ms": settings.service_switch_interval_ms,
             "group": f"bench-floor-{tag}" if groups else None,
         }
         allies = {
@@ -352,7 +357,8 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
         sampler = CpuSampler(roles)
         sampler.start()
         print(
-            f"# {len(records)} records at speed {speed:.1f}, poll linger {settings.poll_linger_ms} ms",
+            f"# {len(records)} records at speed {speed:.1f}, poll linger {settings.poll_linger_ms} ms, "
+            f"switch interval {settings.service_switch_interval_ms:g} ms in the hub and allies",
             flush=True,
         )
         sent = _last_json(source, timeout_s=600)
