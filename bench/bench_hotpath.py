@@ -344,7 +344,6 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
     CPU from ready until every record is routed and every feed write acknowledged."""
     from consumers.hub import HubService
     from trilink.runtime import tune_service
-    from trilink.settings import get_settings
 
     n, writes = p["events"], p["writes"]
     hub = HubService(
@@ -360,7 +359,7 @@ def work_hub(p: dict[str, Any]) -> dict[str, Any]:
         return sum(hub.released_count(a) for a in ("US", "JP", "KR"))
 
     hub.start()
-    tune_service(get_settings().service_switch_interval_ms)
+    tune_service()
     try:
         if not hub.wait_ready(120):
             raise RuntimeError("hub not ready within 120 s")
@@ -397,7 +396,6 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
     """Talks to the driver over stdio: prints PORT, reads GO, prints FRAMES n, reads STOP, returns."""
     from consumers.service import AllyService
     from trilink.runtime import tune_service
-    from trilink.settings import get_settings
 
     n, out = p["events"], dict[str, Any]()
     service = AllyService(
@@ -420,7 +418,7 @@ def work_service(p: dict[str, Any]) -> dict[str, Any]:
         return all(service.delivered_count(ch) >= released() for ch in CHANNELS)
 
     service.start()
-    tune_service(get_settings().service_switch_interval_ms)  # as `trilink ally` and the fleet do
+    tune_service()  # as `trilink ally` and the fleet do
     try:
         print(f"PORT {service.http_port}", flush=True)
         sys.stdin.readline()  # GO: the driver's viewer is subscribed

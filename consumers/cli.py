@@ -141,7 +141,6 @@ def _serve_until_signalled(service: Any, name: str, banner: Callable[[], str]) -
     """Start ``service``, print ``name: banner()`` and its HTTP port, run until SIGTERM/SIGINT or
     until the service stops, then stop it and restore the signal handlers (ally and hub alike)."""
     from trilink.runtime import tune_service
-    from trilink.settings import get_settings
 
     stop = threading.Event()
 
@@ -152,7 +151,7 @@ def _serve_until_signalled(service: Any, name: str, banner: Callable[[], str]) -
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         service.start()
-        tune_service(get_settings().service_switch_interval_ms)
+        tune_service()
         print(f"{name}: {banner()}", flush=True)
         if service.http_port is not None:
             print(f"http_port={service.http_port}", flush=True)

@@ -77,7 +77,7 @@ def _run_child(
     try:
         service = make()
         service.start()
-        tune_service(get_settings().service_switch_interval_ms)
+        tune_service()
     except Exception as exc:
         conn.send(("ready", False, f"{type(exc).__name__}: {exc}", None))
         return

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from trilink.errors import ConfigError
 from trilink.processes import thread_ids
+from trilink.settings import get_settings
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -32,9 +33,9 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
 
 
-def tune_service(switch_interval_ms: float) -> None:
+def tune_service(switch_interval_ms: float | None = None) -> None:
     """A consuming service's process (the hub, an ally): :func:`tune_gc`, and the GIL switch
-    interval set to ``switch_interval_ms`` (``Settings.service_switch_interval_ms``).
+    interval set to ``switch_interval_ms`` (None: ``Settings.service_switch_interval_ms``).
 
     A service's loop thread handles a poll's records holding the GIL, while the Kafka client's
     IO threads (the producer's sender, the consumer's network loop) want it for a moment after
@@ -45,6 +46,8 @@ def tune_service(switch_interval_ms: float) -> None:
     demo (README, Benchmarks, sixth session): p99 a half to a third of the 5 ms figure in six
     alternated pairs, CPU per record unchanged.
     """
+    if switch_interval_ms is None:
+        switch_interval_ms = get_settings().service_switch_interval_ms
     tune_gc()
     sys.setswitchinterval(switch_interval_ms / 1000)
 
