@@ -32,10 +32,17 @@ own code adds. This bench measures the first alone, on the cluster ``TRILINK_BOO
 With ``--with-demo`` it then runs ``bench/bench_demo.py --no-floor`` on the same cluster and prints
 both side by side: the demo's p50/p99 and CPU against the floor's, as ratios in one run.
 
+With ``--rate R [--duration S]`` the source plays the scenario's records over and over at a
+constant R events/s for S seconds after a 2 s warm-up, the shape of ``trilink loadtest --rate R
+--duration S``, and the allies count latency as the load test does: from each record's due time,
+warm-up excluded. That is the architecture's own capacity on this machine, to put beside the
+load test's figures for the same rate.
+
 Prints per process: CPU seconds, CPU per event, cores in the busiest 5 s; per ally: records,
 end-to-end p50/p99, CPU per record. Asserts nothing; deletes its scratch topics.
 
-Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_floor_pipeline.py [--with-demo]``
+Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_floor_pipeline.py [--groups]
+[--with-demo | --rate R [--duration S]]``
 (on a secured cluster also ``TRILINK_CREDENTIALS_FILE``: the bench's clients connect as admin).
 """
 
@@ -72,6 +79,8 @@ NATIONS = ("US", "JP", "KR")
 
 
 COMMIT_INTERVAL_S = 0.2  # the services' commit interval
+#: With --rate: the first seconds are sent but not counted, as `trilink loadtest`'s default warm-up.
+WARMUP_S = 2.0
 
 
 def _consumer_at_end(bootstrap: str, topics: list[str], client_id: str, group: str | None) -> Any:
@@ -115,7 +124,10 @@ class _Committer:
 
 
 def work_source(p: dict[str, Any]) -> None:
-    """Send the prepared records at their due times (the sensors' part)."""
+    """Send the prepared records at their due times (the sensors' part). The ``trilink_sent_ns``
+    stamp is the actual send time (as the sensors stamp it), or with ``intended`` the due time (as
+    the load test counts, so a late send shows as latency); records due in the first ``warmup_s``
+    are stamped 0 and not counted by the allies."""
     from kafka import KafkaProducer
 
     from schemas.headers import SENT_NS_HEADER
@@ -125,17 +137,19 @@ def work_source(p: dict[str, Any]) -> None:
     records = pickle.loads(Path(p["records"]).read_bytes())
     producer = KafkaProducer(**producer_config(p["bootstrap"], "bench-floor-source"))
     send, speed, stop = producer.send, p["speed"], threading.Event()
+    intended, warmup_s = p.get("intended", False), p.get("warmup_s", 0.0)
+    uncounted = encode_sent_ns(0)
     print("ready", flush=True)
     start_ns = time.monotonic_ns()
+    start_wall_ns = time.time_ns()
     for offset_s, topic, partition, key, value, headers in records:
-        pace_until(start_ns + round(offset_s / speed * 1e9), stop)
-        send(
-            topic,
-            value,
-            key=key,
-            headers=[*headers, (SENT_NS_HEADER, encode_sent_ns(time.time_ns()))],
-            partition=partition,
-        )
+        due_ns = round(offset_s / speed * 1e9)
+        pace_until(start_ns + due_ns, stop)
+        if offset_s < warmup_s:
+            stamp = uncounted
+        else:
+            stamp = encode_sent_ns(start_wall_ns + due_ns if intended else time.time_ns())
+        send(topic, value, key=key, headers=[*headers, (SENT_NS_HEADER, stamp)], partition=partition)
     producer.flush()
     print(json.dumps({"sent": len(records), "wall_s": (time.monotonic_ns() - start_ns) / 1e9}), flush=True)
 
@@ -195,13 +209,19 @@ def work_ally(p: dict[str, Any]) -> None:
     producer = KafkaProducer(**producer_config(p["bootstrap"], f"bench-floor-ally-{p['ally']}"))
     send, out, linger_ns, expected = producer.send, p["out"], p["linger_ms"] * 1_000_000, p["expected"]
     latencies_ns: list[int] = []
-    acked = latencies_ns.append
+    acknowledged = [0]
+
+    def acked(sent_ns: int, _metadata: Any) -> None:
+        acknowledged[0] += 1
+        if sent_ns:  # 0: a warm-up record, or none stamped
+            latencies_ns.append(time.time_ns() - sent_ns)
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print("ready", flush=True)
     records = polls = 0
     cpu_start: float | None = None
-    while not stop.is_set() and (expected is None or len(latencies_ns) < expected):
+    while not stop.is_set() and (expected is None or acknowledged[0] < expected):
         batch = consumer.poll(timeout_ms=100, max_records=500)
         if not batch:
             continue
@@ -213,7 +233,7 @@ def work_ally(p: dict[str, Any]) -> None:
             for r in tp_records:
                 sent_ns = next((decode_sent_ns(v) for k, v in r.headers if k == SENT_NS_HEADER), None) or 0
                 send(out, r.value, key=r.key, headers=r.headers, partition=r.partition).add_callback(
-                    lambda _, s=sent_ns: acked(time.time_ns() - s)
+                    acked, sent_ns
                 )
                 records += 1
         committer.maybe_commit()
@@ -240,10 +260,15 @@ WORKERS = {"source": work_source, "hub": work_hub, "ally": work_ally}
 
 
 def prepare_records(
-    scenario_name: str, topics: dict[str, str], counts: dict[str, int]
+    scenario_name: str,
+    topics: dict[str, str],
+    counts: dict[str, int],
+    rate: tuple[float, float] | None = None,
 ) -> tuple[list[Any], float]:
     """The run's records (offset s, scratch ingest topic, partition, key, value, headers) and its
-    default speed, built as ``trilink run`` builds them."""
+    default speed, built as ``trilink run`` builds them. ``rate`` (events/s, seconds): instead,
+    the scenario's records over and over at that constant rate for that long, at speed 1 (the
+    load test's open-loop schedule; the floor does not decode, so repeated values cost the same)."""
     from kafka.partitioner.default import murmur2
 
     from producers.publisher import Run, for_run
@@ -264,6 +289,11 @@ def prepare_records(
             headers.append((PACING_HEADER, REALTIME_PACING))
         partition = (murmur2(key) & 0x7FFFFFFF) % counts[topic]
         records.append((item.emit_offset_s, topic, partition, key, encode_event(event), tuple(headers)))
+    if rate is not None:
+        per_s, seconds = rate
+        count = round(per_s * seconds)
+        count += round(per_s * WARMUP_S)  # the warm-up comes first, as in the load test
+        return [(i / per_s, *records[i % len(records)][1:]) for i in range(count)], 1.0
     return records, speed
 
 
@@ -282,7 +312,13 @@ def _last_json(child: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: bool) -> dict[str, Any]:
+def run_floor(
+    bootstrap: str,
+    scenario: str,
+    partitions: int | None,
+    groups: bool,
+    rate: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
 
@@ -309,6 +345,7 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
             scenario,
             {n: scratch[f"ingest.{n}"] for n in NATIONS},
             {scratch[r]: counts[r] for r in real},
+            rate,
         )
         (work / "records.pickle").write_bytes(pickle.dumps(records))
         env = {**os.environ, "TRILINK_BOOTSTRAP": bootstrap}
@@ -347,7 +384,14 @@ def run_floor(bootstrap: str, scenario: str, partitions: int | None, groups: boo
         children = [*allies.values(), hub]
         source = _start(
             "source",
-            {"bootstrap": bootstrap, "records": str(work / "records.pickle"), "speed": speed},
+            {
+                "bootstrap": bootstrap,
+                "records": str(work / "records.pickle"),
+                "speed": speed,
+                # at a rate, as the load test counts: from the due time, after its warm-up
+                "intended": rate is not None,
+                "warmup_s": 0.0 if rate is None else WARMUP_S,
+            },
             env,
             cpu_for("run", settings.cpu_pinning),
         )
@@ -407,6 +451,13 @@ def main() -> int:
     parser.add_argument(
         "--with-demo", action="store_true", help="then run bench_demo.py --no-floor and compare"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="events/s: play the scenario's records over and over at this constant rate "
+        "(the load test's shape: `trilink loadtest --rate R`) instead of at the scenario's pace",
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds at --rate (default 20)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
@@ -418,11 +469,20 @@ def main() -> int:
         return 0
     if not args.bootstrap:
         parser.error("set TRILINK_BOOTSTRAP (or --bootstrap): start a cluster with `trilink up` first")
-    print(
-        "## the floor: the demo's records through plain kafka-python clients in the hub topology", flush=True
-    )
+    if args.with_demo and args.rate is not None:
+        parser.error(
+            "--with-demo plays the demo at its own pace; compare --rate with `trilink loadtest --rate`"
+        )
+    shape = "the demo's records" if args.rate is None else f"{args.rate:g} events/s for {args.duration:g} s"
+    print(f"## the floor: {shape} through plain kafka-python clients in the hub topology", flush=True)
     figures: dict[str, Any] = {
-        "floor": run_floor(args.bootstrap, args.scenario, args.partitions, args.groups)
+        "floor": run_floor(
+            args.bootstrap,
+            args.scenario,
+            args.partitions,
+            args.groups,
+            None if args.rate is None else (args.rate, args.duration),
+        )
     }
     if args.with_demo:
         print(f"\n## trilink run {args.scenario} (bench/bench_demo.py --no-floor)", flush=True)
