@@ -359,7 +359,7 @@ class AllyService:
                     self.ack_topic,
                     self.acks,
                     self._dead_letter_ack,
-                    poll_linger_ms=self.poll_linger_ms,
+                    read_linger_ms=self._settings.reader_linger_ms,
                 )
                 self._ack_reader.start()
             self._kafka = KafkaChannel(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sized
 from typing import Any, Protocol
 
-__all__ = ["SPIN_NS", "Stop", "linger_after_poll", "pace_until"]
+__all__ = ["SPIN_NS", "Stop", "linger_after_poll", "linger_after_records", "pace_until"]
 
 #: How long before the due time the replayer stops sleeping and spins.
 SPIN_NS = 1_500_000
@@ -39,6 +39,14 @@ def pace_until(
         while clock_ns() < due_ns:
             pass
     return True
+
+
+def linger_after_records(batch: Mapping[Any, Sized], polled_ns: int, linger_ns: int, stop: Stop) -> None:
+    """A reader's linger (``Settings.reader_linger_ms``): after a poll that returned any record,
+    the next poll waits until ``linger_ns`` after this one. For readers whose figures come from
+    the records they read, not from when they read them."""
+    if linger_ns and any(map(len, batch.values())):
+        pace_until(polled_ns + linger_ns, stop)
 
 
 def linger_after_poll(batch: Mapping[Any, Sized], polled_ns: int, linger_ns: int, stop: Stop) -> None:

@@ -114,12 +114,23 @@ class Settings(BaseSettings):
         default=5,
         ge=0,
         le=1000,
-        description="After a poll that returned several records, a consuming service (ally, hub, "
-        "acknowledgement reader) polls again no sooner than this, so its next fetch carries what arrived "
+        description="After a poll that returned several records, a consuming service (ally, hub) "
+        "polls again no sooner than this, so its next fetch carries what arrived "
         "meanwhile: kafka-python spends about a millisecond of CPU per fetch round trip, so fetching one "
         "or two records at a time saturated 2 cores at the demo's peak. A poll that returned one record "
         "is followed at once (the service keeps up; no record waits at low load). 0: never wait (most "
         "CPU). Costs at most this much latency per hop, only under load.",
+    )
+
+    reader_linger_ms: int = Field(
+        default=100,
+        ge=0,
+        le=5000,
+        description="After a poll that returned records, a reader whose figures come from the records "
+        "themselves waits this long before it polls again: the acknowledgement readers (the time "
+        "is the acknowledgement's delivered time) and the load test's observer (the ally topic's "
+        "append time). Reading later changes none of their figures, only how fresh their counts "
+        "are, and each fetch costs kafka-python about a millisecond of CPU. 0: poll again at once.",
     )
 
     @field_validator("bootstrap")

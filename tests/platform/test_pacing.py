@@ -1,4 +1,5 @@
-"""trilink.pacing: the one pacer (publisher, replayer, load-test senders) and the poll linger."""
+"""trilink.pacing: the one pacer (publisher, replayer, load-test senders), the poll linger and the
+readers' linger."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from trilink.pacing import SPIN_NS, linger_after_poll, pace_until
+from trilink.pacing import SPIN_NS, linger_after_poll, linger_after_records, pace_until
 
 pytestmark = pytest.mark.unit
 
@@ -53,4 +54,25 @@ def test_a_stop_ends_the_linger() -> None:
     stop.set()
     began_ns = time.monotonic_ns()
     linger_after_poll({"a": [object()] * 5, "b": [object()] * 5}, began_ns, 60_000_000_000, stop)
+    assert time.monotonic_ns() - began_ns < 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("batch", "lingers"),
+    [({}, False), ({"a": []}, False), ({"a": [], "b": [object()]}, True), ({"a": [object()] * 9}, True)],
+)
+def test_a_reader_lingers_after_any_record(batch: dict[str, list[object]], lingers: bool) -> None:
+    stop = threading.Event()
+    polled_ns = time.monotonic_ns()
+    linger_after_records(batch, polled_ns, 30_000_000, stop)
+    waited_ns = time.monotonic_ns() - polled_ns
+    assert (waited_ns >= 29_000_000) is lingers  # a sleep may wake ~early
+
+
+def test_a_stop_ends_the_readers_linger_and_zero_turns_it_off() -> None:
+    stop = threading.Event()
+    began_ns = time.monotonic_ns()
+    linger_after_records({"a": [object()]}, began_ns, 0, stop)
+    stop.set()
+    linger_after_records({"a": [object()]}, began_ns, 60_000_000_000, stop)
     assert time.monotonic_ns() - began_ns < 1_000_000_000
