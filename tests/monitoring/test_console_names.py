@@ -31,7 +31,13 @@ LABEL_VALUE = re.compile(r'[{ ,](job|hop|channel|kind)=\\?"([^"\\%{]+)\\?"')
 
 def test_the_consoles_ship() -> None:
     names = {path.name for path in TEMPLATES}
-    assert {"index.html", "trilink-overview.html", "trilink-ally.html", "trilink.lib"} <= names
+    assert {
+        "index.html",
+        "trilink-overview.html",
+        "trilink-ally.html",
+        "trilink-hub.html",
+        "trilink.lib",
+    } <= names
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
@@ -61,7 +67,8 @@ def test_no_ally_is_written_into_a_template() -> None:
 
 def test_console_urls_name_shipped_consoles_for_every_ally() -> None:
     urls = console_urls("http://127.0.0.1:9090/")
-    assert list(urls) == ["overview", *n.ALLIES]
+    assert list(urls) == ["overview", "hub", *n.ALLIES]
+    assert urls["hub"] == "http://127.0.0.1:9090/consoles/trilink-hub.html"
     assert urls["overview"] == "http://127.0.0.1:9090/consoles/trilink-overview.html"
     assert urls["KR"] == "http://127.0.0.1:9090/consoles/trilink-ally.html?ally=KR"
     shipped = {path.name for path in TEMPLATES}

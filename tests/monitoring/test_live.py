@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -23,7 +25,8 @@ from tests import REPO_ROOT
 from tests.monitoring.conftest import RunningPrometheus
 from trilink.monitoring import names as n
 from trilink.monitoring.api import PrometheusAPI
-from trilink.monitoring.discovery import ALLY_JOB, SENSORS_JOB, announce, withdraw
+from trilink.monitoring.discovery import ALLY_JOB, HUB_JOB, SENSORS_JOB, announce, withdraw
+from trilink.monitoring.prometheus import HUB_CONSOLE
 from trilink.monitoring.simulated import Endpoint, SimulatedRun
 from trilink.waiting import wait_until
 
@@ -63,6 +66,7 @@ def live(prometheus: RunningPrometheus) -> Iterator[LiveRun]:
     run = SimulatedRun(seed=11)
     endpoints = {ally: Endpoint(sim.registry) for ally, sim in run.allies.items()}
     endpoints["sensors"] = Endpoint(run.sensors.registry)
+    endpoints["hub"] = Endpoint(run.hub.registry)
     lock = threading.Lock()
     live = LiveRun(prometheus, PrometheusAPI(prometheus.url), run, endpoints)
 
@@ -78,10 +82,11 @@ def live(prometheus: RunningPrometheus) -> Iterator[LiveRun]:
     for ally in n.ALLIES:
         announce(ALLY_JOB, f"{ally}-0", endpoints[ally].port, {"ally": ally}, settings=prometheus.settings)
     announce(SENSORS_JOB, "sim", endpoints["sensors"].port, settings=prometheus.settings)
+    announce(HUB_JOB, "sim-hub", endpoints["hub"].port, settings=prometheus.settings)
     try:
         wait_for(
-            "all four service targets up",
-            lambda: len([v for v in live.api.values('up{job=~"trilink-.*"}').values() if v == 1]) == 4,
+            "all five service targets up",
+            lambda: len([v for v in live.api.values('up{job=~"trilink-.*"}').values() if v == 1]) == 5,
         )
         yield live
     finally:
@@ -92,6 +97,7 @@ def live(prometheus: RunningPrometheus) -> Iterator[LiveRun]:
         for ally in n.ALLIES:
             withdraw(ALLY_JOB, f"{ally}-0", settings=prometheus.settings)
         withdraw(SENSORS_JOB, "sim", settings=prometheus.settings)
+        withdraw(HUB_JOB, "sim-hub", settings=prometheus.settings)
 
 
 def test_discovered_targets_carry_job_instance_and_ally(live: LiveRun) -> None:
@@ -102,6 +108,21 @@ def test_discovered_targets_carry_job_instance_and_ally(live: LiveRun) -> None:
         assert target["health"] == "up"
         assert target["scrapeUrl"] == live.endpoints[ally].url
     assert targets[(SENSORS_JOB, "sim")]["health"] == "up"
+    assert targets[(HUB_JOB, "sim-hub")]["health"] == "up"
+    assert "ally" not in targets[(HUB_JOB, "sim-hub")]["labels"]
+
+
+# (delivery failures: none in the simulation, so no series to scrape)
+@pytest.mark.parametrize(
+    "family", [f for f in n.HUB_FAMILIES if f is not n.HUB_DELIVERY_FAILURES], ids=lambda f: f.name
+)
+def test_scraped_hub_series_match_the_contract(live: LiveRun, family: n.MetricFamily) -> None:
+    names_regex = json.dumps("|".join(family.series_names()))
+    series = wait_for(f"series of {family.name}", lambda: live.api.series(f"{{__name__=~{names_regex}}}"))
+    for labels in series:
+        got = set(labels) - ({"le"} if labels["__name__"].endswith("_bucket") else set())
+        assert got == set(family.labels) | {"__name__", "job", "instance"}, f"{labels}"
+        assert labels["job"] == HUB_JOB
 
 
 @pytest.mark.parametrize("family", n.FAMILIES, ids=lambda f: f.name)
@@ -215,8 +236,46 @@ def test_every_dashboard_query_parses_and_returns_data(live: LiveRun) -> None:
     assert allies == set(n.ALLIES)
 
 
+def test_the_hub_console_shows_every_hop_and_feed(live: LiveRun) -> None:
+    """The hub's console, rendered by Prometheus from the recorded hub series: a number in
+    every cell of every hop and feed row, and the hub in every page's navigation."""
+    for feed in n.ALLIES:
+        for expr in (
+            f'hop_feed:trilink_hub_hop_latency_seconds:p50_1m{{hop="hub_to_ack", feed="{feed}"}}',
+            f'hop_feed:trilink_hub_hop_latency_seconds:p99_1m{{hop="hub_to_ack", feed="{feed}"}}',
+            f'feed:trilink_hub_records_released:rate1m{{feed="{feed}"}}',
+        ):
+            wait_for(expr, lambda e=expr: [v for v in live.api.values(e).values() if not math.isnan(v)])
+    url = f"{live.prometheus.url}/consoles/{HUB_CONSOLE}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200
+        page = resp.read().decode()
+    assert "error executing template" not in page and "</html>" in page
+
+    def numbers(cells_html: str) -> list[str]:
+        cells = re.findall(r'<td class="([^"]*)">(.*?)</td>', cells_html, re.S)
+        assert cells and all("num" in cls.split() for cls, _ in cells), cells
+        texts = [text.strip() for _, text in cells]
+        assert all(re.search(r"\d", t) and "NaN" not in t for t in texts), texts
+        return texts
+
+    hops = {
+        (m.group(1), m.group(2)): numbers(m.group(3))
+        for m in re.finditer(r'<tr data-hop="([^"]+)" data-feed="([^"]+)">(.*?)</tr>', page, re.S)
+    }
+    assert {("append_to_hub", "none"), *(("hub_to_ack", a) for a in n.ALLIES)} <= set(hops), sorted(hops)
+    assert all(len(cells) == 2 for cells in hops.values())  # p50, p99
+    feeds = {
+        m.group(1): numbers(m.group(2))
+        for m in re.finditer(r'<tr data-feed="([^"]+)">(.*?)</tr>', page, re.S)
+    }
+    assert set(feeds) == set(n.ALLIES) and all(len(cells) == 2 for cells in feeds.values())
+    with urllib.request.urlopen(f"{live.prometheus.url}/consoles/trilink-overview.html", timeout=10) as resp:
+        assert 'href="trilink-hub.html"' in resp.read().decode()
+
+
 def test_withdrawn_service_leaves_and_a_dead_one_alerts(live: LiveRun) -> None:
-    """Last in the module: it stops the US endpoint and withdraws the sensors."""
+    """Last in the module: it stops the US and hub endpoints and withdraws the sensors."""
     withdraw(SENSORS_JOB, "sim", settings=live.prometheus.settings)
     wait_for(
         "the withdrawn sensors target to leave",
@@ -234,6 +293,12 @@ def test_withdrawn_service_leaves_and_a_dead_one_alerts(live: LiveRun) -> None:
 
     states = wait_for("TrilinkAllyServiceDown for US", us_down_alert)
     assert states[0] in ("pending", "firing")
+    live.endpoints["hub"].close()
+    hub_down = wait_for(
+        "TrilinkHubDown",
+        lambda: [a["state"] for a in live.api.alerts() if a["labels"]["alertname"] == "TrilinkHubDown"],
+    )
+    assert hub_down[0] in ("pending", "firing")
     # the other allies are unaffected
     wait_for(
         "JP and KR still up", lambda: len(live.api.values('up{job="trilink-ally", ally=~"JP|KR"} == 1')) == 2

@@ -12,7 +12,7 @@ import pytest
 
 from tests import REPO_ROOT
 from trilink.monitoring.contract import exposition_problems
-from trilink.monitoring.names import FAMILIES
+from trilink.monitoring.names import FAMILIES, HUB_FAMILIES
 from trilink.monitoring.prometheus import CONFIG_DIR, render_config
 from trilink.monitoring.simulated import Endpoint, SimulatedRun
 
@@ -72,6 +72,7 @@ def simulated_endpoints() -> Iterator[dict[str, Endpoint]]:
     run.run_events(3000, missiles=20)
     endpoints = {f"ally-{a}": Endpoint(s.registry) for a, s in run.allies.items()}
     endpoints["sensors"] = Endpoint(run.sensors.registry)
+    endpoints["hub"] = Endpoint(run.hub.registry)
     try:
         yield endpoints
     finally:
@@ -85,10 +86,9 @@ def test_exposition_passes_promtool_check_metrics(
 ) -> None:
     """The metric families of names.py, served over HTTP as a service serves them, lint clean
     and true to the contract. ``TRILINK_METRICS_URLS`` (space-separated ``kind=url`` pairs,
-    kind ``ally`` or ``producer``) adds real service endpoints to the same checks."""
-    urls = [
-        ("ally" if name.startswith("ally") else "producer", e.url) for name, e in simulated_endpoints.items()
-    ]
+    kind ``ally``, ``producer`` or ``hub``) adds real service endpoints to the same checks."""
+    kinds = {"sensors": "producer", "hub": "hub"}
+    urls = [(kinds.get(name, "ally"), e.url) for name, e in simulated_endpoints.items()]
     for pair in os.environ.get("TRILINK_METRICS_URLS", "").split():
         kind, _, url = pair.partition("=")
         urls.append((kind, url))
@@ -97,7 +97,8 @@ def test_exposition_passes_promtool_check_metrics(
             body = resp.read()
         out = run_promtool(promtool, "check", "metrics", stdin=body)
         assert out.strip() == "", f"{url}: promtool check metrics complained:\n{out}"
-        problems = exposition_problems(body.decode(), [f for f in FAMILIES if f.exposed_by == kind])
+        families = [f for f in FAMILIES + HUB_FAMILIES if f.exposed_by == kind]
+        problems = exposition_problems(body.decode(), families)
         assert problems == [], f"{url} breaks the metric contract: {problems}"
 
 

@@ -31,7 +31,7 @@ SENSORS_JOB = "trilink-sensors"
 #: Job of the US hub (hub topology; no ``ally`` label).
 HUB_JOB = "trilink-hub"
 #: Every job the project's rules and dashboards know about.
-KNOWN_JOBS: tuple[str, ...] = (ALLY_JOB, SENSORS_JOB)
+KNOWN_JOBS: tuple[str, ...] = (ALLY_JOB, SENSORS_JOB, HUB_JOB)
 
 #: Sub-folder of ``<state_dir>/prometheus`` that Prometheus reads target files from.
 TARGETS_DIR = "targets"

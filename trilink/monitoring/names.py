@@ -338,6 +338,15 @@ SYNTHETIC_SERIES: tuple[str, ...] = (
     "ALERTS_FOR_STATE",
 )
 
+#: Recording rules over the hub's families: they have data only in the hub topology.
+HUB_RECORDED_SERIES: tuple[str, ...] = (
+    "hop_feed:trilink_hub_hop_latency_seconds:p50_1m",
+    "hop_feed:trilink_hub_hop_latency_seconds:p99_1m",
+    "nation:trilink_hub_records_received:rate1m",
+    "feed:trilink_hub_records_released:rate1m",
+    "feed:trilink_hub_records_withheld:rate1m",
+)
+
 #: Names of the recording rules in ``deploy/prometheus/rules`` (checked against the files).
 RECORDED_SERIES: tuple[str, ...] = (
     "ally_hop:trilink_ally_hop_latency_seconds:p50_1m",
@@ -351,6 +360,7 @@ RECORDED_SERIES: tuple[str, ...] = (
     "ally_sensor:trilink_ally_sensor_last_seen_timestamp_seconds:max",
     "ally:trilink_ally_acknowledged_by_all_seconds:p99_5m",
     "ally_missing:trilink_ally_warnings_unacknowledged:increase5m",
+    *HUB_RECORDED_SERIES,
 )
 
 #: Alert names in ``deploy/prometheus/rules`` (checked against the files and their tests).
@@ -364,12 +374,15 @@ ALERTS: tuple[str, ...] = (
     "TrilinkAllyServiceAbsent",
     "TrilinkSensorsDown",
     "TrilinkWarningUnacknowledged",
+    "TrilinkHubDown",
+    "TrilinkHubBehind",
+    "TrilinkHubDeadLetters",
 )
 
 
 def known_series_names() -> frozenset[str]:
     """Every series name a rule or dashboard query may reference."""
     names: set[str] = set(SYNTHETIC_SERIES) | set(RECORDED_SERIES)
-    for family in FAMILIES + DIAGNOSTIC_FAMILIES:
+    for family in FAMILIES + DIAGNOSTIC_FAMILIES + HUB_FAMILIES:
         names.update(family.series_names())
     return frozenset(names)

@@ -45,6 +45,7 @@ CONSOLES_DIR = "consoles"
 CONSOLE_LIBRARIES_DIR = "console_libraries"
 OVERVIEW_CONSOLE = "trilink-overview.html"
 ALLY_CONSOLE = "trilink-ally.html"
+HUB_CONSOLE = "trilink-hub.html"
 STATE_FILE = "prometheus.json"
 LOG_FILE = "prometheus.log"
 INSTALL_HINT = (
@@ -173,9 +174,10 @@ def render_config(
 
 
 def console_urls(url: str, allies: Iterable[str] = ALLIES) -> dict[str, str]:
-    """The console pages of the Prometheus at ``url``: ``overview``, then one per ally code."""
+    """The console pages of the Prometheus at ``url``: ``overview``, ``hub`` (the US hub, hub
+    topology), then one per ally code."""
     base = f"{url.rstrip('/')}/consoles"
-    urls = {"overview": f"{base}/{OVERVIEW_CONSOLE}"}
+    urls = {"overview": f"{base}/{OVERVIEW_CONSOLE}", "hub": f"{base}/{HUB_CONSOLE}"}
     urls.update({ally: f"{base}/{ALLY_CONSOLE}?ally={ally}" for ally in allies})
     return urls
 

@@ -23,11 +23,20 @@ from prometheus_client import CollectorRegistry, start_http_server
 from producers.catalog import default_catalog
 from schemas.errors import DECODE_REASONS
 from trilink.monitoring import names as n
+from trilink.platform.topics import topic_name
 
 #: Median of each hop in the simulation (seconds); end_to_end is their sum.
-_HOP_MEDIAN_S = {"send_to_append": 0.0015, "append_to_receive": 0.002, "receive_to_deliver": 0.0003}
+_HOP_MEDIAN_S = {
+    "send_to_append": 0.0015,
+    "append_to_hub": 0.002,
+    "hub_to_ack": 0.0015,
+    "append_to_receive": 0.002,
+    "receive_to_deliver": 0.0003,
+}
 #: Topics an ally service reads (label ``topic`` of the lag gauge).
 INPUT_TOPICS = ("trilink.warnings.v1", "trilink.sensor-status.v1")
+#: Topics the hub reads (label ``topic`` of its lag gauge).
+INGEST_TOPICS = tuple(topic_name(f"ingest.{nation}") for nation in n.ALLIES)
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,53 @@ class SimulatedSensors:
         self.send_latency.labels(event.kind).observe(self.rng.lognormvariate(0.0, 0.5) * 0.0015)
 
 
+class SimulatedHub:
+    """The metric families of the US hub (``exposed_by == "hub"``): each event read from its
+    nation's ingest topic and written to every ally's feed (now and then one withheld)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(f"{seed}-hub")
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.hop_latency = n.histogram(n.HUB_HOP_LATENCY, r)
+        self.received = n.counter(n.HUB_RECORDS_RECEIVED, r)
+        self.released = n.counter(n.HUB_RECORDS_RELEASED, r)
+        self.withheld = n.counter(n.HUB_RECORDS_WITHHELD, r)
+        self.dead_letters = n.counter(n.HUB_DEAD_LETTERS, r)
+        self.failures = n.counter(n.HUB_DELIVERY_FAILURES, r)  # no failure in the simulation
+        self.lag_records = n.gauge(n.HUB_CONSUMER_LAG_RECORDS, r)
+        for kind in n.KINDS:
+            for nation in n.ALLIES:
+                self.received.labels(nation, kind)
+                self.released.labels(nation, kind)
+                self.withheld.labels(nation, kind)
+        for reason in sorted(DECODE_REASONS):
+            self.dead_letters.labels(reason)
+        for topic in INGEST_TOPICS:
+            self.lag_records.labels(topic).set(0)
+
+    def handle(self, event: SimulatedEvent) -> None:
+        self.received.labels(event.nation, event.kind).inc()
+        for hop in ("send_to_append", "append_to_hub"):
+            seconds = self.rng.lognormvariate(0.0, 0.5) * _HOP_MEDIAN_S[hop]
+            self.hop_latency.labels(hop, n.NO_CHANNEL).observe(seconds)
+        for feed in n.ALLIES:
+            if self.rng.random() < 0.02:
+                self.withheld.labels(feed, event.kind).inc()
+                continue
+            self.released.labels(feed, event.kind).inc()
+            seconds = self.rng.lognormvariate(0.0, 0.5) * _HOP_MEDIAN_S["hub_to_ack"]
+            self.hop_latency.labels("hub_to_ack", feed).observe(seconds)
+
+    def tick(self) -> None:
+        for topic in INGEST_TOPICS:
+            self.lag_records.labels(topic).set(self.rng.randint(0, 5))
+        if self.rng.random() < 0.01:
+            self.dead_letters.labels(self.rng.choice(sorted(DECODE_REASONS))).inc()
+
+
 class SimulatedRun:
-    """Sensors publishing to all three allies; :meth:`run_events` drives them."""
+    """Sensors publishing through the US hub to all three allies; :meth:`run_events` drives them."""
 
     #: Rough mix of a raid: mostly track updates, a heartbeat now and then.
     KIND_WEIGHTS: tuple[tuple[str, float], ...] = (
@@ -159,6 +213,7 @@ class SimulatedRun:
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
         self.sensors = SimulatedSensors(seed)
+        self.hub = SimulatedHub(seed)
         self.allies = {ally: SimulatedAlly(ally, seed=seed) for ally in n.ALLIES}
         self._kinds = [k for k, _ in self.KIND_WEIGHTS]
         self._weights = [w for _, w in self.KIND_WEIGHTS]
@@ -177,8 +232,10 @@ class SimulatedRun:
                 nation=self.rng.choice(n.ALLIES),
             )
             self.sensors.publish(event)
+            self.hub.handle(event)
             for ally in self.allies.values():
                 ally.handle(event, now)
+        self.hub.tick()
         for ally in self.allies.values():
             ally.tick()
 
