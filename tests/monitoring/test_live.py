@@ -236,18 +236,10 @@ def test_every_dashboard_query_parses_and_returns_data(live: LiveRun) -> None:
     assert allies == set(n.ALLIES)
 
 
-def test_the_hub_console_shows_every_hop_and_feed(live: LiveRun) -> None:
-    """The hub's console, rendered by Prometheus from the recorded hub series: a number in
-    every cell of every hop and feed row, and the hub in every page's navigation."""
-    for feed in n.ALLIES:
-        for expr in (
-            f'hop_feed:trilink_hub_hop_latency_seconds:p50_1m{{hop="hub_to_ack", feed="{feed}"}}',
-            f'hop_feed:trilink_hub_hop_latency_seconds:p99_1m{{hop="hub_to_ack", feed="{feed}"}}',
-            f'feed:trilink_hub_records_released:rate1m{{feed="{feed}"}}',
-        ):
-            wait_for(expr, lambda e=expr: [v for v in live.api.values(e).values() if not math.isnan(v)])
-    url = f"{live.prometheus.url}/consoles/{HUB_CONSOLE}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def hub_console_rows(prometheus_url: str) -> tuple[dict[tuple[str, str], list[str]], dict[str, list[str]]]:
+    """The hub console as Prometheus renders it: ``({(hop, feed): cells}, {feed: cells})``, every
+    cell checked to be a number (not NaN, not "no data")."""
+    with urllib.request.urlopen(f"{prometheus_url}/consoles/{HUB_CONSOLE}", timeout=10) as resp:
         assert resp.status == 200
         page = resp.read().decode()
     assert "error executing template" not in page and "</html>" in page
@@ -263,12 +255,31 @@ def test_the_hub_console_shows_every_hop_and_feed(live: LiveRun) -> None:
         (m.group(1), m.group(2)): numbers(m.group(3))
         for m in re.finditer(r'<tr data-hop="([^"]+)" data-feed="([^"]+)">(.*?)</tr>', page, re.S)
     }
-    assert {("append_to_hub", "none"), *(("hub_to_ack", a) for a in n.ALLIES)} <= set(hops), sorted(hops)
-    assert all(len(cells) == 2 for cells in hops.values())  # p50, p99
     feeds = {
         m.group(1): numbers(m.group(2))
         for m in re.finditer(r'<tr data-feed="([^"]+)">(.*?)</tr>', page, re.S)
     }
+    return hops, feeds
+
+
+def wait_for_hub_series(api: PrometheusAPI) -> None:
+    """Until the recorded hub series the console reads have a number for every feed."""
+    for feed in n.ALLIES:
+        for expr in (
+            f'hop_feed:trilink_hub_hop_latency_seconds:p50_1m{{hop="hub_to_ack", feed="{feed}"}}',
+            f'hop_feed:trilink_hub_hop_latency_seconds:p99_1m{{hop="hub_to_ack", feed="{feed}"}}',
+            f'feed:trilink_hub_records_released:rate1m{{feed="{feed}"}}',
+        ):
+            wait_for(expr, lambda e=expr: [v for v in api.values(e).values() if not math.isnan(v)])
+
+
+def test_the_hub_console_shows_every_hop_and_feed(live: LiveRun) -> None:
+    """The hub's console, rendered by Prometheus from the recorded hub series: a number in
+    every cell of every hop and feed row, and the hub in every page's navigation."""
+    wait_for_hub_series(live.api)
+    hops, feeds = hub_console_rows(live.prometheus.url)
+    assert {("append_to_hub", "none"), *(("hub_to_ack", a) for a in n.ALLIES)} <= set(hops), sorted(hops)
+    assert all(len(cells) == 2 for cells in hops.values())  # p50, p99
     assert set(feeds) == set(n.ALLIES) and all(len(cells) == 2 for cells in feeds.values())
     with urllib.request.urlopen(f"{live.prometheus.url}/consoles/trilink-overview.html", timeout=10) as resp:
         assert 'href="trilink-hub.html"' in resp.read().decode()
