@@ -4,7 +4,8 @@ The hub topology as ``trilink run`` runs it: the hub's process and one process p
 (:class:`consumers.fleet.AllyFleet`, HTTP on, announced to this Prometheus), the real
 :class:`producers.publisher.SensorPublisher` writing each nation's ingest topic. Checks: the hub
 is discovered as job ``trilink-hub``, every recording rule over its families has a value, its
-console shows a number for every hop and feed, and ``TrilinkHubDown`` once its process is killed.
+console shows a number for every hop and feed, the dashboards' hub panels have data, and
+``TrilinkHubDown`` fires once its process is killed.
 (The other monitoring tests run the direct topology; ``test_live.py`` also covers the hub's rules
 on a simulated hub.)
 """
@@ -22,7 +23,7 @@ from consumers.fleet import HUB, AllyFleet
 from producers.publisher import Run, SensorPublisher, for_run
 from producers.scenario import load_scenario, simulate
 from tests.monitoring.conftest import RunningPrometheus
-from tests.monitoring.test_live import hub_console_rows, wait_for, wait_for_hub_series
+from tests.monitoring.test_live import dashboard_targets, hub_console_rows, wait_for, wait_for_hub_series
 from trilink.monitoring import names as n
 from trilink.monitoring.api import PrometheusAPI
 from trilink.monitoring.discovery import HUB_JOB
@@ -108,6 +109,13 @@ def test_the_hub_console_has_numbers_from_the_real_hub(hub_run: HubRun) -> None:
     assert {("send_to_append", "none"), ("append_to_hub", "none")} <= set(hops), sorted(hops)
     assert {("hub_to_ack", ally) for ally in n.ALLIES} <= set(hops), sorted(hops)
     assert set(feeds) == set(n.ALLIES)
+
+
+def test_the_dashboards_hub_panels_have_data_from_the_real_hub(hub_run: HubRun) -> None:
+    queries = [(uid, title, expr) for uid, title, expr in dashboard_targets() if "trilink_hub_" in expr]
+    assert len(queries) >= 3, queries
+    for uid, title, expr in queries:
+        wait_for(f"data for {uid} / {title}: {expr}", lambda expr=expr: hub_run.api.query(expr))
 
 
 def test_a_killed_hub_alerts(hub_run: HubRun) -> None:

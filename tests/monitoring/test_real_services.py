@@ -230,6 +230,9 @@ def test_recording_rules_and_dashboards_have_data(real: RealRun) -> None:
 
     for uid, title, expr in dashboard_targets():
         assert "$" not in expr, f"{uid} / {title}: unresolved variable in {expr}"
+        if "trilink_hub_" in expr and not real.fleet.with_hub:
+            api.query(expr)  # parses; no data without a hub (test_real_hub.py, test_live.py have one)
+            continue
         wait_for(f"data for {uid} / {title}: {expr}", answer(expr))
 
 
