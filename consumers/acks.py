@@ -31,7 +31,7 @@ from consumers.ports import ProducerPort
 from schemas.acks import ACKNOWLEDGED_KINDS, Acknowledgement, ack_headers, decode_ack, encode_ack
 from schemas.models import EventKind, Nation, WarningEvent
 from trilink.errors import DeserializationError
-from trilink.pacing import linger_after_records
+from trilink.pacing import linger_after_poll
 from trilink.policy import SharingPolicy
 from trilink.waiting import wait_until
 
@@ -236,7 +236,7 @@ class AckReader:
         self._on_bad = on_bad_record
         self._poll_timeout_ms = poll_timeout_ms
         #: ``Settings.reader_linger_ms``: an acknowledgement's time is the delivered time it
-        #: carries, so reading it later changes no figure (:func:`trilink.pacing.linger_after_records`).
+        #: carries, so reading it later changes no figure (:func:`trilink.pacing.linger_after_poll`).
         self._read_linger_ns = read_linger_ms * 1_000_000
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -271,7 +271,7 @@ class AckReader:
                         except DeserializationError as exc:
                             self._on_bad(record, exc)
                 self.book.sweep()
-                linger_after_records(batch, polled_ns, self._read_linger_ns, self._stop)
+                linger_after_poll(batch, polled_ns, self._read_linger_ns, self._stop, min_records=1)
         except BaseException as exc:
             self.error = exc
             log.exception("ally %s: the acknowledgement reader stopped", self.book.ally.value)

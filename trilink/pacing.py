@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sized
 from typing import Any, Protocol
 
-__all__ = ["SPIN_NS", "Stop", "linger_after_poll", "linger_after_records", "pace_until"]
+__all__ = ["SPIN_NS", "Stop", "linger_after_poll", "pace_until"]
 
 #: How long before the due time the replayer stops sleeping and spins.
 SPIN_NS = 1_500_000
@@ -41,23 +41,21 @@ def pace_until(
     return True
 
 
-def linger_after_records(batch: Mapping[Any, Sized], polled_ns: int, linger_ns: int, stop: Stop) -> None:
-    """A reader's linger (``Settings.reader_linger_ms``): after a poll that returned any record,
-    the next poll waits until ``linger_ns`` after this one. For readers whose figures come from
-    the records they read, not from when they read them."""
-    if linger_ns and any(map(len, batch.values())):
-        pace_until(polled_ns + linger_ns, stop)
+def linger_after_poll(
+    batch: Mapping[Any, Sized], polled_ns: int, linger_ns: int, stop: Stop, *, min_records: int = 2
+) -> None:
+    """A consuming loop's poll linger: after a poll (``batch``: its records by partition) that
+    returned at least ``min_records`` records, the next poll waits until ``linger_ns`` after this
+    one (``polled_ns``, on ``time.monotonic_ns``), so records arriving meanwhile come together in
+    one fetch.
 
+    The services (``Settings.poll_linger_ms``, ``min_records`` 2): several records in one poll
+    mean they arrive faster than the loop polls, and a fetch round trip costs kafka-python about
+    a millisecond of CPU whatever it carries, so waiting saves CPU when it matters. A poll that
+    returned one record (or none) means the loop keeps up record by record: it polls again at
+    once, so at low load no record waits for the linger.
 
-def linger_after_poll(batch: Mapping[Any, Sized], polled_ns: int, linger_ns: int, stop: Stop) -> None:
-    """A consuming loop's poll linger (``Settings.poll_linger_ms``): after a poll (``batch``:
-    its records by partition) that returned more than one record, the next poll waits until
-    ``linger_ns`` after this one (``polled_ns``, on ``time.monotonic_ns``), so records arriving
-    meanwhile come together in one fetch.
-
-    Several records in one poll mean they arrive faster than the loop polls: a fetch round trip
-    costs kafka-python about a millisecond of CPU whatever it carries, so waiting saves CPU when
-    it matters. A poll that returned one record (or none) means the loop keeps up record by
-    record: it polls again at once, so at low load no record waits for the linger."""
-    if linger_ns and sum(map(len, batch.values())) > 1:
+    Readers whose figures come from the records they read, not from when they read them
+    (``Settings.reader_linger_ms``, ``min_records`` 1): any record read means wait."""
+    if linger_ns and sum(map(len, batch.values())) >= min_records:
         pace_until(polled_ns + linger_ns, stop)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from trilink.pacing import SPIN_NS, linger_after_poll, linger_after_records, pace_until
+from trilink.pacing import SPIN_NS, linger_after_poll, pace_until
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +64,7 @@ def test_a_stop_ends_the_linger() -> None:
 def test_a_reader_lingers_after_any_record(batch: dict[str, list[object]], lingers: bool) -> None:
     stop = threading.Event()
     polled_ns = time.monotonic_ns()
-    linger_after_records(batch, polled_ns, 30_000_000, stop)
+    linger_after_poll(batch, polled_ns, 30_000_000, stop, min_records=1)
     waited_ns = time.monotonic_ns() - polled_ns
     assert (waited_ns >= 29_000_000) is lingers  # a sleep may wake ~early
 
@@ -72,7 +72,7 @@ def test_a_reader_lingers_after_any_record(batch: dict[str, list[object]], linge
 def test_a_stop_ends_the_readers_linger_and_zero_turns_it_off() -> None:
     stop = threading.Event()
     began_ns = time.monotonic_ns()
-    linger_after_records({"a": [object()]}, began_ns, 0, stop)
+    linger_after_poll({"a": [object()]}, began_ns, 0, stop, min_records=1)
     stop.set()
-    linger_after_records({"a": [object()]}, began_ns, 60_000_000_000, stop)
+    linger_after_poll({"a": [object()]}, began_ns, 60_000_000_000, stop, min_records=1)
     assert time.monotonic_ns() - began_ns < 1_000_000_000

@@ -31,7 +31,7 @@ from trilink.latency import LOG_APPEND_TIME, decode_sent_ns
 from trilink.loadtest.accounting import Accounting
 from trilink.loadtest.sender import decode_slot
 from trilink.monitoring.names import ALLIES
-from trilink.pacing import linger_after_records
+from trilink.pacing import linger_after_poll
 from trilink.platform.clients import consumer_config
 from trilink.platform.topics import topic_name
 from trilink.settings import get_settings
@@ -98,7 +98,7 @@ class Observer:
                     ally = self._topics[tp.topic]
                     for record in records:
                         self._one(ally, record)
-                linger_after_records(batch, polled_ns, self._read_linger_ns, self._stop)
+                linger_after_poll(batch, polled_ns, self._read_linger_ns, self._stop, min_records=1)
         except BaseException as exc:  # reported by the runner; a dead observer must not look like loss
             self.error = exc
 
