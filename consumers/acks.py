@@ -222,7 +222,7 @@ class AckReader:
 
     def __init__(
         self,
-        consumer: Any,  # a group-less KafkaConsumer (assign, seek_to_end: not in ConsumerPort)
+        consumer: Any,  # a group-less KafkaConsumer (assign, offsets_for_times: not in ConsumerPort)
         topic: str,
         book: AckBook,
         on_bad_record: Callable[[Any, DeserializationError], None],
@@ -243,14 +243,25 @@ class AckReader:
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        """Position at the end of every partition (acknowledgements from now on), then read."""
+        """Position every partition at the acknowledgements of the last ack timeout, then read.
+
+        Looking back, not from the end: a service that starts again after a crash delivers
+        again the warnings its dead process had not committed, and the other allies'
+        acknowledgements of those were written before it started. Older ones match nothing
+        this service delivers and stay among the bounded early acknowledgements."""
         from kafka import TopicPartition
 
         partitions = sorted(self._consumer.partitions_for_topic(self.topic) or ())
         tps = [TopicPartition(self.topic, p) for p in partitions]
         self._consumer.assign(tps)
-        self._consumer.seek_to_end()
+        since_ms = int((time.time() - self.book.timeout_s) * 1000)
+        found = self._consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
         for tp in tps:
+            at = found.get(tp)
+            if at is None:  # nothing written since: from the end
+                self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, at.offset)
             self._consumer.position(tp)  # resolved now, not at the first poll
         self._thread = threading.Thread(
             target=self._run, name=f"ack-reader-{self.book.ally.value}", daemon=True

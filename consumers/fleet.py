@@ -15,12 +15,14 @@ on its Kafka channel, withheld, suppressed as duplicates or dead-lettered) and `
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from trilink.settings import get_settings
 from trilink.waiting import wait_until
 
 _CONTEXT = multiprocessing.get_context("spawn")
+
+log = logging.getLogger(__name__)
 
 
 class FleetError(TrilinkError):
@@ -118,15 +122,29 @@ class _Child:
     process: Any
     conn: Any
     http_port: int | None = None
+    #: The consumer group's committed offsets when this process started (supervised allies).
+    committed_at_start: dict[Any, int] = field(default_factory=dict)
 
 
 #: Name of the hub's process among the fleet's children (``kill(HUB)``, ``settled()``).
 HUB = "HUB"
 
+#: How often the supervisor looks for a dead child.
+_WATCH_INTERVAL_S = 0.5
+
 
 class AllyFleet:
     """Start one service process per ally (and, in the hub topology, the US hub's process first),
-    wait until each owns its partitions, stop, collect reports."""
+    wait until each owns its partitions, stop, collect reports.
+
+    ``supervise=True``: a thread of the parent restarts a service whose process dies (a crash,
+    a kill -9) in its own consumer group, as an operator's process supervisor would, at most
+    ``max_restarts`` times per service. The new process resumes from the group's committed
+    offsets and rebuilds its de-duplication window from what it already delivered, so nothing is
+    lost or delivered twice; :meth:`settled` adds what the dead processes had committed (which
+    is why a supervised fleet's groups must have committed offsets when it starts: ``trilink
+    run`` pins them). A dead process sends no report: the report :meth:`stop` returns for a
+    restarted service covers its last process only (:attr:`restarts` says which)."""
 
     def __init__(
         self,
@@ -139,6 +157,8 @@ class AllyFleet:
         topology: str | None = None,
         hub_group_id: str | None = None,
         hub_options: dict[str, Any] | None = None,
+        supervise: bool = False,
+        max_restarts: int = 3,
         **service_options: Any,
     ) -> None:
         self.bootstrap = bootstrap
@@ -170,61 +190,138 @@ class AllyFleet:
         self._cpus[HUB] = cpu_for("hub", mode)
         #: The hub's report once :meth:`stop` collected it (hub topology).
         self.hub_report: HubReport | None = None
+        self.supervise = supervise
+        self.max_restarts = max_restarts
+        #: Per service (ally or ``HUB``): how many times the supervisor restarted its process.
+        self.restarts: dict[str, int] = {}
+        #: Services whose process died once more than ``max_restarts`` allowed: left dead.
+        self.given_up: set[str] = set()
+        #: Per ally: records its dead processes had committed (counted into :meth:`settled`).
+        self._carried: dict[str, int] = dict.fromkeys(self.allies, 0)
+        # One lock for the children and their pipes: the supervisor thread replaces a child
+        # while the caller's thread may be asking the others for their counts.
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._admin: Any = None
 
     @property
     def with_hub(self) -> bool:
         return self.topology == "hub"
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
+        self._stopping.clear()
         if self.with_hub:
             self.start_hub(ready_timeout_s)
-        for ally in self.allies:
-            parent, child = _CONTEXT.Pipe()
-            options = {**self.options, "group_id": self.group_ids[ally]}
-            proc = _CONTEXT.Process(
-                target=_serve,
-                args=(ally, self.bootstrap, options, self._cpus[ally], child),
-                name=f"trilink-ally-{ally}",
-                daemon=True,
-            )
-            proc.start()
-            self._children.append(_Child(ally, proc, parent))
+        started = [self._spawn(ally) for ally in self.allies]
+        with self._lock:
+            self._children.extend(started)
         deadline = time.monotonic() + ready_timeout_s
-        for c in self._children:
-            if c.ally == HUB:
-                continue  # waited for in start_hub
-            if not c.conn.poll(max(deadline - time.monotonic(), 0.1)):
-                self.stop()
-                raise FleetError(
-                    "allies_not_ready", f"ally {c.ally} service not ready in {ready_timeout_s:.0f} s"
-                )
-            _, ok, error, port = c.conn.recv()
-            c.http_port = port
-            if not ok:
-                self.stop()
-                raise FleetError("allies_not_ready", f"ally {c.ally} service did not start: {error}")
+        for c in started:
+            self._await_ready(c, max(deadline - time.monotonic(), 0.1), ready_timeout_s)
+        if self.supervise and self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="trilink-fleet-supervisor", daemon=True)
+            self._watcher.start()
 
     def start_hub(self, ready_timeout_s: float = 90.0) -> None:
         """Start the hub's process (again, after :meth:`kill`) and wait until it owns its partitions."""
-        self._children = [c for c in self._children if c.ally != HUB]
+        hub = self._spawn(HUB)
+        with self._lock:
+            self._children = [c for c in self._children if c.ally != HUB]
+            self._children.insert(0, hub)
+        self._await_ready(hub, ready_timeout_s, ready_timeout_s)
+
+    def _spawn(self, name: str) -> _Child:
+        """Start the process of one service (an ally, or ``HUB``); not yet waited for."""
         parent, child = _CONTEXT.Pipe()
-        proc = _CONTEXT.Process(
-            target=_serve_hub,
-            args=(self.bootstrap, self.hub_options, self._cpus[HUB], child),
-            name="trilink-hub",
-            daemon=True,
-        )
+        if name == HUB:
+            target: Callable[..., None] = _serve_hub
+            args: tuple[Any, ...] = (self.bootstrap, self.hub_options, self._cpus[HUB], child)
+            proc_name = "trilink-hub"
+        else:
+            target = _serve
+            options = {**self.options, "group_id": self.group_ids[name]}
+            args = (name, self.bootstrap, options, self._cpus[name], child)
+            proc_name = f"trilink-ally-{name}"
+        committed = self._committed(self.group_ids[name]) if self.supervise and name != HUB else {}
+        proc = _CONTEXT.Process(target=target, args=args, name=proc_name, daemon=True)
         proc.start()
-        hub = _Child(HUB, proc, parent)
-        self._children.insert(0, hub)
-        if not parent.poll(ready_timeout_s):
+        return _Child(name, proc, parent, committed_at_start=committed)
+
+    def _await_ready(self, c: _Child, wait_s: float, ready_timeout_s: float) -> None:
+        """Wait for ``c``'s ``ready`` message; on failure stop the whole fleet and raise."""
+        who = "the hub" if c.ally == HUB else f"ally {c.ally} service"
+        if not c.conn.poll(wait_s):
             self.stop()
-            raise FleetError("allies_not_ready", f"the hub not ready in {ready_timeout_s:.0f} s")
-        _, ok, error, port = parent.recv()
-        hub.http_port = port
+            raise FleetError("allies_not_ready", f"{who} not ready in {ready_timeout_s:.0f} s")
+        _, ok, error, port = c.conn.recv()
+        c.http_port = port
         if not ok:
             self.stop()
-            raise FleetError("allies_not_ready", f"the hub did not start: {error}")
+            raise FleetError("allies_not_ready", f"{who} did not start: {error}")
+
+    # ------------------------------------------------------------------------- supervision
+
+    def _watch(self) -> None:
+        """The supervisor thread: restart any service whose process died unasked."""
+        while not self._stopping.wait(_WATCH_INTERVAL_S):
+            with self._lock:
+                dead = [c for c in self._children if not c.process.is_alive() and c.ally not in self.given_up]
+                for c in dead:
+                    if self._stopping.is_set():
+                        return
+                    self._revive(c)
+
+    def _revive(self, dead: _Child) -> None:
+        name = dead.ally
+        dead.process.join(1.0)
+        if self.restarts.get(name, 0) >= self.max_restarts:
+            self.given_up.add(name)
+            log.error(
+                "%s: process died (exit %s); restarted %d time(s) already, left down",
+                name,
+                dead.process.exitcode,
+                self.restarts.get(name, 0),
+            )
+            return
+        if name != HUB:
+            # What the dead process made durable and committed is settled for good; the new
+            # process starts from there and counts the rest, re-read records included.
+            now = self._committed(self.group_ids[name])
+            self._carried[name] += sum(
+                max(offset - dead.committed_at_start.get(tp, offset), 0) for tp, offset in now.items()
+            )
+        log.warning(
+            "%s: process %s died (exit %s); restarting it", name, dead.process.pid, dead.process.exitcode
+        )
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        try:
+            fresh = self._spawn(name)
+        except Exception:
+            log.exception("%s: restart failed", name)
+            self.given_up.add(name)
+            return
+        self._children[self._children.index(dead)] = fresh
+        if not fresh.conn.poll(90.0):
+            log.error("%s: restarted process not ready in 90 s", name)
+            return  # the next round finds it dead or slow; wait_settled times out meanwhile
+        _, ok, error, port = fresh.conn.recv()
+        fresh.http_port = port
+        if not ok:
+            log.error("%s: restarted process did not start: %s", name, error)
+
+    def _committed(self, group_id: str) -> dict[Any, int]:
+        """The group's committed offsets, per partition (kafka-python's admin client)."""
+        if self._admin is None:
+            from kafka import KafkaAdminClient
+
+            from trilink.platform.clients import admin_config
+
+            self._admin = KafkaAdminClient(
+                **admin_config(self.bootstrap, f"trilink-fleet-{self.instance_id}")
+            )
+        offsets = self._admin.list_group_offsets({group_id: None}).get(group_id, {})
+        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
     @property
     def http_ports(self) -> dict[str, int | None]:
@@ -237,15 +334,17 @@ class AllyFleet:
 
     def kill(self, ally: str) -> None:
         """SIGKILL one ally's process (or the hub's, ``HUB``), as a crash would: it withdraws
-        nothing and sends no report."""
-        for c in self._children:
-            if c.ally == ally and c.process.is_alive():
-                c.process.kill()
-                c.process.join(5.0)
+        nothing and sends no report (a supervised fleet then restarts it)."""
+        with self._lock:
+            victims = [c for c in self._children if c.ally == ally and c.process.is_alive()]
+        for c in victims:
+            c.process.kill()
+            c.process.join(5.0)
 
     def pids(self) -> dict[str, int | None]:
         """Per ally (and ``HUB`` in the hub topology): its process id."""
-        return {c.ally: c.process.pid for c in self._children}
+        with self._lock:
+            return {c.ally: c.process.pid for c in self._children}
 
     @property
     def placement(self) -> dict[str, int | None]:
@@ -254,42 +353,54 @@ class AllyFleet:
 
     def alive(self) -> dict[str, bool]:
         """Per ally (and ``HUB`` in the hub topology): whether its process runs."""
-        return {c.ally: c.process.is_alive() for c in self._children}
+        with self._lock:
+            return {c.ally: c.process.is_alive() for c in self._children}
 
     def settled(self, timeout_s: float = 10.0) -> dict[str, int]:
-        """Per ally: records done with so far (see :func:`settled_count`)."""
+        """Per ally: records done with so far (see :func:`settled_count`), its dead processes'
+        committed records included (a supervised fleet)."""
         out: dict[str, int] = {}
-        for c in self._children:
-            if not c.process.is_alive():
-                continue
-            with contextlib.suppress(BrokenPipeError, OSError, EOFError):
-                c.conn.send("settled")
-                if c.conn.poll(timeout_s):
-                    kind, value = c.conn.recv()
-                    if kind == "settled":
-                        out[c.ally] = int(value)
+        with self._lock:
+            for c in self._children:
+                if not c.process.is_alive():
+                    continue
+                with contextlib.suppress(BrokenPipeError, OSError, EOFError):
+                    c.conn.send("settled")
+                    if c.conn.poll(timeout_s):
+                        kind, value = c.conn.recv()
+                        if kind == "settled":
+                            out[c.ally] = int(value) + self._carried.get(c.ally, 0)
         return out
 
     def wait_settled(self, expected: dict[str, int], timeout_s: float) -> bool:
-        """Block until every ally has settled at least its expected count (True) or time runs out."""
+        """Block until every ally has settled at least its expected count (True) or time runs out
+        (False; at once when a service's process died and no supervisor will restart it)."""
 
         def outcome() -> str | None:
             got = self.settled()
             if all(got.get(ally, -1) >= want for ally, want in expected.items()):
                 return "settled"
+            if self.supervise:
+                return "died" if self.given_up else None
             return None if all(self.alive().values()) else "died"
 
         return wait_until(outcome, timeout_s, interval_s=0.2) == "settled"
 
     def stop(self, timeout_s: float = 45.0) -> dict[str, AllyReport]:
         """Stop every service and return the reports that arrived (an ally that died has none)."""
-        for c in self._children:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()  # a restart under way finishes first: its process is stopped too
+            self._watcher = None
+        with self._lock:
+            children, self._children = self._children, []
+        for c in children:
             if c.process.is_alive():
                 with contextlib.suppress(BrokenPipeError, OSError):
                     c.conn.send("stop")
         reports: dict[str, AllyReport] = {}
         deadline = time.monotonic() + timeout_s
-        for c in self._children:
+        for c in children:
             try:
                 while c.conn.poll(max(deadline - time.monotonic(), 0.1)):
                     message = c.conn.recv()
@@ -305,5 +416,8 @@ class AllyFleet:
             if c.process.is_alive():
                 c.process.terminate()
                 c.process.join(5.0)
-        self._children = []
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                self._admin.close()
+            self._admin = None
         return reports

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from trilink.platform.connection import apply_declared_topics
 from trilink.platform.scratch import scratch_cluster
 from trilink.platform.scratch import scratch_settings as local_settings
 from trilink.processes import thread_ids
+from trilink.settings import get_settings
 
 __all__ = ["local_settings", "thread_cpus"]
 
@@ -66,3 +68,17 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with scratch_cluster(tmp_path_factory.mktemp("kafka")) as (_, state):
         yield state.bootstrap
+
+
+@pytest.fixture
+def run_broker(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point ``trilink run`` (``run_pipeline``) at the session broker, with its state files under
+    ``tmp_path``, once the broker's group coordinator answers (a run pins its groups first)."""
+    from tests.kafka_support import wait_for_group_coordinator
+
+    monkeypatch.setenv("TRILINK_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    wait_for_group_coordinator(kafka_bootstrap)
+    yield kafka_bootstrap
+    get_settings.cache_clear()

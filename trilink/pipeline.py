@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 from wsgiref.simple_server import WSGIServer
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +46,7 @@ from trilink.platform.groups import delete_groups_at
 from trilink.platform.topics import input_roles_of_both_topologies, topic_name
 from trilink.policy import default_policy
 from trilink.progress import AllyMetricsProbe, NullProgress, Progress, Status
+from trilink.readback import AllyTopicReadback, TopicCheck
 from trilink.runtime import cpu_for, gc_tuned, pinned
 from trilink.settings import Settings, get_settings
 
@@ -124,6 +129,37 @@ class RunReport(BaseModel):
     hub: HubReport | None = Field(
         default=None, description="the US hub's counts and hop latencies (hub topology)"
     )
+    ally_topics: dict[str, TopicCheck] = Field(
+        default_factory=dict,
+        description="per ally: what its ally topic holds of this run, read back after the run",
+    )
+    kills: list[str] = Field(default_factory=list, description="processes killed on purpose (--kill)")
+    restarts: dict[str, int] = Field(
+        default_factory=dict,
+        description="per service (US, JP, KR, HUB): times its process died and was restarted; its "
+        "counts and latencies above cover its last process only",
+    )
+
+
+@dataclass(frozen=True)
+class Kill:
+    """A fault the run injects: SIGKILL ``service``'s process ``at_s`` seconds after publishing
+    starts (``--kill jp@5``). The run's supervisor restarts it, as an operator's would."""
+
+    service: str  # "US", "JP", "KR" or "HUB"
+    at_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> Kill:
+        match = re.fullmatch(r"(?i)(us|jp|kr|hub)@(\d+(?:\.\d+)?)s?", text.strip())
+        if match is None:
+            raise ConfigError(
+                "bad_kill", f"--kill takes SERVICE@SECONDS, SERVICE one of us, jp, kr, hub; got {text!r}"
+            )
+        return cls(match.group(1).upper(), float(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.service}@{self.at_s:g}s"
 
 
 @dataclass
@@ -141,6 +177,9 @@ class RunResult:
     complete: bool = True
     topology: Literal["direct", "hub"] = "direct"
     hub: HubReport | None = None
+    ally_topics: dict[str, TopicCheck] = field(default_factory=dict)
+    kills: list[Kill] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     def report(self) -> RunReport:
         return RunReport(
@@ -162,6 +201,9 @@ class RunResult:
             launches=self.launches,
             topology=self.topology,
             hub=self.hub,
+            ally_topics=self.ally_topics,
+            kills=[str(k) for k in self.kills],
+            restarts=self.restarts,
         )
 
 
@@ -173,11 +215,13 @@ def run_pipeline(
     audit_dir: Path | None = None,
     progress: bool = True,
     status_line: bool = True,
+    kills: Sequence[Kill] = (),
 ) -> RunResult:
     """Play ``scenario`` through the broker and the three ally services; see the module docstring.
 
     ``progress``: print the live pages and what happens (False: silent); ``status_line``: also
-    the progress line (a live line on a terminal, periodic lines otherwise; stderr)."""
+    the progress line (a live line on a terminal, periodic lines otherwise; stderr). ``kills``:
+    processes to SIGKILL mid-run; the fleet's supervisor restarts every service that dies."""
     from consumers.fleet import AllyFleet
 
     settings = get_settings()
@@ -188,13 +232,24 @@ def run_pipeline(
     audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))
     group_ids = {ally.value: f"trilink-ally-{ally.value.lower()}-run-{run.run_id}" for ally in ALLIES}
     fleet = AllyFleet(
-        bootstrap, group_ids, f"run-{run.run_id}", http=True, audit_dir=audit_root, policy=policy
+        bootstrap,
+        group_ids,
+        f"run-{run.run_id}",
+        http=True,
+        audit_dir=audit_root,
+        policy=policy,
+        supervise=True,
     )
+    if any(k.service == "HUB" for k in kills) and not fleet.with_hub:
+        raise ConfigError("bad_kill", "--kill hub@...: this run has no hub (TRILINK_TOPOLOGY=direct)")
     # A run's groups (the hub's too) start exactly at today's end of the input topics: committed
     # up front, so no event of this run can slip past a consumer whose offset reset happens late.
     run_groups = [*group_ids.values(), fleet.hub_group_id]
     pin_groups_to_end(bootstrap, run_groups, tuple(topic_name(r) for r in input_roles_of_both_topologies()))
     expected = {ally.value: 0 for ally in ALLIES}
+    released: dict[str, set[UUID]] = {ally.value: set() for ally in ALLIES}
+    readback = AllyTopicReadback(bootstrap, expected, client_id=f"trilink-run-{run.run_id}-readback")
+    timers: list[threading.Timer] = []
     complete = False
     # Simulate first, publish after: the paced loop then only encodes and sends, so the
     # simulation's CPU cost cannot push sends behind their schedule.
@@ -208,7 +263,13 @@ def run_pipeline(
 
     publish_started = [0.0]
 
+    probe_ports: list[dict[str, int | None]] = [{}]
+
     def status() -> Status:
+        nonlocal probe
+        if probe is not None and fleet.restarts and fleet.http_ports != probe_ports[0]:
+            probe_ports[0] = fleet.http_ports  # a restarted service serves on a new port
+            probe = AllyMetricsProbe(probe_ports[0], host=settings.host)
         figures = {} if probe is None else probe.read()
         eta_s = None
         if phase[0] == "publishing" and speed is not None:
@@ -230,7 +291,8 @@ def run_pipeline(
     )
     try:
         fleet.start()
-        probe = AllyMetricsProbe(fleet.http_ports, host=settings.host)
+        probe_ports[0] = fleet.http_ports
+        probe = AllyMetricsProbe(probe_ports[0], host=settings.host)
         if progress:
             print(f"run {run.run_id}: allies ready, one process each", flush=True)
             print(live_pages_text(fleet.http_ports, settings.host), flush=True)
@@ -241,6 +303,11 @@ def run_pipeline(
         with display:
             publish_started[0] = time.monotonic()
             phase[0] = "publishing"
+            for kill in kills:
+                timer = threading.Timer(kill.at_s, _kill_now, args=(fleet, kill, display))
+                timer.daemon = True
+                timers.append(timer)
+                timer.start()
             # The simulated events stay alive while they are published (a salvo's: ~440,000
             # objects the collector tracks). A full collection walked them all holding the GIL,
             # up to half a second, stalling the sensors' Kafka IO thread mid-salvo; frozen (before
@@ -266,6 +333,7 @@ def run_pipeline(
                 for ally in ALLIES:
                     if withhold_reason(ally, item.event, policy) is None:
                         expected[ally.value] += 1
+                        released[ally.value].add(item.event.header.event_id)
             display.say(
                 f"run {run.run_id}: published {report.acknowledged}/{report.sent} events in "
                 f"{report.wall_s:.1f} s; waiting for the allies to deliver"
@@ -278,6 +346,8 @@ def run_pipeline(
                 DRAIN_TIMEOUT_S,
             )
     finally:
+        for timer in timers:
+            timer.cancel()
         try:
             allies = fleet.stop()
         finally:
@@ -285,6 +355,9 @@ def run_pipeline(
                 stop_producer_metrics(metrics_server, run, settings)
             # The run's groups served this run only (its report is built from the services' own).
             delete_groups_at(bootstrap, run_groups, client_id=f"trilink-run-{run.run_id}")
+    # Every ally topic read back (headers only): the run's own check, whatever its services
+    # counted, that each ally got each event released to it exactly once.
+    ally_topics = readback.check(fleet.instance_id, released)
     missing = [a.value for a in ALLIES if a.value not in allies]
     if fleet.with_hub and fleet.hub_report is None:
         missing.append("hub")
@@ -298,12 +371,21 @@ def run_pipeline(
         publish=report,
         expected=expected,
         allies=allies,
-        complete=complete,
+        complete=complete and all(check.clean for check in ally_topics.values()),
         topology="hub" if fleet.with_hub else "direct",
         hub=fleet.hub_report,
+        ally_topics=ally_topics,
+        kills=list(kills),
+        restarts=dict(fleet.restarts),
     )
     result.launches = _first_warnings(scenario, run, allies, fused)
     return result
+
+
+def _kill_now(fleet: Any, kill: Kill, display: Progress | NullProgress) -> None:
+    pid = fleet.pids().get(kill.service)
+    fleet.kill(kill.service)
+    display.say(f"--kill {kill}: sent SIGKILL to the {kill.service} service's process {pid}")
 
 
 def serve_producer_metrics(
@@ -489,9 +571,25 @@ def print_result(result: RunResult, out: Any = sys.stdout) -> None:
             alert = None if cell is None else cell.first_alert
             parts.append(f"{ally}: detect {_shares_text(det)}, alert {_shares_text(alert)}")
         print(f"  {launch.launch:>4s} {launch.missile_class:5s} " + " | ".join(parts), file=out)
+    if result.kills or result.restarts:
+        restarted = ", ".join(f"{name} {n}x" for name, n in sorted(result.restarts.items())) or "none"
+        print(
+            f"\nfaults: killed {', '.join(map(str, result.kills)) or 'none on purpose'}; restarted by the "
+            f"run's supervisor: {restarted} (a restarted service's counts and latencies above cover "
+            "its last process only; the ally topics below cover the whole run)",
+            file=out,
+        )
+    if result.ally_topics:
+        print("\nally topics read back (this run's services, headers only):", file=out)
+        for ally, check in result.ally_topics.items():
+            print(f"  {check.line(ally)}", file=out)
+            if check.missing_listed:
+                print(f"    missing: {', '.join(check.missing_listed)}", file=out)
     if not result.complete:
         print(
-            "\nINCOMPLETE: an ally did not deliver everything it was sent within the drain timeout", file=out
+            "\nINCOMPLETE: an ally did not deliver everything it was sent within the drain timeout, "
+            "or its ally topic does not hold each released event exactly once",
+            file=out,
         )
 
 
@@ -536,7 +634,11 @@ def summarize(report: RunReport) -> list[AllySummary]:
         rows.append(
             AllySummary(
                 ally=ally,
-                delivered=rep.delivered_total("kafka"),
+                # read back from the ally topic when the run did (a restarted service's own
+                # count covers its last process only)
+                delivered=check.found
+                if (check := report.ally_topics.get(ally))
+                else rep.delivered_total("kafka"),
                 expected=report.expected_deliveries.get(ally, 0),
                 withheld=sum(rep.counts.withheld.values()),
                 end_to_end_p50_ms=None if e2e is None else e2e.p50_ms,
@@ -623,10 +725,26 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="write the HTML report (plots inline) here (demo default: .trilink/reports/<scenario>-<run>.html)",
     )
     parser.add_argument(
+        "--kill",
+        type=_kill_argument,
+        action="append",
+        default=[],
+        metavar="SERVICE@SECONDS",
+        help="SIGKILL a service's process (us, jp, kr or hub) this many seconds after publishing "
+        "starts, as a crash would; the run restarts it and checks the ally topics (repeatable)",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no live status line or periodic progress lines (the other lines stay)",
     )
+
+
+def _kill_argument(text: str) -> Kill:
+    try:
+        return Kill.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def default_html_path(report: RunReport, settings: Settings | None = None) -> Path:
@@ -650,11 +768,12 @@ def _run(args: argparse.Namespace, *, html_by_default: bool = False) -> int:
         brokers=args.brokers,
         audit_dir=args.audit_dir,
         status_line=not args.no_progress,
+        kills=args.kill,
     )
     print_result(result)
     report = result.report()
     print(
-        "\nsummary (delivered = acknowledged on the ally topic; first warning = launch -> first detection):"
+        "\nsummary (delivered = this run's events on the ally topic; first warning = launch -> first detection):"
     )
     print(render_summary(summarize(report)))
     if args.report:

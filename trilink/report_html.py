@@ -192,6 +192,25 @@ def _hub_block(report: RunReport) -> str:
     return f"<h2>Through the US hub</h2><pre>{text}</pre>"
 
 
+def _delivery_block(report: RunReport) -> str:
+    """The ally topics read back after the run, and the faults the run injected and survived."""
+    parts = []
+    if report.kills or report.restarts:
+        restarted = ", ".join(f"{name} {n}x" for name, n in sorted(report.restarts.items())) or "none"
+        parts.append(
+            f"<p>Faults: killed {html.escape(', '.join(report.kills) or 'none on purpose')}; restarted "
+            f"by the run's supervisor: {html.escape(restarted)}. A restarted service's counts and "
+            "latencies cover its last process only; the ally topics cover the whole run.</p>"
+        )
+    if report.ally_topics:
+        items = "".join(
+            f"<li{'' if check.clean else ' class=bad'}>{html.escape(check.line(ally))}</li>"
+            for ally, check in report.ally_topics.items()
+        )
+        parts.append(f"<p>Ally topics read back after the run (headers only):</p><ul>{items}</ul>")
+    return "".join(parts)
+
+
 def render_html(report: RunReport, *, generated_at: datetime | None = None) -> str:
     """The whole page (see the module docstring)."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -200,7 +219,8 @@ def render_html(report: RunReport, *, generated_at: datetime | None = None) -> s
     state = (
         "complete"
         if report.complete
-        else '<span class="bad">INCOMPLETE: an ally did not settle everything within the drain timeout</span>'
+        else '<span class="bad">INCOMPLETE: an ally did not settle everything within the drain timeout, '
+        "or its ally topic does not hold each released event exactly once</span>"
     )
     errors = [
         f"<li>{html.escape(ally)}: {html.escape(rep.error)}</li>"
@@ -220,7 +240,8 @@ via <code>{html.escape(report.bootstrap)}</code>: published {p.acknowledged} of 
 {_hub_block(report)}
 <h2>Summary</h2>
 {_summary_table(summarize(report))}
-<p class="note">Delivered = acknowledged on the ally's Kafka topic. First warning = launch -> first
+{_delivery_block(report)}
+<p class="note">Delivered = this run's events on the ally's Kafka topic, read back after the run. First warning = launch -> first
 launch detection delivered: the sensor's share on the simulated clock plus the pipeline's share on
 the wall clock, median and worst over the launches.</p>
 <h2>Latency per hop</h2>

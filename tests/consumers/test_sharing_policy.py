@@ -4,36 +4,22 @@ ally services (one process each, as ``trilink run`` starts them)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from producers.scenario import load_scenario, simulate
 from schemas.models import Nation
-from tests.kafka_support import wait_for_group_coordinator
 from trilink.pipeline import run_pipeline
 from trilink.policy import default_policy
-from trilink.settings import get_settings
 
 pytestmark = pytest.mark.integration
 
 ALLIES = (Nation.US, Nation.JP, Nation.KR)
 
 
-@pytest.fixture
-def on_test_broker(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Point ``run_pipeline`` at the session broker, with its state files under tmp_path."""
-    monkeypatch.setenv("TRILINK_BOOTSTRAP", kafka_bootstrap)
-    monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
-    get_settings.cache_clear()
-    wait_for_group_coordinator(kafka_bootstrap)
-    yield kafka_bootstrap
-    get_settings.cache_clear()
-
-
 def test_national_products_are_withheld_by_the_third_nation_and_the_rest_is_delivered(
-    on_test_broker: str, tmp_path: Path
+    run_broker: str, tmp_path: Path
 ) -> None:
     scenario = load_scenario("single_srbm")
     policy = default_policy()

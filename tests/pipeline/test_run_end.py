@@ -3,32 +3,19 @@ page URLs, the closing summary, and the HTML report built from that run's own re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kafka_support import wait_for_group_coordinator
 from tests.pipeline.test_report_html import check_page
 from trilink.cli import main
 from trilink.pipeline import RunReport
-from trilink.settings import get_settings
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def on_test_broker(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("TRILINK_BOOTSTRAP", kafka_bootstrap)
-    monkeypatch.setenv("TRILINK_STATE_DIR", str(tmp_path / "state"))
-    get_settings.cache_clear()
-    wait_for_group_coordinator(kafka_bootstrap)
-    yield kafka_bootstrap
-    get_settings.cache_clear()
-
-
 def test_run_shows_progress_pages_summary_and_writes_the_html_report(
-    on_test_broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run_broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     json_path = tmp_path / "run.json"
     html_path = tmp_path / "run.html"
