@@ -776,6 +776,12 @@ def _run(args: argparse.Namespace, *, html_by_default: bool = False) -> int:
         "\nsummary (delivered = this run's events on the ally topic; first warning = launch -> first detection):"
     )
     print(render_summary(summarize(report)))
+    restarted = sorted(a for a in report.restarts if a in report.allies)
+    if restarted:
+        print(
+            f"({', '.join(restarted)} restarted during the run: delivered is read back from the ally "
+            "topic; the latency and first-warning columns cover the last process only)"
+        )
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(report.model_dump_json(indent=2))
