@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 import uuid
@@ -66,6 +67,8 @@ class FakeProducer:
     """Acknowledges every send at once unless told to refuse or to stay silent."""
 
     refuse: Callable[[str, bytes | None], BaseException | None] = lambda topic, value: None
+    #: An exception ``send`` raises at once (the client refusing a record before it is queued).
+    raise_on_send: Callable[[str, bytes | None], BaseException | None] = lambda topic, value: None
     silent: bool = False
     sent: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +82,9 @@ class FakeProducer:
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
     ) -> FakeFuture:
+        refusal = self.raise_on_send(topic, value)
+        if refusal is not None:
+            raise refusal
         future = FakeFuture()
         error = self.refuse(topic, value)
         with self.lock:
@@ -284,6 +290,43 @@ def test_a_refused_send_is_delivered_again_and_committed_only_then(tmp_path: Pat
         lines = (tmp_path / "audit").glob("*.jsonl")
         assert sum(len(p.read_text().splitlines()) for p in lines) == 2
         assert service.report().counts.delivery_failures == {"kafka/kafka_send_failed": 1}
+    finally:
+        service.stop()
+
+
+def test_a_record_the_client_refuses_at_once_goes_to_no_channel_and_the_rest_do(tmp_path: Path) -> None:
+    """The poll's events reach the channels together at the end of the poll: one the Kafka
+    client refuses as it is (too large with the relay's headers, say) is dead-lettered and
+    written to neither the audit file nor the live view; the events around it are."""
+    records = [event_record(0), event_record(1), event_record(2)]
+    refused = records[1].value
+
+    def too_large(topic: str, value: bytes | None) -> BaseException | None:
+        return RuntimeError("MessageSizeTooLargeError") if "ally" in topic and value == refused else None
+
+    producer = FakeProducer(raise_on_send=too_large)
+    consumer = FakeConsumer(producer, [])
+    service = start(tmp_path, consumer, producer, audit_dir=tmp_path / "audit")
+    viewer = service.hub.subscribe()
+    consumer.records.extend(records)  # polled once the live viewer is there
+    try:
+        wait_for(lambda: consumer.committed_ == 3 and service.delivered_count("audit") == 2)
+        assert [v for _, v, _ in sent_to(producer, service.output_topic)] == [
+            records[0].value,
+            records[2].value,
+        ]
+        dead = sent_to(producer, topic_name("dead_letter"))
+        assert [dict(h)["trilink_dlq_reason"] for _, _, h in dead] == [b"undeliverable"]
+        lines = [
+            json.loads(line)
+            for p in (tmp_path / "audit").glob("*.jsonl")
+            for line in p.read_text().splitlines()
+        ]
+        assert [line["event_id"] for line in lines] == [str(uuid.UUID(int=1)), str(uuid.UUID(int=3))]
+        frames = b"".join(item.frame for item in viewer.take(1.0))
+        assert frames.count(b"id: ") == 2
+        assert str(uuid.UUID(int=2)).encode() not in frames
+        assert service.error is None and service.running
     finally:
         service.stop()
 

@@ -103,6 +103,51 @@ def test_a_refused_feed_write_is_written_again_and_committed_only_then(tmp_path:
         hub.stop()
 
 
+def test_a_feed_write_refused_at_once_is_dead_lettered_and_the_others_are_written(tmp_path: Path) -> None:
+    """The poll's feed writes go out together at its end: a record the client refuses as it is
+    is dead-lettered, and the records around it are written."""
+    records = [ingest_record(0), ingest_record(1), ingest_record(2)]
+    refused = records[1].value
+    producer = FakeProducer(
+        raise_on_send=lambda topic, value: (
+            RuntimeError("MessageSizeTooLargeError") if topic in FEEDS and value == refused else None
+        )
+    )
+    consumer = FakeConsumer(producer, records)
+    hub = start_hub(tmp_path, consumer, producer)
+    try:
+        wait_for(lambda: consumer.committed_ == 3)
+        writes = feed_writes(producer)
+        assert refused not in writes
+        assert records[0].value in writes and records[2].value in writes
+        dead = sent_to(producer, DEAD_LETTER)
+        assert [dict(h)["trilink_dlq_reason"] for _, _, h in dead] == [b"undeliverable"]
+        assert hub.error is None and hub.running
+    finally:
+        hub.stop()
+
+
+def test_a_feed_write_the_client_cannot_send_now_is_read_again_not_dead_lettered(tmp_path: Path) -> None:
+    """A full send buffer is not the record's fault: the checkpoint fails and is read again."""
+    clogged = [KafkaTimeoutError("the send buffer is full")]
+    producer = FakeProducer(
+        raise_on_send=lambda topic, value: clogged.pop() if topic in FEEDS and clogged else None
+    )
+    records = [ingest_record(0), ingest_record(1)]
+    consumer = FakeConsumer(producer, records)
+    hub = start_hub(tmp_path, consumer, producer)
+    try:
+        wait_for(
+            lambda: consumer.committed_ == 2 and hub.report().delivery_failures == {"feed_write_failed": 1}
+        )
+        writes = feed_writes(producer)
+        assert records[0].value in writes and records[1].value in writes
+        assert sent_to(producer, DEAD_LETTER) == []
+        assert hub.error is None and hub.running
+    finally:
+        hub.stop()
+
+
 def test_feed_acks_that_never_come_hold_the_commit_back(tmp_path: Path) -> None:
     producer = FakeProducer(silent=True)
     consumer = FakeConsumer(producer, [ingest_record(0)])
