@@ -201,6 +201,25 @@ class KafkaChannel:
             self._acknowledge(d, checkpoint, now_ns)
         checkpoint.acked += 1
 
+    def acknowledge_again(
+        self, event: WarningEvent, event_id: UUID, sent_ns: int | None, delivered_ns: int
+    ) -> None:
+        """Acknowledge an event a previous process of this service delivered (at
+        ``delivered_ns``, its record's append time on the ally topic) and may have died before
+        acknowledging. Outside any checkpoint: the next durable point flushes it like any send,
+        and a failure is logged, never re-delivered. Each ally's first acknowledgement is the
+        one every book keeps, so a second one changes nothing."""
+        if self._acks is None or event.kind not in ACKNOWLEDGED_KINDS:
+            return
+        try:
+            future = self._acks.send(event, event_id, sent_ns, delivered_ns)
+        except Exception:
+            log.warning("acknowledgement of %s after a restart refused", event_id, exc_info=True)
+            return
+        future.add_errback(
+            lambda exc: log.warning("acknowledgement of %s after a restart failed: %r", event_id, exc)
+        )
+
     def _acknowledge(self, d: Delivery, checkpoint: Checkpoint, delivered_ns: int) -> None:
         """Send this ally's acknowledgement under the same checkpoint (counted sent before the
         delivery is counted acknowledged, so the checkpoint cannot settle in between). A refused

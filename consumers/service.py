@@ -173,6 +173,15 @@ def _parse_ally(ally: Nation | str) -> Nation:
         raise ConfigError("unknown_ally", f"ally must be one of US, JP, KR; got {ally!r}") from None
 
 
+#: How many of the ally topic's newest records a restarted service may acknowledge again: far
+#: more than it can have read but not committed before it died.
+_REACK_LIMIT = 10_000
+
+#: What the de-duplication rebuild's worker hands the loop: (generation, (ids on the ally topic
+#: oldest first, ids in the audit files, id -> append ns of the newest on the topic), error).
+_RebuildResult = tuple[int, tuple[list[UUID], set[UUID], dict[UUID, int]] | None, BaseException | None]
+
+
 class AllyService:
     """One instance of one ally's service (see the module docstring for the API and report)."""
 
@@ -292,12 +301,13 @@ class AllyService:
         self._lag_seconds = 0.0
         # De-duplication window rebuild (see _on_assignment): partitions held meanwhile.
         self._rebuild_generation = 0
-        self._rebuild_result: tuple[int, tuple[list[UUID], set[UUID]] | None, BaseException | None] | None = (
-            None
-        )
+        self._rebuild_result: _RebuildResult | None = None
         # Ids a channel already holds although the event is not fully delivered (recovered from
         # the ally topic's and the audit files' tails, or left by a failed checkpoint).
         self._already: dict[str, set[UUID]] = {}
+        # Event id -> append time (ns) of its record on the ally topic, for the newest records a
+        # previous process delivered: read again, they are acknowledged again (_ack_again).
+        self._on_topic_ns: dict[UUID, int] = {}
         self._loop = ConsumeLoop(
             LoopHooks(
                 handle=self._handle,
@@ -497,6 +507,8 @@ class AllyService:
         event_id = parsed.event_id
         if not self.window.check_and_add(event_id):
             ledger.duplicates += 1
+            if self._on_topic_ns:
+                self._ack_again(event, event_id, sent_ns)
             return
         checkpoint.ids.append(event_id)
         first = self.launches.note(event, sent_ns=sent_ns, append_ns=append_ns, received_ns=received_ns)
@@ -520,6 +532,8 @@ class AllyService:
             for delivery in outbox:
                 if held is not None and delivery.parsed.event_id in held:
                     held.discard(delivery.parsed.event_id)
+                    if is_kafka and self._on_topic_ns:
+                        self._ack_again(delivery.event, delivery.parsed.event_id, delivery.parsed.sent_ns)
                     continue
                 try:
                     if is_kafka:
@@ -531,6 +545,14 @@ class AllyService:
                     self._loop.isolate(delivery.record, exc, checkpoint)
             if refused:
                 outbox = [d for d in outbox if id(d) not in refused]
+
+    def _ack_again(self, event: WarningEvent, event_id: UUID, sent_ns: int | None) -> None:
+        """An event read again after a restart that the ally topic already holds: a previous
+        process delivered it and may have died before acknowledging it, so acknowledge it now
+        (once per recovered id) with the time it was delivered."""
+        delivered_ns = self._on_topic_ns.pop(event_id, None)
+        if delivered_ns is not None and self._kafka is not None:
+            self._kafka.acknowledge_again(event, event_id, sent_ns, delivered_ns)
 
     def _deliver_kafka(self, delivery: Delivery, checkpoint: Checkpoint) -> bool:
         """Send on the ally topic (True). A record the client refuses as it is becomes a dead
@@ -689,11 +711,9 @@ class AllyService:
                 if self.audit_dir is None
                 else recover_ids(self.audit_dir, self._audit_glob, self.window.capacity)
             )
-            result: tuple[int, tuple[list[UUID], set[UUID]] | None, BaseException | None] = (
-                generation,
-                (on_topic, in_audit),
-                None,
-            )
+            newest = sorted(tail)[-_REACK_LIMIT:]
+            delivered_ns = {event_id: append_ms * 1_000_000 for append_ms, _, _, event_id in newest}
+            result: _RebuildResult = (generation, (on_topic, in_audit, delivered_ns), None)
         except BaseException as exc:
             result = (generation, None, exc)
         with self._lock:
@@ -717,7 +737,7 @@ class AllyService:
             self.metrics.delivery_failures.labels(self.ally.value, "dedup", "rebuild_failed").inc()
         else:
             assert held is not None
-            on_topic, in_audit = held
+            on_topic, in_audit, self._on_topic_ns = held
             # Fully delivered: on every durable channel. Held by one only: deliver to the others.
             # Loaded oldest first: the window evicts its oldest ids as new events arrive, and the
             # newest are the ones a restarted service reads again.

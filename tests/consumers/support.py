@@ -99,6 +99,7 @@ class Record:
     value: bytes | None
     headers: dict[str, bytes]
     raw_headers: list[tuple[str, bytes]]
+    timestamp_ms: int = 0
 
 
 def read_from(
@@ -128,7 +129,9 @@ def read_from(
         while time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=100).items():
                 for r in records:
-                    rec = Record(tp.partition, r.offset, r.key, r.value, dict(r.headers), list(r.headers))
+                    rec = Record(
+                        tp.partition, r.offset, r.key, r.value, dict(r.headers), list(r.headers), r.timestamp
+                    )
                     if keep(rec):
                         out.append(rec)
             if settle_until is None and done(out):

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from consumers.acks import AckBook
 from consumers.ledger import Ledger
+from schemas import encode_event, message_key
 from schemas.acks import (
     ACK_SCHEMA_NAME,
     ACKNOWLEDGED_KINDS,
@@ -28,9 +30,21 @@ from schemas.acks import (
     encode_ack,
 )
 from schemas.avro import RELEASED_DIR
+from schemas.headers import INSTANCE_HEADER
 from schemas.models import EventKind, Nation
-from tests.consumers.support import ALL, Producer, by_key, end_offsets, event, read_from, unique_key
+from tests.consumers.support import (
+    ALL,
+    Producer,
+    by_key,
+    end_offsets,
+    event,
+    headers_for,
+    read_from,
+    unique_key,
+)
 from trilink.errors import DeserializationError
+from trilink.pipeline import pin_groups_to_end
+from trilink.platform.topics import topic_name
 from trilink.policy import default_policy
 
 
@@ -277,3 +291,43 @@ def test_a_record_on_the_acknowledgement_topic_that_is_not_one_is_dead_lettered(
     assert dead.headers["trilink_dlq_ally"] == b"JP"
     assert dead.value == truncated
     assert service.running and service.error is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("audit", [False, True], ids=["kafka-only", "with-audit"])
+def test_a_restarted_service_acknowledges_what_its_dead_process_delivered(
+    kafka_bootstrap: str, make_service: Any, tmp_path: Path, audit: bool
+) -> None:
+    """The state a kill -9 leaves between a delivery and its acknowledgement: the alert is on
+    the ally topic, its offset not committed, no acknowledgement sent. The service that starts
+    in that group reads the alert again, does not deliver it twice, and acknowledges it with
+    the time it was delivered (with an audit file, the alert is also written there, since that
+    channel never got it)."""
+    key = unique_key("REACK")
+    warning = event(key, 0, kind=EventKind.ALERT, sensor=Nation.US, releasable=ALL)
+    group = f"test-reack-{uuid.uuid4().hex[:8]}"
+    pin_groups_to_end(kafka_bootstrap, [group], (topic_name("warnings"), topic_name("sensor_status")))
+    ack_start = end_offsets(kafka_bootstrap, "acks")
+    ally_start = end_offsets(kafka_bootstrap, "ally.US")
+    producer = Producer(kafka_bootstrap)
+    try:
+        producer.send_event(warning)  # read, not committed
+        delivered = [*headers_for(warning), (INSTANCE_HEADER, b"the-dead-process")]
+        producer.send_raw(encode_event(warning), message_key(warning), delivered, role="ally.US")
+        producer.flush()
+    finally:
+        producer.close()
+
+    service = make_service("US", group_id=group, audit_dir=tmp_path / "audit" if audit else None)
+
+    acks = read_from(kafka_bootstrap, "acks", ack_start, lambda rs: len(rs) >= 1, keep=by_key({key}))
+    on_topic = read_from(
+        kafka_bootstrap, "ally.US", ally_start, lambda rs: len(rs) >= 1, keep=by_key({key}), settle_s=2.0
+    )
+    assert len(on_topic) == 1  # the dead process's copy only
+    assert [(a.ally, a.event_id) for a in map(decode_ack, (r.value for r in acks))] == [
+        (Nation.US, warning.header.event_id)
+    ]
+    assert decode_ack(acks[0].value).delivered_ns == on_topic[0].timestamp_ms * 1_000_000
+    assert service.count("duplicates_suppressed") == (0 if audit else 1)
+    assert service.delivered_count("audit") == (1 if audit else 0)
