@@ -81,11 +81,22 @@ def feed_writes(producer: FakeProducer) -> list[bytes | None]:
         return [value for topic, value, _ in producer.sent if topic in FEEDS]
 
 
-def test_a_refused_feed_write_is_written_again_and_committed_only_then(tmp_path: Path) -> None:
-    refusals = [RuntimeError("NotLeaderForPartition")]
-    producer = FakeProducer(
-        refuse=lambda topic, value: refusals.pop() if refusals and topic in FEEDS else None
-    )
+@pytest.mark.parametrize(
+    "failing",
+    [
+        # the broker refuses a write it was sent (the errback)
+        {"refuse": RuntimeError("NotLeaderForPartition")},
+        # the client cannot send now (its buffer full): ``send`` raises, not the record's fault
+        {"raise_on_send": KafkaTimeoutError("the send buffer is full")},
+    ],
+    ids=["refused-by-the-broker", "client-cannot-send-now"],
+)
+def test_a_failed_feed_write_is_written_again_and_committed_only_then(
+    tmp_path: Path, failing: dict[str, BaseException]
+) -> None:
+    ((how, error),) = failing.items()
+    once = [error]
+    producer = FakeProducer(**{how: lambda topic, value: once.pop() if once and topic in FEEDS else None})
     records = [ingest_record(0), ingest_record(1)]
     consumer = FakeConsumer(producer, records)
     hub = start_hub(tmp_path, consumer, producer)
@@ -97,7 +108,8 @@ def test_a_refused_feed_write_is_written_again_and_committed_only_then(tmp_path:
         with producer.lock:
             feeds = len({topic for topic, _, _ in producer.sent if topic in FEEDS})
         assert feeds > 0 and all(writes.count(r.value) >= feeds for r in records)
-        assert len(writes) > feeds * len(records)  # the refused write, and what was read again with it
+        assert len(writes) > feeds * len(records)  # the checkpoint was read and written again
+        assert sent_to(producer, DEAD_LETTER) == []  # never dead-lettered
         assert hub.error is None and hub.running
     finally:
         hub.stop()
@@ -122,27 +134,6 @@ def test_a_feed_write_refused_at_once_is_dead_lettered_and_the_others_are_writte
         assert records[0].value in writes and records[2].value in writes
         dead = sent_to(producer, DEAD_LETTER)
         assert [dict(h)["trilink_dlq_reason"] for _, _, h in dead] == [b"undeliverable"]
-        assert hub.error is None and hub.running
-    finally:
-        hub.stop()
-
-
-def test_a_feed_write_the_client_cannot_send_now_is_read_again_not_dead_lettered(tmp_path: Path) -> None:
-    """A full send buffer is not the record's fault: the checkpoint fails and is read again."""
-    clogged = [KafkaTimeoutError("the send buffer is full")]
-    producer = FakeProducer(
-        raise_on_send=lambda topic, value: clogged.pop() if topic in FEEDS and clogged else None
-    )
-    records = [ingest_record(0), ingest_record(1)]
-    consumer = FakeConsumer(producer, records)
-    hub = start_hub(tmp_path, consumer, producer)
-    try:
-        wait_for(
-            lambda: consumer.committed_ == 2 and hub.report().delivery_failures == {"feed_write_failed": 1}
-        )
-        writes = feed_writes(producer)
-        assert records[0].value in writes and records[1].value in writes
-        assert sent_to(producer, DEAD_LETTER) == []
         assert hub.error is None and hub.running
     finally:
         hub.stop()
