@@ -122,12 +122,19 @@ class _Child:
     process: Any
     conn: Any
     http_port: int | None = None
+    #: Said ``ready``: answers ``settled`` from now on.
+    ready: bool = False
     #: The consumer group's committed offsets when this process started (supervised allies).
     committed_at_start: dict[Any, int] = field(default_factory=dict)
 
 
 #: Name of the hub's process among the fleet's children (``kill(HUB)``, ``settled()``).
 HUB = "HUB"
+
+
+def _who(name: str) -> str:
+    return "the hub" if name == HUB else f"ally {name}'s service"
+
 
 #: How often the supervisor looks for a dead child.
 _WATCH_INTERVAL_S = 0.5
@@ -204,6 +211,8 @@ class AllyFleet:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self._admin: Any = None
+        #: Told, in a sentence, when the supervisor finds a service dead and what it did about it.
+        self.announce: Callable[[str], None] | None = None
 
     @property
     def with_hub(self) -> bool:
@@ -259,31 +268,34 @@ class AllyFleet:
         if not ok:
             self.stop()
             raise FleetError("allies_not_ready", f"{who} did not start: {error}")
+        c.ready = True
 
     # ------------------------------------------------------------------------- supervision
 
     def _watch(self) -> None:
-        """The supervisor thread: restart any service whose process died unasked."""
+        """The supervisor thread: restart any service whose process died unasked, one at a time."""
         while not self._stopping.wait(_WATCH_INTERVAL_S):
             with self._lock:
                 dead = [c for c in self._children if not c.process.is_alive() and c.ally not in self.given_up]
-                for c in dead:
-                    if self._stopping.is_set():
-                        return
-                    self._revive(c)
+            for c in dead:
+                if self._stopping.is_set():
+                    return
+                fresh = self._revive(c)
+                if fresh is not None:
+                    self._await_restarted(fresh)
 
-    def _revive(self, dead: _Child) -> None:
+    def _revive(self, dead: _Child) -> _Child | None:
+        """Replace ``dead`` by a new process of the same service (None: left down)."""
         name = dead.ally
         dead.process.join(1.0)
+        who = _who(name)
         if self.restarts.get(name, 0) >= self.max_restarts:
             self.given_up.add(name)
-            log.error(
-                "%s: process died (exit %s); restarted %d time(s) already, left down",
-                name,
-                dead.process.exitcode,
-                self.restarts.get(name, 0),
+            self._tell(
+                f"{who}: process {dead.process.pid} died (exit {dead.process.exitcode}); restarted "
+                f"{self.restarts.get(name, 0)} time(s) already, left down"
             )
-            return
+            return None
         if name != HUB:
             # What the dead process made durable and committed is settled for good; the new
             # process starts from there and counts the rest, re-read records included.
@@ -291,24 +303,42 @@ class AllyFleet:
             self._carried[name] += sum(
                 max(offset - dead.committed_at_start.get(tp, offset), 0) for tp, offset in now.items()
             )
-        log.warning(
-            "%s: process %s died (exit %s); restarting it", name, dead.process.pid, dead.process.exitcode
-        )
+        self._tell(f"{who}: process {dead.process.pid} died (exit {dead.process.exitcode}); restarting it")
         self.restarts[name] = self.restarts.get(name, 0) + 1
         try:
             fresh = self._spawn(name)
-        except Exception:
-            log.exception("%s: restart failed", name)
+        except Exception as exc:
             self.given_up.add(name)
-            return
-        self._children[self._children.index(dead)] = fresh
+            self._tell(f"{who}: restart failed ({type(exc).__name__}: {exc}), left down")
+            return None
+        with self._lock:
+            self._children[self._children.index(dead)] = fresh
+        return fresh
+
+    def _await_restarted(self, fresh: _Child) -> None:
+        """Wait (without the lock: the caller may ask the others meanwhile) for a restarted
+        process's ``ready``; until then :meth:`settled` leaves it out."""
+        who = _who(fresh.ally)
         if not fresh.conn.poll(90.0):
-            log.error("%s: restarted process not ready in 90 s", name)
-            return  # the next round finds it dead or slow; wait_settled times out meanwhile
+            # A process that never gets there is found dead by a later round, or makes the
+            # caller's wait time out.
+            self._tell(f"{who}: restarted process {fresh.process.pid} not ready in 90 s")
+            return
         _, ok, error, port = fresh.conn.recv()
         fresh.http_port = port
-        if not ok:
-            log.error("%s: restarted process did not start: %s", name, error)
+        if ok:
+            fresh.ready = True
+            page = f"; its page is now on port {port}" if port and fresh.ally != HUB else ""
+            self._tell(f"{who}: restarted as process {fresh.process.pid}, ready{page}")
+        else:
+            self._tell(f"{who}: restarted process did not start: {error}")
+
+    def _tell(self, line: str) -> None:
+        if self.announce is None:
+            log.warning("%s", line)
+        else:  # the caller shows it; the log file keeps it
+            log.info("%s", line)
+            self.announce(line)
 
     def _committed(self, group_id: str) -> dict[Any, int]:
         """The group's committed offsets, per partition (kafka-python's admin client)."""
@@ -362,7 +392,7 @@ class AllyFleet:
         out: dict[str, int] = {}
         with self._lock:
             for c in self._children:
-                if not c.process.is_alive():
+                if not c.ready or not c.process.is_alive():
                     continue
                 with contextlib.suppress(BrokenPipeError, OSError, EOFError):
                     c.conn.send("settled")
@@ -378,13 +408,18 @@ class AllyFleet:
 
         def outcome() -> str | None:
             got = self.settled()
-            if all(got.get(ally, -1) >= want for ally, want in expected.items()):
-                return "settled"
-            if self.supervise:
-                return "died" if self.given_up else None
-            return None if all(self.alive().values()) else "died"
+            if self.supervise and self.given_up:
+                return "died"
+            everyone = self._every_service_up()
+            if everyone and all(got.get(ally, -1) >= want for ally, want in expected.items()):
+                return "settled"  # (supervised: only with every service up, to report at stop)
+            return None if everyone or self.supervise else "died"
 
         return wait_until(outcome, timeout_s, interval_s=0.2) == "settled"
+
+    def _every_service_up(self) -> bool:
+        with self._lock:
+            return all(c.ready and c.process.is_alive() for c in self._children)
 
     def stop(self, timeout_s: float = 45.0) -> dict[str, AllyReport]:
         """Stop every service and return the reports that arrived (an ally that died has none)."""

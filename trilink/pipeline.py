@@ -289,6 +289,7 @@ def run_pipeline(
         if progress and status_line
         else NullProgress(quiet=not progress)
     )
+    fleet.announce = display.say
     try:
         fleet.start()
         probe_ports[0] = fleet.http_ports
