@@ -280,9 +280,12 @@ class AllyFleet:
             for c in dead:
                 if self._stopping.is_set():
                     return
-                fresh = self._revive(c)
-                if fresh is not None:
-                    self._await_restarted(fresh)
+                try:
+                    fresh = self._revive(c)
+                    if fresh is not None:
+                        self._await_restarted(fresh)
+                except Exception as exc:  # the admin client or a pipe: tried again next round
+                    self._tell(f"{_who(c.ally)}: restarting it failed for now ({type(exc).__name__}: {exc})")
 
     def _revive(self, dead: _Child) -> _Child | None:
         """Replace ``dead`` by a new process of the same service (None: left down)."""
