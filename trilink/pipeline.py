@@ -529,7 +529,10 @@ def _shares_text(shares: PipelineShares | None) -> str:
     return f"{shares.sensor_share_s:.1f} s + {pipeline}"
 
 
-def print_result(result: RunResult, out: Any = sys.stdout) -> None:
+def print_result(result: RunResult, out: Any = None) -> None:
+    """The run's closing text: per ally counts and hops, first warnings, faults, ally topics.
+    ``out``: where to (None: ``sys.stdout`` as it is when called)."""
+    out = sys.stdout if out is None else out
     p = result.publish
     speed = "as fast as possible" if result.speed is None else f"x{result.speed:.3g}"
     print(
