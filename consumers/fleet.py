@@ -259,7 +259,7 @@ class AllyFleet:
 
     def _await_ready(self, c: _Child, wait_s: float, ready_timeout_s: float) -> None:
         """Wait for ``c``'s ``ready`` message; on failure stop the whole fleet and raise."""
-        who = "the hub" if c.ally == HUB else f"ally {c.ally} service"
+        who = _who(c.ally)
         if not c.conn.poll(wait_s):
             self.stop()
             raise FleetError("allies_not_ready", f"{who} not ready in {ready_timeout_s:.0f} s")

@@ -324,6 +324,14 @@ class _FeedWrite:
 # ------------------------------------------------------------------------------ the service
 
 
+#: One released record waiting for the end of its poll (:meth:`HubService._send_batch`): the
+#: record, the headers to write, its route, the allies it is released to, its kind, its receive
+#: time and its event id.
+_Released = tuple[
+    Any, list[tuple[str, bytes]], tuple[tuple[str, str, ReleaseCheck, int], ...], set[str], str, int, UUID
+]
+
+
 class HubService:
     """The hub's consumer loop, its feeds, its durable points and its HTTP endpoints.
 
@@ -406,17 +414,7 @@ class HubService:
         self._hub_raw = b""
         self._hub_raw_ns = -1
         #: This poll's released records, written to the feeds at its end (:meth:`_send_batch`).
-        self._outbox: list[
-            tuple[
-                Any,
-                list[tuple[str, bytes]],
-                tuple[tuple[str, str, ReleaseCheck, int], ...],
-                set[str],
-                str,
-                int,
-                UUID,
-            ]
-        ] = []
+        self._outbox: list[_Released] = []
         self._loop = ConsumeLoop(
             LoopHooks(
                 handle=self._relay,

@@ -173,12 +173,8 @@ def _parse_ally(ally: Nation | str) -> Nation:
         raise ConfigError("unknown_ally", f"ally must be one of US, JP, KR; got {ally!r}") from None
 
 
-#: How many of the ally topic's newest records a restarted service may acknowledge again: far
-#: more than it can have read but not committed before it died.
-_REACK_LIMIT = 10_000
-
 #: What the de-duplication rebuild's worker hands the loop: (generation, (ids on the ally topic
-#: oldest first, ids in the audit files, id -> append ns of the newest on the topic), error).
+#: oldest first, ids in the audit files, id -> append ns of its record on the topic), error).
 _RebuildResult = tuple[int, tuple[list[UUID], set[UUID], dict[UUID, int]] | None, BaseException | None]
 
 
@@ -305,8 +301,9 @@ class AllyService:
         # Ids a channel already holds although the event is not fully delivered (recovered from
         # the ally topic's and the audit files' tails, or left by a failed checkpoint).
         self._already: dict[str, set[UUID]] = {}
-        # Event id -> append time (ns) of its record on the ally topic, for the newest records a
-        # previous process delivered: read again, they are acknowledged again (_ack_again).
+        # Event id -> append time (ns) of its record on the ally topic, for the records the last
+        # rebuild read (as many as the window holds): read again, they are acknowledged again
+        # (_ack_again).
         self._on_topic_ns: dict[UUID, int] = {}
         self._loop = ConsumeLoop(
             LoopHooks(
@@ -711,8 +708,9 @@ class AllyService:
                 if self.audit_dir is None
                 else recover_ids(self.audit_dir, self._audit_glob, self.window.capacity)
             )
-            newest = sorted(tail)[-_REACK_LIMIT:]
-            delivered_ns = {event_id: append_ms * 1_000_000 for append_ms, _, _, event_id in newest}
+            delivered_ns: dict[UUID, int] = {}
+            for append_ms, _, _, event_id in tail:  # read as many as the window holds
+                delivered_ns[event_id] = max(append_ms * 1_000_000, delivered_ns.get(event_id, 0))
             result: _RebuildResult = (generation, (on_topic, in_audit, delivered_ns), None)
         except BaseException as exc:
             result = (generation, None, exc)
