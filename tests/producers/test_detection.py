@@ -184,11 +184,6 @@ def test_space_infrared_detects_the_single_srbm_within_tens_of_seconds() -> None
     assert _is_ir(first)
 
 
-@pytest.fixture(scope="module")
-def salvo_events() -> list[ScheduledEvent]:
-    return list(simulate(load_scenario("salvo")))
-
-
 def test_space_infrared_is_the_first_detector_of_most_salvo_launches(
     salvo_events: list[ScheduledEvent],
 ) -> None:

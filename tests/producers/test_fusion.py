@@ -172,9 +172,9 @@ def test_a_boost_phase_ellipse_covers_where_the_missile_will_come_down() -> None
 
 
 @pytest.fixture(scope="module")
-def salvo_report():  # type: ignore[no-untyped-def]
+def salvo_report(salvo_events):  # type: ignore[no-untyped-def]
     scenario = load_scenario("salvo")
-    return scenario, build_report(scenario)
+    return scenario, build_report(scenario, salvo_events)
 
 
 def test_the_salvo_gives_one_fused_track_per_missile_per_nation(salvo_report) -> None:  # type: ignore[no-untyped-def]

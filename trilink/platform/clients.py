@@ -12,6 +12,14 @@ from typing import Any
 
 from trilink.platform.security import ClientSecurity, client_security
 
+BOOTSTRAP_TIMEOUT_MS = 10_000
+"""How long a client's constructor waits for its first broker (kafka-python's default: 30 s).
+
+A refused login or a bootstrap where nothing listens is retried until then and only then
+reported (as a timeout, or by :func:`~trilink.platform.security.login_check` with its reason):
+a user with a wrong password or a wrong address waited 30 s for every command. On a reachable
+cluster the bootstrap takes milliseconds; 10 s leaves a loaded machine a wide margin."""
+
 
 def _security(bootstrap: str, client_id: str, security: ClientSecurity | None) -> dict[str, Any]:
     return (security or client_security(bootstrap, client_id)).kafka_options()
@@ -21,7 +29,11 @@ def admin_config(
     bootstrap: str, client_id: str, security: ClientSecurity | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """A KafkaAdminClient's settings (on a secured cluster, tools connect as admin)."""
-    config: dict[str, Any] = {"bootstrap_servers": bootstrap.split(","), "client_id": client_id}
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "client_id": client_id,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+    }
     config.update(_security(bootstrap, client_id, security))
     config.update(overrides)
     return config
@@ -45,6 +57,7 @@ def producer_config(
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap.split(","),
         "client_id": client_id,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 0,
@@ -71,6 +84,7 @@ def consumer_config(
         "bootstrap_servers": bootstrap.split(","),
         "group_id": group_id,
         "client_id": client_id,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": 100,  # the broker answers as soon as data arrives

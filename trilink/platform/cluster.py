@@ -21,6 +21,7 @@ from typing import Any
 from trilink.errors import BrokerNotReadyError, PlatformError
 from trilink.platform import security
 from trilink.platform import security as security_module
+from trilink.platform.clients import admin_config
 from trilink.platform.distribution import LOG4J_CONFIG, KafkaDistribution, locate
 from trilink.platform.security import ClientSecurity, SecurityMaterial
 from trilink.platform.state import STATE_FILE, ClusterState, NodeState, load_cluster_state, pid_runs_broker
@@ -407,11 +408,15 @@ def describe_brokers(
 
     sec = security if security is not None else _resolve(bootstrap)
     try:
+        # the probe's timeout bounds its bootstrap too: a refused login is then said within it
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
-            request_timeout_ms=timeout_ms,
-            client_id="trilink-probe",
-            **sec.kafka_options(),
+            **admin_config(
+                bootstrap,
+                "trilink-probe",
+                sec,
+                request_timeout_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+            )
         )
     except Exception:
         security_module.login_check(bootstrap, sec)  # a refused login says so, typed

@@ -10,6 +10,7 @@ from typing import Any
 
 from trilink.errors import PlatformError
 from trilink.platform import security
+from trilink.platform.clients import admin_config
 from trilink.platform.cluster import ALREADY_RUNNING, LocalCluster, describe_brokers
 from trilink.platform.security import ClientSecurity
 from trilink.platform.state import ClusterState
@@ -102,9 +103,7 @@ def apply_declared_topics(
     if broker_count is None:
         broker_count = len(describe_brokers(bootstrap, timeout_ms=10_000, security=sec))
     topic_file = load_topic_file(settings.topics_file)
-    admin: Any = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","), client_id="trilink-topics", **sec.kafka_options()
-    )
+    admin: Any = KafkaAdminClient(**admin_config(bootstrap, "trilink-topics", sec))
     try:
         try:
             report = apply_topics(admin, topic_file, broker_count)
