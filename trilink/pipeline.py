@@ -15,6 +15,7 @@ pipeline latency is always measured on the real clock.
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
 import re
 import statistics
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +46,7 @@ from trilink.platform.connection import ensure_cluster
 from trilink.platform.groups import delete_groups_at
 from trilink.platform.topics import input_roles_of_both_topologies, topic_name
 from trilink.policy import default_policy
-from trilink.progress import AllyMetricsProbe, NullProgress, Progress, Status
+from trilink.progress import AllyFigures, AllyMetricsProbe, NullProgress, Progress, Status
 from trilink.readback import AllyTopicReadback, TopicCheck
 from trilink.runtime import cpu_for, gc_tuned, pinned
 from trilink.settings import Settings, get_settings
@@ -253,7 +254,21 @@ def run_pipeline(
     complete = False
     # Simulate first, publish after: the paced loop then only encodes and sends, so the
     # simulation's CPU cost cannot push sends behind their schedule.
+    if announce is not None:
+        announce(f"run {run.run_id}: simulating {scenario.name} ({len(scenario.launches)} launch(es)) ...")
+    simulated_at = time.monotonic()
     events = list(for_run(simulate(scenario), run, scenario.start_time))
+    if announce is not None:
+        announce(
+            f"run {run.run_id}: {len(events):,} events simulated in {time.monotonic() - simulated_at:.1f} s"
+        )
+    # Per ally, the positions (send order) of the events released to it: the run's own release
+    # check, as the allies decide (the direct topology's allies withhold the rest themselves).
+    releases = {
+        ally.value: [i for i, item in enumerate(events) if withhold_reason(ally, item.event, policy) is None]
+        for ally in ALLIES
+    }
+    sent_at: list[float] = []  # monotonic send time of each event sent, in send order
     # alerts come from each nation's fused tracks (own keys): matched to launches for the report
     fused = fused_tracks_by_launch(scenario, events)
     metrics_server = None
@@ -271,6 +286,9 @@ def run_pipeline(
             probe_ports[0] = fleet.http_ports  # a restarted service serves on a new port
             probe = AllyMetricsProbe(probe_ports[0], host=settings.host)
         figures = {} if probe is None else probe.read()
+        lag_s = max((f.lag_s for f in figures.values()), default=None)
+        if figures:
+            lag_s = max(lag_s or 0.0, _oldest_wait_s(figures, releases, sent_at, fleet.restarts))
         eta_s = None
         if phase[0] == "publishing" and speed is not None:
             # a paced schedule: the time left is the scenario's, not remaining / recent rate
@@ -280,7 +298,7 @@ def run_pipeline(
             sent=sent[0],
             total=len(events),
             delivered={a: f.delivered for a, f in figures.items()},
-            lag_s=max((f.lag_s for f in figures.values()), default=None),
+            lag_s=lag_s,
             eta_s=eta_s,
         )
 
@@ -299,6 +317,7 @@ def run_pipeline(
             print(live_pages_text(fleet.http_ports, settings.host), flush=True)
 
         def count_sent(event: WarningEvent) -> None:
+            sent_at.append(time.monotonic())
             sent[0] += 1
 
         with display:
@@ -328,13 +347,11 @@ def run_pipeline(
                     report = publisher.publish(outbound, speed=speed, on_sent=count_sent)
                 finally:
                     publisher.close()
-            # The allies' own release check decides what each of them should deliver; events
-            # leave in order, so the sent ones are the first ``report.sent``.
-            for item in events[: report.sent]:
-                for ally in ALLIES:
-                    if withhold_reason(ally, item.event, policy) is None:
-                        expected[ally.value] += 1
-                        released[ally.value].add(item.event.header.event_id)
+            # Events leave in order, so the sent ones are the first ``report.sent``.
+            for ally in ALLIES:
+                sent_released = releases[ally.value][: bisect.bisect_left(releases[ally.value], report.sent)]
+                expected[ally.value] = len(sent_released)
+                released[ally.value] = {events[i].event.header.event_id for i in sent_released}
             display.say(
                 f"run {run.run_id}: published {report.acknowledged}/{report.sent} events in "
                 f"{report.wall_s:.1f} s; waiting for the allies to deliver"
@@ -381,6 +398,29 @@ def run_pipeline(
     )
     result.launches = _first_warnings(scenario, run, allies, fused)
     return result
+
+
+def _oldest_wait_s(
+    figures: Mapping[str, AllyFigures],
+    releases: Mapping[str, Sequence[int]],
+    sent_at: Sequence[float],
+    restarted: Mapping[str, int],
+) -> float:
+    """How long the oldest event sent but not yet delivered has waited, over the allies: the
+    progress line's lag, from the sensors' send through every hop (the hub's queue included,
+    which an ally's own consumer lag does not see). An ally's n-th delivery is taken as its
+    n-th released event in send order; a restarted ally's count covers its last process only,
+    so it is left out."""
+    now = time.monotonic()
+    worst = 0.0
+    for ally, f in figures.items():
+        order = releases.get(ally)
+        if order is None or restarted.get(ally) or f.delivered >= len(order):
+            continue
+        position = order[f.delivered]
+        if position < len(sent_at):
+            worst = max(worst, now - sent_at[position])
+    return worst
 
 
 def _kill_now(fleet: Any, kill: Kill, display: Progress | NullProgress) -> None:

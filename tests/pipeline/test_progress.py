@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from consumers.ledger import Ledger
 from trilink.progress import (
+    AllyFigures,
     AllyMetricsProbe,
     NullProgress,
     Progress,
@@ -142,3 +144,22 @@ def test_probe_keeps_the_last_figures_of_a_service_that_does_not_answer() -> Non
     probe = AllyMetricsProbe({"US": 1, "JP": None})  # port 1: nothing listens
     assert probe.targets == {"US": ["127.0.0.1:1"]}
     assert probe.read() == {}
+
+
+def test_the_run_lag_is_the_wait_of_the_oldest_event_sent_and_not_delivered() -> None:
+    """The hub's queue is invisible to an ally's own consumer lag: the run's lag counts from the
+    sensors' send of the first event an ally has not delivered yet."""
+    from trilink.pipeline import _oldest_wait_s
+
+    now = time.monotonic()
+    sent_at = [now - 9.0, now - 8.0, now - 5.0, now - 1.0]  # four events sent
+    releases = {"US": [0, 1, 2, 3], "KR": [0, 3]}  # KR gets only the first and the last
+    figures = {"US": AllyFigures(2, 0, 0.0), "KR": AllyFigures(1, 0, 0.0)}
+    # US waits for event 2 (sent 5 s ago), KR for event 3 (1 s ago): the worst is US's
+    assert 4.9 < _oldest_wait_s(figures, releases, sent_at, {}) < 5.5
+    # all delivered: no lag; an event released but not yet sent does not count either
+    done = {"US": AllyFigures(4, 0, 0.0), "KR": AllyFigures(2, 0, 0.0)}
+    assert _oldest_wait_s(done, releases, sent_at, {}) == 0.0
+    assert _oldest_wait_s(figures, releases, sent_at[:2], {}) == 0.0
+    # a restarted ally's count covers its last process only: left out
+    assert 0.9 < _oldest_wait_s(figures, releases, sent_at, {"US": 1}) < 1.5
