@@ -83,25 +83,33 @@ def test_korean_only_data_never_reaches_japans_feed(
     alert = event(key, 2, kind=EventKind.ALERT, sensor=Nation.KR)  # alerts stay KR-US
     status = event(key, 3, kind=EventKind.SENSOR_STATUS, sensor=Nation.KR)
     marked = event(key, 4, kind=EventKind.TRACK_UPDATE, sensor=Nation.KR, releasable=[Nation.US])
+    # Released to every feed and sent last on the same key (one partition, read and written in
+    # order by the hub): once a feed holds it, the hub has decided on everything before it.
+    sentinel = event(key, 5, kind=EventKind.TRACK_UPDATE, sensor=Nation.KR)
+    sentinel_id = str(sentinel.header.event_id)
     starts = _feed_starts(kafka_bootstrap)
     ingest_start = end_offsets(kafka_bootstrap, ingest_role("KR"))
     producer = Producer(kafka_bootstrap)
-    for ev in (relayed, alert, status, marked):
+    for ev in (relayed, alert, status, marked, sentinel):
         producer.send_event(ev, role=ingest_role("KR"))
     producer.flush()
     producer.close()
     got = {
-        n: read_from(kafka_bootstrap, FEEDS[n], starts[n], lambda rs: len(rs) >= 4, keep=by_key({key}))
+        n: read_from(
+            kafka_bootstrap, FEEDS[n], starts[n], lambda rs: sentinel_id in _ids(rs), keep=by_key({key})
+        )
         for n in ALL
     }
-    everything = {str(e.header.event_id) for e in (relayed, alert, status, marked)}
+    everything = {str(e.header.event_id) for e in (relayed, alert, status, marked, sentinel)}
     assert set(_ids(got[Nation.KR])) == everything
     assert set(_ids(got[Nation.US])) == everything
     # JP: only the relayed kind; the producer's marking is checked only when the body is decoded.
-    expected_jp = {str(relayed.header.event_id)} | (set() if verify_body else {str(marked.header.event_id)})
+    expected_jp = {str(relayed.header.event_id), sentinel_id} | (
+        set() if verify_body else {str(marked.header.event_id)}
+    )
     assert set(_ids(got[Nation.JP])) == expected_jp
     ingest = read_from(
-        kafka_bootstrap, ingest_role("KR"), ingest_start, lambda rs: len(rs) >= 4, keep=by_key({key})
+        kafka_bootstrap, ingest_role("KR"), ingest_start, lambda rs: len(rs) >= 5, keep=by_key({key})
     )
     (partition,) = {r.partition for r in ingest}
     for records in got.values():
