@@ -26,6 +26,7 @@ import pytest
 from cryptography import x509
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError
 
 from tests.conftest import local_settings
 from trilink.errors import ConfigError
@@ -264,8 +265,18 @@ def join_group(s: Secured, principal: str, topic: str, group: str) -> set[Any]:
         **consumer_config(s.bootstrap, group, f"test-{principal}", security=s.as_(principal))
     )
     try:
-        consumer.subscribe([topic])
+        # The topic's partitions first: a group joined while this principal's metadata lacks them
+        # (the authorizer follows fresh ACLs a moment late) is assigned nothing, and kafka-python
+        # did not ask again within a minute on a loaded 2-core machine.
         deadline = time.monotonic() + 60  # a join can take long on a loaded 2-core machine
+        while time.monotonic() < deadline:
+            try:
+                if consumer.partitions_for_topic(topic):
+                    break
+            except KafkaError:
+                pass
+            time.sleep(0.2)
+        consumer.subscribe([topic])
         while time.monotonic() < deadline and not consumer.assignment():
             consumer.poll(200)
         assignment: set[Any] = consumer.assignment()
