@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from consumers.hub import HubReport
 from consumers.ledger import AckSummary, AllyReport, FirstDeliveryReport, hop_table
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
-from producers.scenario import Scenario, correlation_key, load_scenario, simulate
+from producers.scenario import Scenario, ScheduledEvent, correlation_key, load_scenario, simulate
 from producers.scenario_report import fused_tracks_by_launch
 from schemas.models import WarningEvent
 from trilink.errors import ConfigError, TrilinkError
@@ -227,8 +227,14 @@ def run_pipeline(
 
     settings = get_settings()
     announce = (lambda line: print(line, flush=True)) if progress else None
-    bootstrap, _, _ = ensure_cluster(settings, brokers=brokers, announce=announce)
     run = Run.new()
+    # Simulate first, publish after: the paced loop then only encodes and sends, so the
+    # simulation's CPU cost cannot push sends behind their schedule. It runs while the cluster
+    # and the services start (they wait on other processes), not before them.
+    if announce is not None:
+        announce(f"run {run.run_id}: simulating {scenario.name} ({len(scenario.launches)} launch(es)) ...")
+    simulation = _simulate_in_background(scenario, run)
+    bootstrap, _, _ = ensure_cluster(settings, brokers=brokers, announce=announce)
     policy = default_policy()
     audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))
     group_ids = {ally.value: f"trilink-ally-{ally.value.lower()}-run-{run.run_id}" for ally in ALLIES}
@@ -252,25 +258,10 @@ def run_pipeline(
     readback = AllyTopicReadback(bootstrap, expected, client_id=f"trilink-run-{run.run_id}-readback")
     timers: list[threading.Timer] = []
     complete = False
-    # Simulate first, publish after: the paced loop then only encodes and sends, so the
-    # simulation's CPU cost cannot push sends behind their schedule.
-    if announce is not None:
-        announce(f"run {run.run_id}: simulating {scenario.name} ({len(scenario.launches)} launch(es)) ...")
-    simulated_at = time.monotonic()
-    events = list(for_run(simulate(scenario), run, scenario.start_time))
-    if announce is not None:
-        announce(
-            f"run {run.run_id}: {len(events):,} events simulated in {time.monotonic() - simulated_at:.1f} s"
-        )
-    # Per ally, the positions (send order) of the events released to it: the run's own release
-    # check, as the allies decide (the direct topology's allies withhold the rest themselves).
-    releases = {
-        ally.value: [i for i, item in enumerate(events) if withhold_reason(ally, item.event, policy) is None]
-        for ally in ALLIES
-    }
+    events: list[ScheduledEvent] = []  # the simulation's, once the services are up
+    #: per ally, the positions (send order) of the events released to it
+    releases: dict[str, list[int]] = {}
     sent_at: list[float] = []  # monotonic send time of each event sent, in send order
-    # alerts come from each nation's fused tracks (own keys): matched to launches for the report
-    fused = fused_tracks_by_launch(scenario, events)
     metrics_server = None
     sent = [0]
     phase = ["starting the ally services"]
@@ -310,6 +301,20 @@ def run_pipeline(
     fleet.announce = display.say
     try:
         fleet.start()
+        events, simulated_s = simulation()
+        if announce is not None:
+            announce(f"run {run.run_id}: {len(events):,} events simulated in {simulated_s:.1f} s")
+        # The run's own release check, as the allies decide (the direct topology's allies
+        # withhold the rest themselves).
+        releases.update(
+            (
+                ally.value,
+                [i for i, item in enumerate(events) if withhold_reason(ally, item.event, policy) is None],
+            )
+            for ally in ALLIES
+        )
+        # alerts come from each nation's fused tracks (own keys): matched to launches for the report
+        fused = fused_tracks_by_launch(scenario, events)
         probe_ports[0] = fleet.http_ports
         probe = AllyMetricsProbe(probe_ports[0], host=settings.host)
         if progress:
@@ -398,6 +403,34 @@ def run_pipeline(
     )
     result.launches = _first_warnings(scenario, run, allies, fused)
     return result
+
+
+def _simulate_in_background(scenario: Scenario, run: Run) -> Callable[[], tuple[list[ScheduledEvent], float]]:
+    """Start simulating ``scenario`` for ``run`` on a thread; the returned call waits for it and
+    gives (the events, the simulation's own seconds), or raises what the simulation raised. The
+    thread is a daemon: a run that fails before it needs the events does not wait for them."""
+    done: list[tuple[list[ScheduledEvent], float]] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        started = time.monotonic()
+        try:
+            done.append(
+                (list(for_run(simulate(scenario), run, scenario.start_time)), time.monotonic() - started)
+            )
+        except BaseException as exc:  # handed to the caller by the join below
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name=f"trilink-simulate-{run.run_id}", daemon=True)
+    thread.start()
+
+    def join() -> tuple[list[ScheduledEvent], float]:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return done[0]
+
+    return join
 
 
 def _oldest_wait_s(
