@@ -87,6 +87,12 @@ def consumer_config(
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
+        # A subscription that found its topic unauthorized (an ACL granted a moment later, the
+        # authorizer lagging fresh ACLs) got no partitions until the next metadata refresh:
+        # kafka-python's default age is 5 min, silent all along (none in 145 s after the grant).
+        # With a 15 s age the same consumer had them 10 s after the grant (secured local cluster,
+        # 2026-12-05); 30 s bounds that wait to half a minute.
+        "metadata_max_age_ms": 30_000,
         "fetch_max_wait_ms": 100,  # the broker answers as soon as data arrives
         "max_poll_records": 500,
         "session_timeout_ms": 10_000,
