@@ -23,7 +23,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -277,9 +278,15 @@ def run_pipeline(
             probe_ports[0] = fleet.http_ports  # a restarted service serves on a new port
             probe = AllyMetricsProbe(probe_ports[0], host=settings.host)
         figures = {} if probe is None else probe.read()
-        lag_s = max((f.lag_s for f in figures.values()), default=None)
-        if figures:
-            lag_s = max(lag_s or 0.0, _oldest_wait_s(figures, releases, sent_at, fleet.restarts))
+        # the allies' own consumer lag, or the wait of the oldest event sent and not delivered
+        lag_s = (
+            max(
+                *(f.lag_s for f in figures.values()),
+                _oldest_wait_s(figures, releases, sent_at, fleet.restarts),
+            )
+            if figures
+            else None
+        )
         eta_s = None
         if phase[0] == "publishing" and speed is not None:
             # a paced schedule: the time left is the scenario's, not remaining / recent rate
@@ -301,7 +308,7 @@ def run_pipeline(
     fleet.announce = display.say
     try:
         fleet.start()
-        events, simulated_s = simulation()
+        events, simulated_s = simulation.result()
         if announce is not None:
             announce(f"run {run.run_id}: {len(events):,} events simulated in {simulated_s:.1f} s")
         # The run's own release check, as the allies decide (the direct topology's allies
@@ -405,32 +412,24 @@ def run_pipeline(
     return result
 
 
-def _simulate_in_background(scenario: Scenario, run: Run) -> Callable[[], tuple[list[ScheduledEvent], float]]:
-    """Start simulating ``scenario`` for ``run`` on a thread; the returned call waits for it and
-    gives (the events, the simulation's own seconds), or raises what the simulation raised. The
-    thread is a daemon: a run that fails before it needs the events does not wait for them."""
-    done: list[tuple[list[ScheduledEvent], float]] = []
-    failed: list[BaseException] = []
+def _simulate_in_background(scenario: Scenario, run: Run) -> Future[tuple[list[ScheduledEvent], float]]:
+    """Start simulating ``scenario`` for ``run`` on a thread; the future gives (the events, the
+    simulation's own seconds), or raises what the simulation raised. The thread is a daemon (not
+    an executor's, which the interpreter joins at exit): a run that fails before it needs the
+    events does not wait for them."""
+    future: Future[tuple[list[ScheduledEvent], float]] = Future()
 
     def work() -> None:
         started = time.monotonic()
         try:
-            done.append(
-                (list(for_run(simulate(scenario), run, scenario.start_time)), time.monotonic() - started)
-            )
-        except BaseException as exc:  # handed to the caller by the join below
-            failed.append(exc)
+            events = list(for_run(simulate(scenario), run, scenario.start_time))
+        except BaseException as exc:  # raised where the run asks for the result
+            future.set_exception(exc)
+        else:
+            future.set_result((events, time.monotonic() - started))
 
-    thread = threading.Thread(target=work, name=f"trilink-simulate-{run.run_id}", daemon=True)
-    thread.start()
-
-    def join() -> tuple[list[ScheduledEvent], float]:
-        thread.join()
-        if failed:
-            raise failed[0]
-        return done[0]
-
-    return join
+    threading.Thread(target=work, name=f"trilink-simulate-{run.run_id}", daemon=True).start()
+    return future
 
 
 def _oldest_wait_s(

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.unit
 def test_the_background_simulation_gives_the_run_s_events() -> None:
     scenario = load_scenario("single_srbm")
     run = Run.new()
-    join = pipeline._simulate_in_background(scenario, run)
-    events, seconds = join()
+    events, seconds = pipeline._simulate_in_background(scenario, run).result()
     direct = list(pipeline.for_run(simulate(scenario), run, scenario.start_time))
     assert [e.event.header.event_id for e in events] == [e.event.header.event_id for e in direct]
     assert seconds > 0
@@ -34,8 +33,8 @@ def test_a_failed_simulation_is_raised_where_the_run_waits_for_it(monkeypatch: p
         yield  # a generator, as simulate is
 
     monkeypatch.setattr(pipeline, "simulate", broken)
-    join = pipeline._simulate_in_background(load_scenario("single_srbm"), Run.new())
+    simulation = pipeline._simulate_in_background(load_scenario("single_srbm"), Run.new())
     release.set()
     with pytest.raises(TrilinkError) as raised:
-        join()
+        simulation.result()
     assert raised.value.reason == "no_flight"

@@ -25,15 +25,20 @@ def _security(bootstrap: str, client_id: str, security: ClientSecurity | None) -
     return (security or client_security(bootstrap, client_id)).kafka_options()
 
 
-def admin_config(
-    bootstrap: str, client_id: str, security: ClientSecurity | None = None, **overrides: Any
-) -> dict[str, Any]:
-    """A KafkaAdminClient's settings (on a secured cluster, tools connect as admin)."""
-    config: dict[str, Any] = {
+def _common(bootstrap: str, client_id: str) -> dict[str, Any]:
+    """What every client gets: where to connect, its name, how long to wait for a first broker."""
+    return {
         "bootstrap_servers": bootstrap.split(","),
         "client_id": client_id,
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
     }
+
+
+def admin_config(
+    bootstrap: str, client_id: str, security: ClientSecurity | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A KafkaAdminClient's settings (on a secured cluster, tools connect as admin)."""
+    config = _common(bootstrap, client_id)
     config.update(_security(bootstrap, client_id, security))
     config.update(overrides)
     return config
@@ -55,9 +60,7 @@ def producer_config(
     trilink reads them, and recording them cost 5-7 % of a plain forwarding client's CPU at the
     demo's pace (``bench/bench_floor_pipeline.py``, alternated A/B, 2026-12-04)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap.split(","),
-        "client_id": client_id,
-        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **_common(bootstrap, client_id),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 0,
@@ -81,10 +84,8 @@ def consumer_config(
 ) -> dict[str, Any]:
     """At-least-once consuming: offsets are committed by the service after it has delivered."""
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap.split(","),
+        **_common(bootstrap, client_id),
         "group_id": group_id,
-        "client_id": client_id,
-        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         # A subscription that found its topic unauthorized (an ACL granted a moment later, the
