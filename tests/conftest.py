@@ -4,7 +4,10 @@ directory, or the cluster named by ``TRILINK_BOOTSTRAP`` (then nothing is starte
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +39,13 @@ KIND_MARKERS = ("unit", "integration")
 # start ally services themselves run in the direct topology unless they choose otherwise (the
 # hub's own tests, tests/consumers/test_hub*.py, set TRILINK_TOPOLOGY=hub or pass topology="hub").
 os.environ.setdefault("TRILINK_TOPOLOGY", "direct")
+
+# The scenarios the suite's runs and load tests simulate are cached for this session only (in a
+# temporary directory, not the user's ~/.cache/trilink/simulations): a second run of a scenario
+# reads it back, as it would for a user, and no test depends on what an earlier session left.
+_SIMULATION_CACHE = tempfile.mkdtemp(prefix="trilink-test-simulations-")
+os.environ.setdefault("TRILINK_SIMULATION_CACHE_DIR", _SIMULATION_CACHE)
+atexit.register(shutil.rmtree, _SIMULATION_CACHE, True)
 
 # The headless-Chromium fixture ``browser`` (tests/browser.py), available to every test.
 pytest_plugins = ("tests.browser",)

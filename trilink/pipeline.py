@@ -37,8 +37,9 @@ from consumers.hub import HubReport
 from consumers.ledger import AckSummary, AllyReport, FirstDeliveryReport, hop_table
 from consumers.policy_filter import withhold_reason
 from producers.publisher import PublishReport, Run, SensorPublisher, for_run
-from producers.scenario import Scenario, ScheduledEvent, correlation_key, load_scenario, simulate
+from producers.scenario import Scenario, ScheduledEvent, correlation_key, load_scenario
 from producers.scenario_report import fused_tracks_by_launch
+from producers.simulation_cache import simulate_cached
 from schemas.models import WarningEvent
 from trilink.errors import ConfigError, TrilinkError
 from trilink.latency import datetime_ns
@@ -234,7 +235,7 @@ def run_pipeline(
     # and the services start (they wait on other processes), not before them.
     if announce is not None:
         announce(f"run {run.run_id}: simulating {scenario.name} ({len(scenario.launches)} launch(es)) ...")
-    simulation = _simulate_in_background(scenario, run)
+    simulation = _simulate_in_background(scenario, run, settings.simulation_cache_dir)
     bootstrap, _, _ = ensure_cluster(settings, brokers=brokers, announce=announce)
     policy = default_policy()
     audit_root = audit_dir or Path(tempfile.mkdtemp(prefix=f"trilink-run-{run.run_id}-"))
@@ -308,9 +309,10 @@ def run_pipeline(
     fleet.announce = display.say
     try:
         fleet.start()
-        events, simulated_s = simulation.result()
+        events, simulated_s, cached = simulation.result()
         if announce is not None:
-            announce(f"run {run.run_id}: {len(events):,} events simulated in {simulated_s:.1f} s")
+            how = "read from the simulation cache" if cached else "simulated"
+            announce(f"run {run.run_id}: {len(events):,} events {how} in {simulated_s:.1f} s")
         # The run's own release check, as the allies decide (the direct topology's allies
         # withhold the rest themselves).
         releases.update(
@@ -412,21 +414,25 @@ def run_pipeline(
     return result
 
 
-def _simulate_in_background(scenario: Scenario, run: Run) -> Future[tuple[list[ScheduledEvent], float]]:
-    """Start simulating ``scenario`` for ``run`` on a thread; the future gives (the events, the
-    simulation's own seconds), or raises what the simulation raised. The thread is a daemon (not
-    an executor's, which the interpreter joins at exit): a run that fails before it needs the
-    events does not wait for them."""
-    future: Future[tuple[list[ScheduledEvent], float]] = Future()
+def _simulate_in_background(
+    scenario: Scenario, run: Run, cache_dir: Path | None
+) -> Future[tuple[list[ScheduledEvent], float, bool]]:
+    """Start simulating ``scenario`` for ``run`` on a thread (or reading its events from the
+    simulation cache in ``cache_dir``, :mod:`producers.simulation_cache`); the future gives (the
+    events, the seconds it took, whether they came from the cache), or raises what the
+    simulation raised. The thread is a daemon (not an executor's, which the interpreter joins at
+    exit): a run that fails before it needs the events does not wait for them."""
+    future: Future[tuple[list[ScheduledEvent], float, bool]] = Future()
 
     def work() -> None:
         started = time.monotonic()
         try:
-            events = list(for_run(simulate(scenario), run, scenario.start_time))
+            simulated = simulate_cached(scenario, cache_dir)
+            events = list(for_run(simulated.events, run, scenario.start_time))
         except BaseException as exc:  # raised where the run asks for the result
             future.set_exception(exc)
         else:
-            future.set_result((events, time.monotonic() - started))
+            future.set_result((events, time.monotonic() - started, simulated.hit))
 
     threading.Thread(target=work, name=f"trilink-simulate-{run.run_id}", daemon=True).start()
     return future

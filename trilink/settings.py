@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "trilink" / "kafka",
         description="Cache of the Kafka jars resolved from Maven Central (outside the work tree).",
     )
+    simulation_cache_dir: Path | None = Field(
+        default=Path.home() / ".cache" / "trilink" / "simulations",
+        description="Where `trilink run` keeps the events of the scenarios it simulated, keyed by a digest "
+        "of the scenario, the sharing policy and the simulator's code and data (producers.simulation_cache): "
+        "the salvo costs half a minute to simulate and a few seconds to read back. Empty or 'off': no cache.",
+    )
     kafka_port_base: int = Field(
         default=9092,
         ge=1024,
@@ -132,6 +138,11 @@ class Settings(BaseSettings):
         "append time). Reading later changes none of their figures, only how fresh their counts "
         "are, and each fetch costs kafka-python about a millisecond of CPU. 0: poll again at once.",
     )
+
+    @field_validator("simulation_cache_dir", mode="before")
+    @classmethod
+    def _cache_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off") else value
 
     @field_validator("bootstrap")
     @classmethod

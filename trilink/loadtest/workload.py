@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from producers.catalog import default_catalog
 from producers.publisher import Run, for_run
-from producers.scenario import ScheduledEvent, parse_scenario, simulate
+from producers.scenario import ScheduledEvent, parse_scenario
+from producers.simulation_cache import simulate_cached
 from schemas import samples
 from schemas.models import AlertStatus, EventKind, EventPayload, Nation, WarningEvent
 from trilink.loadtest.errors import LoadtestConfigError
@@ -280,7 +281,9 @@ class Workload:
             "launch": launches,
         }
         scenario = parse_scenario(document, origin="loadtest salvo")
-        return [item for item in simulate(scenario, policy=self._policy) if item.emit_offset_s < spec.total_s]
+        # Simulated once: the runner's Workload stores it, each sender process's reads it back.
+        simulated = simulate_cached(scenario, get_settings().simulation_cache_dir, policy=self._policy)
+        return [item for item in simulated.events if item.emit_offset_s < spec.total_s]
 
     # ------------------------------------------------------------ events
 
