@@ -19,6 +19,7 @@ from trilink.platform.cluster import LocalCluster, describe_brokers
 from trilink.platform.connection import apply_declared_topics
 from trilink.platform.smoke import round_trip
 from trilink.platform.topics import apply_topics, load_topic_file, topic_name
+from trilink.processes import pid_runs
 from trilink.runtime import cpu_for
 from trilink.waiting import wait_until
 
@@ -102,8 +103,13 @@ def test_three_nodes_replicate_and_survive_one_loss(tmp_path: Path) -> None:
         victim = state.nodes[2]
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGTERM)
+        # Lost means gone: a producer that met the node while it shut down sent its first
+        # request there and waited out its 30 s request timeout before it asked a survivor;
+        # a node that has exited refuses the connection at once.
+        survivor = f"127.0.0.1:{state.nodes[0].client_port}"
+        assert wait_until(lambda: not pid_runs(victim.pid), timeout_s=60)
         producer: Any = KafkaProducer(
-            bootstrap_servers=state.nodes[0].client_port and f"127.0.0.1:{state.nodes[0].client_port}",
+            bootstrap_servers=survivor,
             acks="all",
             enable_idempotence=True,
         )
