@@ -1,26 +1,28 @@
 """Low-load latency: trilink's pipeline beside the floors of the same architecture, one run.
 
-trilink's path is two Kafka hops with a service between them: sensor -> warnings topic -> ally
-service -> ally topic. At low load its latency is what the clients and the broker allow plus what
-the service adds. This script prints, from one run on one broker:
+trilink's path is one Kafka hop per stage: in the hub topology (the default), sensor -> ingest
+topic -> US hub -> the ally's feed -> ally service -> ally topic, three hops; in the direct
+topology, sensor -> warnings topic -> ally service -> ally topic, two. At low load its latency is
+what the clients and the broker allow plus what the services add. This script prints, from one
+invocation on one broker, one phase after the other (each on a quiet machine):
 
-1. Kafka's own ``EndToEndLatency`` tool (Java client, one hop, one record in flight), as
-   ``trilink loadtest --baseline`` runs it. It prints whole milliseconds (truncated), so its
-   p50 "1" means somewhere in [1, 2) ms; its average is exact.
-2. kafka-python's floor for the same architecture, at the same rate and on topics shaped like
-   trilink's (12 partitions, LogAppendTime, 64 keys): a producer (``producer_config``) sends
-   records stamped with ``time.time_ns()``; a relay process (a group-less consumer with
-   ``consumer_config`` and a producer, the ally's clients without the ally) forwards each one
-   as it is to a second topic and stamps when it received it; an observer reads the second
-   topic. ``one hop`` = relay received - sent (trilink's ``send_to_receive``); ``two hops`` =
-   the second topic's append time - sent (trilink's ``end_to_end`` in the load test).
-3. ``trilink loadtest --rate R --duration D --baseline``: the three ally services, one process
-   each, at the same rate; its ``send_to_receive`` (actual) and ``end_to_end`` (intended) rows.
-   The kafka-python floor (2.) runs at the same time as the load test's senders (both at a low
-   rate), so both see the same machine; the Java tool runs after them.
+1. kafka-python's floor for the same path, at the same rate, on topics shaped like trilink's
+   (``PARTITIONS`` as deploy/topics.toml declares, LogAppendTime, 64 keys): a producer
+   (``producer_config``) sends records stamped with ``time.time_ns()``; one relay process per
+   service on the path (a group-less consumer with ``consumer_config`` and a producer: the hub's
+   and the ally's clients without the services) forwards each record to the next topic and adds
+   a header saying when it received it; an observer reads the last topic. ``one hop`` = first
+   relay received - sent; ``to the last relay`` = last relay received - sent (trilink's
+   ``send_to_receive``: the sensor's send to the ally service's receive); ``whole path`` = the
+   last topic's append time - sent (trilink's ``end_to_end`` in the load test).
+2. ``trilink loadtest --rate R --duration D --baseline``: the services, one process each, at the
+   same rate; its ``send_to_receive`` (actual) and ``end_to_end`` (intended) rows.
+3. Kafka's own ``EndToEndLatency`` tool (Java client, one hop, one record in flight), which the
+   load test's ``--baseline`` runs after its senders. It prints whole milliseconds (truncated),
+   so its p50 "1" means somewhere in [1, 2) ms; its average is exact.
 
-Ratios are printed against the kafka-python floor (same client library, same shape) and against
-the Java tool. Prints numbers, asserts nothing; deletes its scratch topics.
+Ratios are printed against the kafka-python floor (same client library, same path) and against
+the Java tool (one hop). Prints numbers, asserts nothing; deletes its scratch topics.
 
 Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_latency.py [--rate 50]
 [--seconds 15]``
@@ -29,6 +31,7 @@ Run: ``TRILINK_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_latency.py 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -47,10 +50,11 @@ if str(REPO) not in sys.path:
 
 from trilink.latency import percentile_of_sorted  # noqa: E402
 from trilink.platform.clients import consumer_config, producer_config  # noqa: E402
+from trilink.settings import get_settings  # noqa: E402
 
-PARTITIONS = 12
+PARTITIONS = 3  # deploy/topics.toml: every topic that carries warnings
 KEYS = 64
-RELAY_HEADER = "bench_relay_received_ns"
+RELAY_HEADER = "bench_relay_received_ns"  # one per relay, in path order
 
 
 def _percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -63,7 +67,8 @@ def _percentiles(values_ms: list[float]) -> dict[str, float]:
 
 
 def _relay(bootstrap: str, source: str, sink: str, ready: Any, stop: Any) -> None:
-    """The ally's two clients and nothing else: poll, forward each record as it is, stamp it."""
+    """A service's two clients and nothing else: poll, forward each record with one more header
+    (when this relay received it)."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     consumer = KafkaConsumer(**consumer_config(bootstrap, None, "bench-latency-relay"))
@@ -79,43 +84,54 @@ def _relay(bootstrap: str, source: str, sink: str, ready: Any, stop: Any) -> Non
         for records in consumer.poll(timeout_ms=100).values():
             received = str(time.time_ns()).encode()
             for r in records:
-                producer.send(sink, value=r.value, key=r.key, headers=[(RELAY_HEADER, received)])
+                producer.send(sink, value=r.value, key=r.key, headers=[*r.headers, (RELAY_HEADER, received)])
     producer.close(timeout=10)
     consumer.close()
 
 
-def kafka_python_floor(bootstrap: str, rate: float, seconds: float) -> dict[str, Any]:
+def kafka_python_floor(bootstrap: str, rate: float, seconds: float, hops: int) -> dict[str, Any]:
+    """``hops`` topics in a row with a relay process between each two; see the module's doc."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
 
     from trilink.platform.clients import admin_config
 
     tag = uuid.uuid4().hex[:8]
-    source, sink = f"bench-latency-a-{tag}", f"bench-latency-b-{tag}"
+    topics = [f"bench-latency-{i}-{tag}" for i in range(hops)]
     admin = KafkaAdminClient(**admin_config(bootstrap, "bench-latency-admin"))
     configs = {"message.timestamp.type": "LogAppendTime"}
-    admin.create_topics([NewTopic(t, PARTITIONS, 1, topic_configs=configs) for t in (source, sink)])
+    admin.create_topics([NewTopic(t, PARTITIONS, 1, topic_configs=configs) for t in topics])
     ctx = mp.get_context("spawn")
-    ready, stop = ctx.Event(), ctx.Event()
-    relay = ctx.Process(target=_relay, args=(bootstrap, source, sink, ready, stop), daemon=True)
-    relay.start()
+    stop = ctx.Event()
+    relays = []
+    for source, sink in itertools.pairwise(topics):
+        ready = ctx.Event()
+        relay = ctx.Process(
+            target=_relay,
+            args=(bootstrap, source, sink, ready, stop),
+            daemon=True,
+        )
+        relay.start()
+        relays.append((relay, ready))
     try:
-        if not ready.wait(60):
-            raise RuntimeError("the relay did not start")
+        for _, ready in relays:
+            if not ready.wait(60):
+                raise RuntimeError("a relay did not start")
         observer = KafkaConsumer(**consumer_config(bootstrap, None, "bench-latency-observer"))
-        tps = [TopicPartition(sink, p) for p in range(PARTITIONS)]
+        tps = [TopicPartition(topics[-1], p) for p in range(PARTITIONS)]
         observer.assign(tps)
         observer.seek_to_end()
         for tp in tps:
             observer.position(tp)
         total = int(rate * seconds)
         one_hop: list[float] = []
-        two_hops: list[float] = []
+        to_last_relay: list[float] = []
+        whole: list[float] = []
         done = threading.Event()
 
         def observe() -> None:
             deadline = None
-            while len(two_hops) < total:
+            while len(whole) < total:
                 if done.is_set():
                     deadline = deadline or time.monotonic() + 10
                     if time.monotonic() > deadline:
@@ -123,40 +139,45 @@ def kafka_python_floor(bootstrap: str, rate: float, seconds: float) -> dict[str,
                 for records in observer.poll(timeout_ms=100).values():
                     for r in records:
                         sent = int(r.value)
-                        received = int(dict(r.headers)[RELAY_HEADER])
-                        one_hop.append((received - sent) / 1e6)
-                        two_hops.append((r.timestamp * 1_000_000 - sent) / 1e6)
+                        relayed = [int(v) for k, v in r.headers if k == RELAY_HEADER]
+                        one_hop.append((relayed[0] - sent) / 1e6)
+                        to_last_relay.append((relayed[-1] - sent) / 1e6)
+                        whole.append((r.timestamp * 1_000_000 - sent) / 1e6)
 
         reader = threading.Thread(target=observe)
         reader.start()
         producer = KafkaProducer(**producer_config(bootstrap, "bench-latency-sender"))
-        producer.partitions_for(source)
+        producer.partitions_for(topics[0])
         time.sleep(1.0)
         start = time.perf_counter()
         for i in range(total):
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            producer.send(source, key=f"k{i % KEYS}".encode(), value=str(time.time_ns()).encode())
+            producer.send(topics[0], key=f"k{i % KEYS}".encode(), value=str(time.time_ns()).encode())
         producer.flush()
         done.set()
         reader.join()
         producer.close()
         observer.close()
-        return {"one_hop": _percentiles(one_hop), "two_hops": _percentiles(two_hops), "sent": total}
+        return {
+            "one_hop": _percentiles(one_hop),
+            "to_last_relay": _percentiles(to_last_relay),
+            "whole": _percentiles(whole),
+            "sent": total,
+        }
     finally:
         stop.set()
-        relay.join(15)
-        if relay.is_alive():
-            relay.kill()
-        admin.delete_topics([source, sink])
+        for relay, _ in relays:
+            relay.join(15)
+            if relay.is_alive():
+                relay.kill()
+        admin.delete_topics(topics)
         admin.close()
 
 
-def trilink_loadtest_with_floor(
-    bootstrap: str, rate: float, seconds: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The load test, with the kafka-python floor measured while its senders run (same noise)."""
+def trilink_loadtest(rate: float, seconds: float) -> dict[str, Any]:
+    """``trilink loadtest --baseline`` at ``rate`` for ``seconds``: its JSON report."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         command = [
@@ -170,26 +191,13 @@ def trilink_loadtest_with_floor(
             "--report",
             str(report),
         ]
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=os.environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
+        process = subprocess.run(
+            command, cwd=REPO, env=os.environ, capture_output=True, text=True, check=False
         )
-        assert process.stdout is not None
-        floor: dict[str, Any] = {}
-        for line in process.stdout:
-            if not floor and "events over" in line:  # the senders start now
-                floor = kafka_python_floor(bootstrap, rate, seconds)
-        if process.wait() != 0:
-            raise RuntimeError(f"trilink loadtest failed ({process.returncode})")
-        if not floor:
-            raise RuntimeError("the load test never said it started sending")
+        if process.returncode != 0:
+            raise RuntimeError(f"trilink loadtest failed ({process.returncode}): {process.stdout[-2000:]}")
         data: dict[str, Any] = json.loads(report.read_text())
-    return data, floor
+    return data
 
 
 def _row(report: dict[str, Any], ally: str, hop: str, basis: str) -> dict[str, Any] | None:
@@ -210,7 +218,10 @@ def main() -> int:
     print(f"# command: {' '.join(sys.argv)}")
     print(f"# machine: nproc {os.cpu_count()}, load {os.getloadavg()[0]:.2f}, broker {bootstrap}")
 
-    report, floor = trilink_loadtest_with_floor(bootstrap, args.rate, args.seconds)
+    hops = 3 if get_settings().topology == "hub" else 2
+    print(f"# topology: {get_settings().topology} ({hops} hops from the sensors to an ally topic)")
+    floor = kafka_python_floor(bootstrap, args.rate, args.seconds, hops)
+    report = trilink_loadtest(args.rate, args.seconds)
     tool = report["baseline"]["tool"]
 
     print(f"\n{'what':46} {'count':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
@@ -219,15 +230,16 @@ def main() -> int:
         f"{tool['p50_ms']:>8.2f} {'':>8} {tool['p99_ms']:>8.2f}   avg {tool['avg_ms']:.2f} ms"
     )
     for name, key in (
-        ("kafka-python one hop (send -> relay)", "one_hop"),
-        ("kafka-python two hops (-> relay topic)", "two_hops"),
+        ("kafka-python one hop (send -> first relay)", "one_hop"),
+        ("kafka-python send -> last relay", "to_last_relay"),
+        (f"kafka-python {hops} hops (-> last topic)", "whole"),
     ):
         f = floor[key]
         print(f"{name:46} {f['count']:>6} {f['p50']:>8.2f} {f['p90']:>8.2f} {f['p99']:>8.2f}")
     for ally in ("US", "JP", "KR"):
         for label, hop, basis, key in (
-            ("send_to_receive (actual)", "send_to_receive", "actual", "one_hop"),
-            ("end_to_end (intended)", "end_to_end", "intended", "two_hops"),
+            ("send_to_receive (actual)", "send_to_receive", "actual", "to_last_relay"),
+            ("end_to_end (intended)", "end_to_end", "intended", "whole"),
         ):
             row = _row(report, ally, hop, basis)
             if row is None:
