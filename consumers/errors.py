@@ -91,5 +91,17 @@ DELIVERY_REASONS: frozenset[str] = frozenset(
 )
 
 
+class FencedMemberError(TrilinkError):
+    """Another process joined this service's consumer group under the same static identity
+    (``group_instance_id``): the broker fenced this one, which stops rather than fight it for
+    the partitions (reason ``fenced``)."""
+
+    def __init__(self, group_instance_id: str, group_id: str) -> None:
+        super().__init__(
+            "fenced",
+            f"another process joined group {group_id} as {group_instance_id}: this one stops",
+        )
+
+
 class AllyServiceError(TrilinkError):
     """The service's consumer loop stopped on an unexpected error (reason ``consumer_loop_failed``)."""

@@ -175,17 +175,23 @@ class AllyFleet:
         self.topology = topology or get_settings().topology
         #: The hub's consumer group (hub topology; ``trilink-hub-<instance id>`` unless given).
         self.hub_group_id = hub_group_id or f"trilink-hub-{instance_id}"
+        # Every service is a static member of its group, under the fleet's instance id: a
+        # process started again after a crash (by the supervisor, or by :meth:`start_hub`) takes
+        # its partitions back as soon as it joins, where a new member waited for the dead one's
+        # session to expire (10 s) before the group rebalanced.
         self.options = {
             "instance_id": instance_id,
             "http_port": 0 if http else None,
             "audit_dir": audit_dir,
             "topology": self.topology,
+            "static_member": True,
         }
         self.options.update(service_options)
         self.hub_options: dict[str, Any] = {
             "group_id": self.hub_group_id,
             "instance_id": instance_id,
             "http_port": 0 if http else None,
+            "static_member": True,
             **({"policy": service_options["policy"]} if "policy" in service_options else {}),
             **(hub_options or {}),
         }

@@ -71,7 +71,7 @@ from consumers.errors import (
 from consumers.ledger import HOP_TABLE_HEADER, LatencyFigures, hop_line
 from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offset_reset
 from consumers.policy_filter import ReleaseCheck
-from consumers.ports import ConsumerPort, ProducerPort
+from consumers.ports import ConsumerFactory, ProducerFactory
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
 from schemas.headers import (
@@ -109,9 +109,6 @@ _BOUNDS_NS = np.array([round(b * 1e9) for b in LATENCY_BUCKETS_S], dtype=np.int6
 _BUCKET_LABELS = [*(repr(float(b)) for b in LATENCY_BUCKETS_S), "+Inf"]
 _KINDS = tuple(k.value for k in EventKind)
 _ALLIES = names.ALLIES
-
-ConsumerFactory = Callable[..., ConsumerPort]
-ProducerFactory = Callable[[str, str], ProducerPort]
 
 
 def default_hub_group_id() -> str:
@@ -361,12 +358,15 @@ class HubService:
         producer_factory: ProducerFactory | None = None,
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
         settings: Settings | None = None,
+        static_member: bool = False,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id or default_hub_group_id()
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{next(_instance_counter)}"
         # "trilink-hub..." is the hub principal on a secured cluster (trilink.platform.security).
         self.client_id = f"trilink-hub-{_SAFE_ID.sub('_', self.instance_id)}"
+        #: A static member (``static_member``) joins its group as its client id: see ConsumeLoop.
+        self.group_instance_id = self.client_id if static_member else None
         self.policy = policy or default_policy()
         self.verify_body = verify_body
         self.offset_reset = check_offset_reset(offset_reset)

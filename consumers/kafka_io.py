@@ -32,13 +32,17 @@ def new_consumer(
     offset_reset: str,
     max_poll_records: int,
     fetch_max_wait_ms: int | None = None,
+    group_instance_id: str | None = None,
 ) -> Any:
     """A consumer with trilink's settings (auto-commit off); ``group_id`` None: group-less.
-    ``fetch_max_wait_ms``: instead of the shared setting (``consumer_config``)."""
+    ``fetch_max_wait_ms``: instead of the shared setting (``consumer_config``).
+    ``group_instance_id``: a static member of its group (see ``ConsumeLoop``)."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     overrides: dict[str, Any] = {} if fetch_max_wait_ms is None else {"fetch_max_wait_ms": fetch_max_wait_ms}
+    if group_instance_id is not None:
+        overrides["group_instance_id"] = group_instance_id
     try:
         return KafkaConsumer(
             **consumer_config(

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol
 
+from kafka.errors import FencedInstanceIdError
+
 from consumers import kafka_io
 from consumers.channels import Checkpoint, DeadLetterCounter, DeadLetters, skip_unparseable
-from consumers.errors import UNEXPECTED_REASON, ChannelDeliveryError
+from consumers.errors import UNEXPECTED_REASON, ChannelDeliveryError, FencedMemberError
 from consumers.ports import ConsumerPort, ProducerPort
 from trilink.errors import ConfigError, DeserializationError
 from trilink.monitoring.discovery import announce, withdraw
@@ -68,6 +70,8 @@ class ServiceOptions(Protocol):
     bootstrap: str
     group_id: str
     client_id: str
+    #: Set: a static member of its group (see :class:`ConsumeLoop`).
+    group_instance_id: str | None
     input_topics: tuple[str, ...]
     dead_letter_topic: str
     offset_reset: str
@@ -167,6 +171,7 @@ class ConsumeLoop:
         self.bootstrap = options.bootstrap
         self.group_id = options.group_id
         self.client_id = options.client_id
+        self.group_instance_id = options.group_instance_id
         self.input_topics = options.input_topics
         self.offset_reset = options.offset_reset
         self.max_poll_records = options.max_poll_records
@@ -230,6 +235,7 @@ class ConsumeLoop:
             self.client_id,
             offset_reset=self.offset_reset,
             max_poll_records=self.max_poll_records,
+            group_instance_id=self.group_instance_id,
         )
         listener = kafka_io.make_listener(
             self._on_revoked, self._on_assigned, self._on_lost, lambda: self.consumer
@@ -317,6 +323,8 @@ class ConsumeLoop:
                     batch = self.consumer.poll(
                         timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records
                     )
+                except FencedInstanceIdError:  # a newer process holds this identity: give way
+                    raise FencedMemberError(self.group_instance_id or "?", self.group_id) from None
                 except Exception as exc:  # the library could not fetch or parse: never a reason to stop
                     self._on_poll_error(exc)
                     continue

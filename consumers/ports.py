@@ -63,3 +63,10 @@ class ConsumerPort(Protocol):
     def commit_async(self, offsets: Any = None, callback: Any = None) -> Any: ...
 
     def close(self) -> None: ...
+
+
+ConsumerFactory = Callable[..., ConsumerPort]
+"""``(bootstrap, group_id, client_id, *, offset_reset, max_poll_records, group_instance_id)``
+-> a consumer (:func:`consumers.kafka_io.new_consumer`)."""
+ProducerFactory = Callable[[str, str], ProducerPort]
+"""``(bootstrap, client_id)`` -> a producer (:func:`consumers.kafka_io.new_producer`)."""

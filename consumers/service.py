@@ -99,7 +99,7 @@ from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offse
 from consumers.measure import LaunchBook
 from consumers.metrics import AllyMetrics
 from consumers.policy_filter import ReleaseCheck
-from consumers.ports import ConsumerPort, ProducerPort
+from consumers.ports import ConsumerFactory, ProducerFactory
 from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
@@ -154,8 +154,6 @@ class Plausibility:
     max_age_s: float | None = None
 
 
-ConsumerFactory = Callable[..., ConsumerPort]
-ProducerFactory = Callable[[str, str], ProducerPort]
 #: ``(bootstrap, topic, per_partition, total=...)`` -> ``(append_ms, partition, offset, event_id)``
 #: of the topic's last records (:func:`consumers.kafka_io.read_tail_event_ids`).
 TailReader = Callable[..., list[tuple[int, int, int, UUID]]]
@@ -217,12 +215,15 @@ class AllyService:
         ack_timeout_s: float = 30.0,
         settings: Settings | None = None,
         topology: str | None = None,
+        static_member: bool = False,
     ) -> None:
         self.ally = _parse_ally(ally)
         self.bootstrap = bootstrap
         self.group_id = group_id or default_group_id(self.ally)
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{next(_instance_counter)}"
         self.client_id = f"trilink-ally-{self.ally.value.lower()}-{_SAFE_ID.sub('_', self.instance_id)}"
+        #: A static member (``static_member``) joins its group as its client id: see ConsumeLoop.
+        self.group_instance_id = self.client_id if static_member else None
         # Where discovery writes the target file (state_dir), the default HTTP host, the topology.
         self._settings = settings if settings is not None else get_settings()
         #: direct: the shared warning topics; hub: only this ally's feed (written by the US hub).

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
+from kafka.errors import FencedInstanceIdError
 
-from consumers.errors import ChannelDeliveryError
+from consumers.errors import ChannelDeliveryError, FencedMemberError
 from consumers.service import AllyService, Plausibility
 from schemas import encode_event, kafka_headers, message_key
 from schemas.headers import SENT_NS_HEADER
@@ -540,3 +541,51 @@ def test_after_a_poll_with_several_records_the_next_waits_for_the_poll_linger(tm
     assert gap_after[1] < 0.1
     empty_gaps = [b[0] - a[0] for a, b in itertools.pairwise(log) if not a[1]]
     assert empty_gaps and min(empty_gaps) < 0.1
+
+
+@pytest.mark.parametrize("static_member", [True, False])
+def test_a_static_member_joins_as_its_client_id_and_stops_when_fenced(
+    tmp_path: Path, static_member: bool
+) -> None:
+    """A fleet's services are static members (consumers/fleet.py): a process started again
+    after a crash takes the dead one's place at once. Should two processes share the identity,
+    the broker fences the older one, which stops (typed) instead of polling on against it."""
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0), event_record(1)])
+    consumer.poll_error = lambda position: (
+        FencedInstanceIdError("a newer member") if static_member and position >= 2 else None
+    )
+    joined_as: dict[str, Any] = {}
+
+    def factory(*args: Any, **kwargs: Any) -> FakeConsumer:
+        joined_as.update(kwargs)
+        return consumer
+
+    service = AllyService(
+        "US",
+        "fake:9092",
+        instance_id="fleet-1",
+        http_port=None,
+        commit_interval_s=0.01,
+        flush_timeout_s=0.5,
+        consumer_factory=factory,
+        producer_factory=lambda *a: producer,
+        acknowledge=False,
+        rebuild_dedup=False,
+        settings=Settings(state_dir=tmp_path / "state", bootstrap=None),
+        static_member=static_member,
+    )
+    service.start()
+    try:
+        assert service.wait_ready(5)
+        assert joined_as["group_instance_id"] == (service.client_id if static_member else None)
+        wait_for(lambda: len(sent_to(producer, service.output_topic)) == 2)
+        if static_member:
+            wait_for(lambda: not service.running)
+            assert isinstance(service.error, FencedMemberError)
+            assert service.error.reason == "fenced" and service.client_id in service.error.message
+        else:
+            time.sleep(0.2)
+            assert service.running and service.error is None
+    finally:
+        service.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaAdminClient
 
 from consumers.dlq import ALLY_HEADER, REASON_HEADER, SOURCE_HEADER
 from consumers.fleet import HUB, AllyFleet
@@ -37,6 +38,7 @@ from trilink.latency import decode_sent_ns
 from trilink.monitoring.contract import exposition_problems
 from trilink.monitoring.discovery import HUB_JOB, target_file
 from trilink.monitoring.names import HUB_FAMILIES
+from trilink.platform.clients import admin_config
 from trilink.platform.topics import feed_role, ingest_role
 from trilink.runtime import PINNED_ROLES
 from trilink.settings import Settings, get_settings
@@ -269,6 +271,14 @@ def test_nothing_lost_across_a_hub_kill_9(kafka_bootstrap: str, tmp_path: Path, 
         time.sleep(0.5)
         fleet.start_hub()
         assert_pinned(fleet)  # the restarted hub is placed as the first one was
+        # It took the dead one's place as the same static member: its group holds one member,
+        # under the hub's client id (a new dynamic member waited out the dead one's session).
+        admin: Any = KafkaAdminClient(**admin_config(kafka_bootstrap, "test-hub-kill-admin"))
+        try:
+            members = admin.describe_groups([fleet.hub_group_id])[fleet.hub_group_id]["members"]
+        finally:
+            admin.close()
+        assert [m["group_instance_id"] for m in members] == [f"trilink-hub-hubkill-{run}"]
         sender.join(60)
         producer.close()
         for nation in ALL:
