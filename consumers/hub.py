@@ -357,6 +357,7 @@ class HubService:
         consumer_factory: ConsumerFactory | None = None,
         producer_factory: ProducerFactory | None = None,
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
+        leave_group: Callable[[str, str, str, str], None] | None = None,
         settings: Settings | None = None,
         static_member: bool = False,
     ) -> None:
@@ -432,6 +433,7 @@ class HubService:
             consumer_factory=consumer_factory,
             producer_factory=producer_factory or self._new_producer,
             locate_unparseable=locate_unparseable,
+            leave_group=leave_group,
             dead_letter_ally=HUB_DLQ_ALLY,
             dead_letter_counter=self.ledger,
             dead_letter_reasons=HUB_DLQ_REASONS,

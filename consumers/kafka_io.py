@@ -16,7 +16,7 @@ from uuid import UUID
 from schemas.headers import CE_ID_HEADER
 from trilink.errors import PlatformError
 from trilink.latency import LOG_APPEND_TIME as LOG_APPEND_TIME  # noqa: PLC0414  # re-exported: kafka_io.LOG_APPEND_TIME
-from trilink.platform.clients import consumer_config, producer_config
+from trilink.platform.clients import admin_config, consumer_config, producer_config
 from trilink.waiting import wait_until
 
 Offsets = dict[tuple[str, int], int]
@@ -298,6 +298,25 @@ def read_tail_event_ids(
         return out
     finally:
         consumer.close()
+
+
+def leave_group(bootstrap: str, group_id: str, group_instance_id: str, client_id: str) -> None:
+    """Take a static member out of its group (LeaveGroup by ``group_instance_id``, as the
+    service's own principal, which may read its group), so its partitions go to the others at
+    once. kafka-python's ``close`` leaves for dynamic members only: a static member's partitions
+    would wait for its session to expire. Raises what the admin client raises."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import MemberToRemove
+    from kafka.errors import NoError, UnknownMemberIdError
+
+    admin: Any = KafkaAdminClient(**admin_config(bootstrap, client_id))
+    try:
+        member = MemberToRemove(group_instance_id=group_instance_id, reason="the service stopped")
+        for error in admin.remove_group_members(group_id, [member]).values():
+            if error not in (NoError, UnknownMemberIdError):  # not a member any more: nothing to do
+                raise error(f"leaving group {group_id} as {group_instance_id}")
+    finally:
+        admin.close()
 
 
 def locate_unparseable(

@@ -163,6 +163,7 @@ class ConsumeLoop:
         producer_factory: Callable[[str, str], ProducerPort] | None = None,
         consumer_factory: Callable[..., ConsumerPort] | None = None,
         locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
+        leave_group: Callable[[str, str, str, str], None] | None = None,
         rejoin_after_s: float | None = None,
         from_beginning: bool = False,
     ) -> None:
@@ -188,6 +189,7 @@ class ConsumeLoop:
         self._consumer_factory = consumer_factory or kafka_io.new_consumer
         self._producer_factory = producer_factory or kafka_io.new_producer
         self._locate_unparseable = locate_unparseable or kafka_io.locate_unparseable
+        self._leave_group = leave_group or kafka_io.leave_group
         self._dead_letter = (options.dead_letter_topic, dead_letter_ally, dead_letter_counter)
         self._dead_letter_reasons = dead_letter_reasons
 
@@ -370,6 +372,24 @@ class ConsumeLoop:
             log.exception("%s: final commit failed", self.who)
         finally:
             self.close_clients()
+        if commit and self.group_instance_id is not None:
+            self._leave()
+
+    def _leave(self) -> None:
+        """A static member that stops cleanly leaves its group itself (kafka-python's ``close``
+        does not), so the partitions go to the group's other members at once. A crashed process
+        never gets here (its successor takes its place), nor does a fenced one (its identity is
+        a newer process's now)."""
+        assert self.group_instance_id is not None
+        try:
+            self._leave_group(self.bootstrap, self.group_id, self.group_instance_id, self.client_id)
+        except Exception as exc:
+            log.warning(
+                "%s: leaving group %s failed (its partitions move when the session expires): %r",
+                self.who,
+                self.group_id,
+                exc,
+            )
 
     def _process_batch(self, batch: Batch, received_ns: int) -> None:
         """Hand one poll's records to the service; they become committable once their checkpoint

@@ -556,6 +556,7 @@ def test_a_static_member_joins_as_its_client_id_and_stops_when_fenced(
         FencedInstanceIdError("a newer member") if static_member and position >= 2 else None
     )
     joined_as: dict[str, Any] = {}
+    left: list[tuple[str, str, str, str]] = []
 
     def factory(*args: Any, **kwargs: Any) -> FakeConsumer:
         joined_as.update(kwargs)
@@ -574,6 +575,7 @@ def test_a_static_member_joins_as_its_client_id_and_stops_when_fenced(
         rebuild_dedup=False,
         settings=Settings(state_dir=tmp_path / "state", bootstrap=None),
         static_member=static_member,
+        leave_group=lambda *identity: left.append(identity),
     )
     service.start()
     try:
@@ -589,3 +591,25 @@ def test_a_static_member_joins_as_its_client_id_and_stops_when_fenced(
             assert service.running and service.error is None
     finally:
         service.stop()
+    assert left == []  # fenced: its identity is the newer process's; dynamic: close() left
+
+
+def test_a_static_member_that_stops_cleanly_leaves_its_group(tmp_path: Path) -> None:
+    """kafka-python's close() sends no LeaveGroup for a static member: the service sends it, so
+    the partitions of a stopped instance go to the others at once."""
+    producer = FakeProducer()
+    consumer = FakeConsumer(producer, [event_record(0)])
+    left: list[tuple[str, str, str, str]] = []
+    service = start(
+        tmp_path,
+        consumer,
+        producer,
+        instance_id="fleet-2",
+        static_member=True,
+        leave_group=lambda *identity: left.append(identity),
+    )
+    try:
+        wait_for(lambda: consumer.committed_ == 1)
+    finally:
+        service.stop()
+    assert left == [("fake:9092", service.group_id, service.client_id, service.client_id)]
