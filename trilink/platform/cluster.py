@@ -20,10 +20,9 @@ from typing import Any
 
 from trilink.errors import BrokerNotReadyError, PlatformError
 from trilink.platform import security
-from trilink.platform import security as security_module
 from trilink.platform.clients import admin_config
 from trilink.platform.distribution import LOG4J_CONFIG, KafkaDistribution, locate
-from trilink.platform.security import ClientSecurity, SecurityMaterial
+from trilink.platform.security import ClientSecurity, SecurityMaterial, login_check
 from trilink.platform.state import STATE_FILE, ClusterState, NodeState, load_cluster_state, pid_runs_broker
 from trilink.platform.topics import load_topic_file
 from trilink.processes import terminate
@@ -419,7 +418,7 @@ def describe_brokers(
             )
         )
     except Exception:
-        security_module.login_check(bootstrap, sec)  # a refused login says so, typed
+        login_check(bootstrap, sec)  # a refused login says so, typed
         raise
     try:
         brokers: list[dict[str, Any]] = admin.describe_cluster()["brokers"]
