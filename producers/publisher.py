@@ -93,8 +93,9 @@ def for_run(
         )
         payload: Any = event.payload
         updates: dict[str, Any] = {}
+        fields = type(payload).model_fields  # (a getattr that misses costs pydantic an exception)
         for name in ("launch_time", "impact_time"):
-            value = getattr(payload, name, None)
+            value = getattr(payload, name) if name in fields else None
             if isinstance(value, datetime):
                 updates[name] = value + shift
         if isinstance(payload, Alert) and payload.references:
