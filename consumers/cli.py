@@ -13,6 +13,14 @@ from typing import Any
 
 from consumers.dedup import DEFAULT_CAPACITY
 from consumers.sse import DEFAULT_QUEUE_SIZE
+from trilink.errors import ConfigError
+
+_STATIC_HELP = (
+    "join the consumer group as a static member named by --instance-id (required): a "
+    "supervisor that restarts this process after a crash (systemd, Kubernetes) gets its "
+    "partitions back at once, not after the dead process's 10 s session; a clean stop leaves "
+    "the group"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +50,7 @@ def register(subparsers: Any) -> None:
         "--instance-id", default=None, help="name of this instance (audit file name, client id)"
     )
     parser.add_argument("--group", default=None, help="consumer group (default trilink-ally-<ally>)")
+    parser.add_argument("--static", action="store_true", help=_STATIC_HELP)
     parser.add_argument(
         "--from-beginning",
         action="store_true",
@@ -79,6 +88,7 @@ def register(subparsers: Any) -> None:
     hub.add_argument("--no-http", action="store_true", help="serve no HTTP")
     hub.add_argument("--group", default=None, help="consumer group (default trilink-hub)")
     hub.add_argument("--instance-id", default=None, help="name of this instance (client id)")
+    hub.add_argument("--static", action="store_true", help=_STATIC_HELP)
     hub.add_argument(
         "--route-on-headers",
         action="store_true",
@@ -91,10 +101,18 @@ def register(subparsers: Any) -> None:
     hub.set_defaults(handler=hub_handler)
 
 
+def _static_member(args: argparse.Namespace) -> bool:
+    """``--static``, checked: a static identity must survive a restart, so it is never made up."""
+    if args.static and not args.instance_id:
+        raise ConfigError("static_needs_instance_id", "--static needs --instance-id (the member's identity)")
+    return bool(args.static)
+
+
 def hub_handler(args: argparse.Namespace) -> int:
     from consumers.hub import HubService
     from trilink.platform.state import bootstrap_servers
 
+    static_member = _static_member(args)
     service = HubService(
         bootstrap_servers(),
         group_id=args.group,
@@ -102,6 +120,7 @@ def hub_handler(args: argparse.Namespace) -> int:
         http_port=None if args.no_http else args.http_port,
         verify_body=not args.route_on_headers,
         offset_reset="earliest" if args.from_earliest else "latest",
+        static_member=static_member,
     )
     mode = "headers" if args.route_on_headers else "decoded body"
     return _serve_until_signalled(
@@ -118,6 +137,7 @@ def handler(args: argparse.Namespace) -> int:
     from consumers.service import AllyService
     from trilink.platform.state import bootstrap_servers
 
+    static_member = _static_member(args)
     service = AllyService(
         args.ally,
         bootstrap_servers(),
@@ -128,6 +148,7 @@ def handler(args: argparse.Namespace) -> int:
         from_beginning=args.from_beginning,
         dedup_capacity=args.dedup_window,
         sse_queue_size=args.sse_queue,
+        static_member=static_member,
     )
 
     def banner() -> str:
