@@ -50,9 +50,13 @@ if str(REPO) not in sys.path:
 
 from trilink.latency import percentile_of_sorted  # noqa: E402
 from trilink.platform.clients import consumer_config, producer_config  # noqa: E402
+from trilink.platform.topics import load_topic_file  # noqa: E402
 from trilink.settings import get_settings  # noqa: E402
 
-PARTITIONS = 3  # deploy/topics.toml: every topic that carries warnings
+#: As deploy/topics.toml declares the topics that carry warnings (the shared one stands for all).
+PARTITIONS = next(
+    t.partitions for t in load_topic_file(get_settings().topics_file).topics if t.role == "warnings"
+)
 KEYS = 64
 RELAY_HEADER = "bench_relay_received_ns"  # one per relay, in path order
 

@@ -47,7 +47,7 @@ import socket
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from uuid import UUID
@@ -71,7 +71,7 @@ from consumers.errors import (
 from consumers.ledger import HOP_TABLE_HEADER, LatencyFigures, hop_line
 from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offset_reset
 from consumers.policy_filter import ReleaseCheck
-from consumers.ports import ConsumerFactory, ProducerFactory
+from consumers.ports import ConsumerFactory, GroupLeaver, ProducerFactory, UnparseableLocator
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
 from schemas.headers import (
@@ -356,8 +356,8 @@ class HubService:
         unhealthy_poll_age_s: float = 15.0,
         consumer_factory: ConsumerFactory | None = None,
         producer_factory: ProducerFactory | None = None,
-        locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
-        leave_group: Callable[[str, str, str, str], None] | None = None,
+        locate_unparseable: UnparseableLocator | None = None,
+        leave_group: GroupLeaver | None = None,
         settings: Settings | None = None,
         static_member: bool = False,
     ) -> None:

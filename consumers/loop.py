@@ -34,7 +34,7 @@ from kafka.errors import FencedInstanceIdError
 from consumers import kafka_io
 from consumers.channels import Checkpoint, DeadLetterCounter, DeadLetters, skip_unparseable
 from consumers.errors import UNEXPECTED_REASON, ChannelDeliveryError, FencedMemberError
-from consumers.ports import ConsumerPort, ProducerPort
+from consumers.ports import ConsumerFactory, GroupLeaver, ProducerFactory, UnparseableLocator
 from trilink.errors import ConfigError, DeserializationError
 from trilink.monitoring.discovery import announce, withdraw
 from trilink.pacing import linger_after_poll
@@ -160,10 +160,10 @@ class ConsumeLoop:
         dead_letter_ally: str,
         dead_letter_counter: DeadLetterCounter,
         dead_letter_reasons: Collection[str],
-        producer_factory: Callable[[str, str], ProducerPort] | None = None,
-        consumer_factory: Callable[..., ConsumerPort] | None = None,
-        locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
-        leave_group: Callable[[str, str, str, str], None] | None = None,
+        producer_factory: ProducerFactory | None = None,
+        consumer_factory: ConsumerFactory | None = None,
+        locate_unparseable: UnparseableLocator | None = None,
+        leave_group: GroupLeaver | None = None,
         rejoin_after_s: float | None = None,
         from_beginning: bool = False,
     ) -> None:

@@ -70,3 +70,9 @@ ConsumerFactory = Callable[..., ConsumerPort]
 -> a consumer (:func:`consumers.kafka_io.new_consumer`)."""
 ProducerFactory = Callable[[str, str], ProducerPort]
 """``(bootstrap, client_id)`` -> a producer (:func:`consumers.kafka_io.new_producer`)."""
+UnparseableLocator = Callable[[str, str, int, int], "tuple[int, str] | None"]
+"""``(bootstrap, topic, partition, offset)`` -> where reading can go on past a batch the library
+cannot parse, and why (:func:`consumers.kafka_io.locate_unparseable`)."""
+GroupLeaver = Callable[[str, str, str, str], None]
+"""``(bootstrap, group_id, group_instance_id, client_id)``: a static member leaves its group
+(:func:`consumers.kafka_io.leave_group`)."""

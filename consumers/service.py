@@ -99,7 +99,7 @@ from consumers.loop import ConsumeLoop, LoopHooks, PrometheusTarget, check_offse
 from consumers.measure import LaunchBook
 from consumers.metrics import AllyMetrics
 from consumers.policy_filter import ReleaseCheck
-from consumers.ports import ConsumerFactory, ProducerFactory
+from consumers.ports import ConsumerFactory, GroupLeaver, ProducerFactory, UnparseableLocator
 from consumers.sse import DEFAULT_QUEUE_SIZE, SseHub
 from schemas import decode_event, parse_headers
 from schemas.errors import BadHeaderError
@@ -209,8 +209,8 @@ class AllyService:
         plausibility: Plausibility | None = None,
         consumer_factory: ConsumerFactory | None = None,
         producer_factory: ProducerFactory | None = None,
-        locate_unparseable: Callable[[str, str, int, int], tuple[int, str] | None] | None = None,
-        leave_group: Callable[[str, str, str, str], None] | None = None,
+        locate_unparseable: UnparseableLocator | None = None,
+        leave_group: GroupLeaver | None = None,
         read_tail: TailReader | None = None,
         acknowledge: bool = True,
         ack_timeout_s: float = 30.0,

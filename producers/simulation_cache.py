@@ -157,13 +157,14 @@ def _row(record: object) -> tuple[float, bytes]:
 
 
 def _write(path: Path, key: str, events: Iterable[ScheduledEvent]) -> bool:
-    rows = [(item.emit_offset_s, encode_event(item.event)) for item in events]
+    records: list[dict[str, Any]] = [
+        {"emit_offset_s": item.emit_offset_s, "event": encode_event(item.event)} for item in events
+    ]
     metadata = {
         "trilink.key": key,
-        "trilink.digest": _digest(rows),
+        "trilink.digest": _digest((r["emit_offset_s"], r["event"]) for r in records),
         "trilink.fingerprint": str(writer_fingerprint()),
     }
-    records: list[dict[str, Any]] = [{"emit_offset_s": offset, "event": blob} for offset, blob in rows]
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
